@@ -1,0 +1,113 @@
+"""Versioned request/response models (pydantic) for the validator <-> miner protocol.
+
+Endpoints (all requests signed with btauth/1, see `protocol.auth`):
+  POST /v1/train                    TrainRequest -> 202 TrainAccepted
+  GET  /v1/contribution?round=R     -> 200 safetensors bytes (ContributionMeta in its metadata)
+                                       202 not ready yet, 404 unknown round
+  GET  /v1/info                     -> InfoResponse
+Validators serve checkpoints:
+  GET  /v1/checkpoint/latest        -> CheckpointInfo
+  GET  /v1/checkpoint/{sha256}      -> safetensors bytes of that checkpoint
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from protocol.version import PROTOCOL_VERSION, is_compatible
+
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    protocol_version: str = PROTOCOL_VERSION
+
+    @field_validator("protocol_version")
+    @classmethod
+    def _compatible(cls, value: str) -> str:
+        if not is_compatible(value):
+            raise ValueError(f"protocol version {value} is not compatible with {PROTOCOL_VERSION}")
+        return value
+
+
+class UnitOfWork(BaseModel):
+    """What part of the model a miner trains: the whole model, or one shard of a scheme."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["full", "shard"] = "full"
+    scheme: str = "full"
+    index: int = Field(default=0, ge=0, le=4096)
+    count: int = Field(default=1, ge=1, le=4096)
+
+
+class TrainRequest(_Message):
+    """A round's work order for one miner. Everything in it can be recomputed from the chain."""
+
+    netuid: int = Field(ge=0, le=65535)
+    round_index: int = Field(ge=0)
+    round_block: int = Field(ge=0)
+    seed: str = Field(pattern=HEX64, description="sha256(round block hash, round index), hex")
+    base_checkpoint: str = Field(pattern=HEX64, description="sha256 of the checkpoint to start from")
+    dataset: str = Field(pattern=HEX64, description="hash of the tokenized page store both sides use")
+    model_preset: str = Field(max_length=64)
+    checkpoint_url: str = Field(max_length=512, description="where the base checkpoint is served")
+    unit: UnitOfWork = UnitOfWork()
+    pages: list[int] = Field(max_length=4096, description="the miner's assigned data pages")
+    inner_steps: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(ge=1, le=4096)
+    learning_rate: float = Field(gt=0, le=1.0)
+    deadline_block: int = Field(ge=0)
+    deadline_unix: float = Field(gt=0, description="wall clock seconds by which to be done")
+
+    @field_validator("checkpoint_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("checkpoint_url must be an http(s) URL")
+        return value
+
+
+class TrainAccepted(_Message):
+    round_index: int
+    status: Literal["accepted", "already_training", "done"]
+
+
+class ContributionMeta(_Message):
+    """Metadata carried inside the contribution's safetensors header (all values strings there)."""
+
+    netuid: int
+    round_index: int
+    base_checkpoint: str = Field(pattern=HEX64)
+    hotkey: str = Field(min_length=40, max_length=64)
+    unit: UnitOfWork = UnitOfWork()
+    tokens_trained: int = Field(ge=0)
+    inner_steps: int = Field(ge=0)
+    loss_first: float
+    loss_last: float
+    train_seconds: float = Field(ge=0)
+    compression: str = Field(max_length=128, description="codec id and parameters")
+
+
+class InfoResponse(_Message):
+    hotkey: str
+    version: str
+    device: str
+    capacity_gb: float = Field(ge=0, description="memory the miner can spend on training")
+    model_preset: str
+    behaviour: str = "honest"
+
+
+class CheckpointInfo(_Message):
+    round_index: int
+    sha256: str = Field(pattern=HEX64)
+    size_bytes: int = Field(ge=0)
+    model_preset: str
+    vocab_size: int = Field(ge=1)
+
+
+class ErrorResponse(BaseModel):
+    detail: str

