@@ -1,0 +1,60 @@
+"""Scoring, outlier/duplicate checks, score EMA -> weights, and aggregation.
+
+Pure functions over decoded pseudo-gradients (dict[str, Tensor], delta = base - trained) and
+per-sequence loss vectors. Imports torch and the standard library only: never the chain,
+bittensor or networking code.
+"""
+
+from template.validation.aggregation import aggregate, clip_to_norms, median_norm_clip, median_tensor_norms
+from template.validation.checks import (
+    DuplicateFinding,
+    delta_norm,
+    find_duplicates,
+    is_empty,
+    non_finite,
+    norm_outlier,
+    payload_problem,
+    similarity_matrices,
+    wrong_shape,
+)
+from template.validation.score_ema import ScoreBook, ScoreEntry
+from template.validation.scoring import (
+    CHECK_ORDER,
+    AssignmentTest,
+    CheckOutcome,
+    Contribution,
+    GainStats,
+    ScoreReport,
+    ScoringConfig,
+    assigned_vs_random,
+    paired_gain,
+    score_round,
+)
+
+__all__ = [
+    "CHECK_ORDER",
+    "AssignmentTest",
+    "CheckOutcome",
+    "Contribution",
+    "DuplicateFinding",
+    "GainStats",
+    "ScoreBook",
+    "ScoreEntry",
+    "ScoreReport",
+    "ScoringConfig",
+    "aggregate",
+    "assigned_vs_random",
+    "clip_to_norms",
+    "delta_norm",
+    "find_duplicates",
+    "is_empty",
+    "median_norm_clip",
+    "median_tensor_norms",
+    "non_finite",
+    "norm_outlier",
+    "paired_gain",
+    "payload_problem",
+    "score_round",
+    "similarity_matrices",
+    "wrong_shape",
+]

@@ -1,0 +1,230 @@
+"""The main job: a local subnet on the embedded simulated chain, with real training.
+
+Starts simnet, creates wallets, creates and starts the subnet, registers and stakes one
+validator, registers five miners (three honest, one that sends all-zero updates, one that
+copies another miner's update), runs each as its own process for N rounds, then prints and
+writes what happened: per-miner scores, incentive and emission read back from the chain, and
+the global model's held-out loss per round.
+
+    python scripts/run_local_subnet.py --out runs/demo            # defaults: 8 rounds, tiny preset
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from loguru import logger  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+
+from scripts.local_summary import MinerRow, render_summary, write_outputs  # noqa: E402
+from template.chain import bootstrap  # noqa: E402
+from template.chain.client import open_client, start_simnet_process, wait_until_ready  # noqa: E402
+
+BEHAVIOURS = ["honest", "honest", "honest", "zero", "copy"]
+
+
+@dataclass
+class Neuron:
+    name: str
+    role: str
+    behaviour: str
+    wallet: object
+    port: int
+    state_dir: Path
+    process: subprocess.Popen | None = None
+    uid: int = -1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="", help="write summary.json, plots and logs here (default: runs/<time>)")
+    p.add_argument("--rounds", type=int, default=8, help="training rounds to run")
+    p.add_argument("--preset", default="tiny", help="model preset")
+    p.add_argument("--block-time", type=float, default=0.25, help="simnet seconds per block")
+    p.add_argument("--round-blocks", type=int, default=72, help="blocks per round")
+    p.add_argument("--train-blocks", type=int, default=48, help="blocks from round start to the miners' deadline")
+    p.add_argument("--inner-steps", type=int, default=0, help="inner steps per round (0: the preset's)")
+    p.add_argument("--pages-per-miner", type=int, default=0, help="pages per miner per round (0: the preset's)")
+    p.add_argument("--tempo", type=int, default=10, help="subnet tempo in blocks")
+    p.add_argument("--kill-miner", default="", help="chaos: NAME@ROUND kills that miner after that round")
+    p.add_argument("--wandb.off", dest="wandb_off", action="store_true", help="no wandb runs")
+    p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "deai"), help="corpus/tokenizer cache")
+    return p.parse_args(argv)
+
+
+async def setup_chain(args, workdir: Path, neurons: list[Neuron], sim_url: str) -> int:
+    wallets = workdir / "wallets"
+    alice = bootstrap.DevWallet("//Alice")
+    owner = bootstrap.create_wallet(wallets, "owner")
+    client = await open_client("sim", sim_url).connect()
+    try:
+        await bootstrap.fund(client, alice, owner.coldkeypub.ss58_address, 5_000)
+        for neuron in neurons:
+            await bootstrap.fund(client, alice, neuron.wallet.coldkeypub.ss58_address, 1_000)
+        netuid = await bootstrap.create_subnet(client, owner)
+        await bootstrap.configure_local_subnet(client, netuid, owner, alice,
+                                               weights_rate_limit=max(1, args.round_blocks // 2), tempo=args.tempo)
+        for neuron in neurons:
+            neuron.uid = await bootstrap.register(client, neuron.wallet, netuid)
+            logger.info("registered {} as uid {}", neuron.name, neuron.uid)
+        validator = next(n for n in neurons if n.role == "validator")
+        await bootstrap.add_stake(client, validator.wallet, netuid, 500)
+        await client.wait_for_epoch(netuid)  # permits are assigned at the epoch
+        return netuid
+    finally:
+        await client.close()
+
+
+def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Path, victim: Neuron | None) -> list[str]:
+    wallet_flags = ["--wallet.name", neuron.wallet.name, "--wallet.hotkey", neuron.wallet.hotkey_str,
+                    "--wallet.path", str(workdir / "wallets")]
+    common = ["--netuid", str(netuid), "--subtensor.network", "sim", "--subtensor.chain_endpoint", sim_url,
+              "--axon.ip", "127.0.0.1", "--axon.port", str(neuron.port), "--neuron.state_dir", str(neuron.state_dir),
+              "--neuron.cache_dir", args.cache_dir, "--data.preset", args.preset, "--no-neuron.register",
+              *wallet_flags]
+    if neuron.role == "validator":
+        flags = ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks),
+                 "--round.max_rounds", str(args.rounds), "--round.inner_steps", str(args.inner_steps),
+                 "--round.pages_per_miner", str(args.pages_per_miner)]
+        if args.wandb_off:
+            flags.append("--wandb.off")
+        return [sys.executable, "-m", "neurons.validator", *common, *flags]
+    flags = ["--miner.behaviour", neuron.behaviour]
+    if neuron.behaviour == "copy":
+        flags += ["--miner.copy_from_dir", str(victim.state_dir)]
+    return [sys.executable, "-m", "neurons.miner", *common, *flags]
+
+
+def start(neuron: Neuron, command: list[str], logs: Path) -> None:
+    log = (logs / f"{neuron.name}.log").open("w")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    neuron.process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                      start_new_session=True)
+
+
+def stop(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def rounds_done(validator: Neuron) -> list[dict]:
+    path = validator.state_dir / "rounds.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console) -> list[dict]:
+    kill_name, _, kill_round = args.kill_miner.partition("@")
+    killed = False
+    deadline = time.monotonic() + 60 + args.rounds * args.round_blocks * args.block_time * 3
+    progress = Progress(TextColumn("[bold]rounds"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
+    with progress:
+        task = progress.add_task("starting", total=args.rounds)
+        while True:
+            records = rounds_done(validator)
+            if records:
+                last = records[-1]
+                progress.update(task, completed=len(records),
+                                description=f"held-out loss {last['heldout_loss_after']:.3f}, "
+                                            f"accepted {len(last['accepted'])}")
+            if kill_name and not killed and len(records) >= int(kill_round or 1):
+                victim = next(m for m in miners if m.name == kill_name)
+                os.killpg(victim.process.pid, signal.SIGKILL)
+                killed = True
+                console.log(f"chaos: killed {victim.name} (uid {victim.uid}) after round {len(records)}")
+            if len(records) >= args.rounds or validator.process.poll() is not None:
+                return records
+            if time.monotonic() > deadline:
+                raise TimeoutError("rounds did not finish in time; see the logs")
+            time.sleep(0.5)
+
+
+async def read_chain_outcome(sim_url: str, netuid: int) -> dict[int, dict]:
+    client = await open_client("sim", sim_url).connect()
+    try:
+        await client.wait_for_epoch(netuid)  # incentive/emission of weights set in the last round
+        graph = await client.subnets.metagraph(netuid, commitments=False)
+        return {n.uid: {"incentive": float(n.incentive), "emission": float(n.emission.rao) / 1e9,
+                        "hotkey": n.hotkey} for n in graph.neurons}
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    workdir = Path(args.out or REPO / "runs" / time.strftime("local-%Y%m%d-%H%M%S")).resolve()
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    logger.remove()
+    logger.add(sys.stderr, level="INFO", format="<green>{time:HH:mm:ss}</green> runner {message}")
+    logger.add(logs / "runner.log", level="DEBUG")
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    started = time.monotonic()
+    sim = start_simnet_process(workdir / "simnet.sqlite", sim_port, args.block_time,
+                               log_path=logs / "simnet.log")
+    neurons: list[Neuron] = []
+    try:
+        wait_until_ready(sim_url, timeout=60)
+        wallets = workdir / "wallets"
+        neurons.append(Neuron("validator", "validator", "validator", bootstrap.create_wallet(wallets, "validator"),
+                              free_port(), workdir / "validator"))
+        for i, behaviour in enumerate(BEHAVIOURS):
+            name = f"miner{i}-{behaviour}"
+            neurons.append(Neuron(name, "miner", behaviour, bootstrap.create_wallet(wallets, name), free_port(),
+                                  workdir / name))
+        console.log(f"simnet at {sim_url}; creating the subnet")
+        netuid = asyncio.run(setup_chain(args, workdir, neurons, sim_url))
+        validator, miners = neurons[0], neurons[1:]
+        victim = miners[0]
+        for neuron in neurons:
+            start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim), logs)
+        console.log(f"subnet {netuid}: validator uid {validator.uid}, miners "
+                    + ", ".join(f"{m.name}=uid{m.uid}" for m in miners))
+        records = watch_rounds(args, validator, miners, console)
+        validator.process.wait(timeout=120)
+        outcome = asyncio.run(read_chain_outcome(sim_url, netuid))
+    finally:
+        for neuron in neurons:
+            stop(neuron.process)
+        stop(sim)
+    rows = [MinerRow(uid=m.uid, hotkey=m.wallet.hotkey.ss58_address, behaviour=m.behaviour,
+                     incentive=outcome[m.uid]["incentive"], emission=outcome[m.uid]["emission"])
+            for m in miners]
+    summary = write_outputs(workdir, records, rows, validator.state_dir, not args.wandb_off,
+                            seconds=time.monotonic() - started)
+    render_summary(console, summary)
+    console.log(f"wrote {workdir / 'summary.json'} (logs in {logs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The validator's public HTTP API: checkpoints (anyone may fetch and verify them) and info."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
+
+from protocol.messages import CheckpointInfo
+
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def create_checkpoint_app(checkpoint_dir: Path, latest: Callable[[], CheckpointInfo | None]) -> FastAPI:
+    app = FastAPI(title="deai validator")
+
+    @app.get("/v1/checkpoint/latest")
+    async def get_latest() -> CheckpointInfo:
+        info = latest()
+        if info is None:
+            raise HTTPException(404, "no checkpoint yet")
+        return info
+
+    @app.get("/v1/checkpoint/{digest}")
+    async def get_checkpoint(digest: str) -> FileResponse:
+        if not _HASH.match(digest):
+            raise HTTPException(400, "checkpoint id must be a lowercase sha256 hex digest")
+        path = checkpoint_dir / f"{digest}.safetensors"
+        if not path.exists():
+            raise HTTPException(404, f"unknown checkpoint {digest[:12]}")
+        return FileResponse(path, media_type="application/octet-stream")
+
+    return app

@@ -1,0 +1,105 @@
+"""Miner lifecycle: register, serve the axon, answer validators, keep the permit list fresh."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+
+import bittensor as bt
+from loguru import logger
+
+from protocol.auth import RequestVerifier
+from protocol.messages import InfoResponse, TrainRequest
+from protocol.version import PROTOCOL_VERSION
+from template.base.http_server import BackgroundServer
+from template.base.miner_app import create_miner_app
+from template.base.miner_worker import MinerWorker
+from template.base.workload import Workload, pick_device
+from template.chain.neuron_chain import NeuronChain
+from template.config import Config, expand
+from template.training.assignment import assigned_pages
+from template.utils.logging import setup_logging
+
+
+class PermitList:
+    """Hotkeys allowed to call this miner: registered validators with a permit and stake.
+    Replaced wholesale on refresh, so readers in the HTTP threads never see a half update."""
+
+    def __init__(self):
+        self.hotkeys: frozenset[str] = frozenset()
+        self.stale = threading.Event()
+
+    def policy(self, hotkey: str) -> str | None:
+        if hotkey in self.hotkeys:
+            return None
+        self.stale.set()  # maybe a validator that just got its permit: refresh soon
+        return f"{hotkey} is not a registered validator with a permit on this subnet"
+
+
+def published_ip(config: Config) -> str:
+    if config.axon.external_ip:
+        return config.axon.external_ip
+    return "127.0.0.1" if config.axon.ip in ("0.0.0.0", "::") else config.axon.ip
+
+
+async def run_miner(config: Config) -> None:
+    state_dir = expand(config.neuron.state_dir)
+    setup_logging(f"miner:{config.wallet.hotkey}", config.logging.debug, state_dir / "logs")
+    wallet = bt.Wallet(name=config.wallet.name, hotkey=config.wallet.hotkey, path=str(expand(config.wallet.path)))
+    keypair = wallet.hotkey
+    chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
+                              config.netuid).connect()
+    uid = await chain.ensure_registered(config.neuron.register)
+    workload = Workload.build(config.data, expand(config.neuron.cache_dir), torch_threads=config.neuron.torch_threads)
+    device = pick_device(config.neuron.device)
+    worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
+                         expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device)
+
+    def check_assignment(order: TrainRequest) -> str | None:
+        if order.dataset != workload.dataset_id:
+            return f"dataset mismatch: validator uses {order.dataset[:12]}, this miner {workload.dataset_id[:12]}"
+        if order.model_preset != workload.preset_name:
+            return f"model preset mismatch: validator uses {order.model_preset}, this miner {workload.preset_name}"
+        expected = assigned_pages(bytes.fromhex(order.seed), keypair.ss58_address, workload.pages.train_ids,
+                                  len(order.pages))
+        if list(order.pages) != expected:
+            return "pages do not match the public assignment for this round seed and hotkey"
+        return None
+
+    permits = PermitList()
+    info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION, device=str(device),
+                        capacity_gb=config.miner.capacity_gb or workload.capacity_gb(device),
+                        model_preset=workload.preset_name, behaviour=config.miner.behaviour)
+    verifier = RequestVerifier(keypair.ss58_address, permits.policy)
+    app = create_miner_app(worker, verifier, config.netuid, check_assignment, info)
+    server = BackgroundServer(app, config.axon.ip, config.axon.port).start()
+    await chain.serve_axon(published_ip(config), config.axon.external_port or config.axon.port)
+    logger.info("miner uid {} ({}) serving on {}:{}", uid, config.miner.behaviour, published_ip(config), config.axon.port)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=worker.run, args=(stop,), name="trainer", daemon=True).start()
+    try:
+        await refresh_permits_until(stop, chain, permits)
+    finally:
+        server.stop()
+        await chain.close()
+        logger.info("miner stopped")
+
+
+async def refresh_permits_until(stop: threading.Event, chain: NeuronChain, permits: PermitList,
+                                every: float = 12.0) -> None:
+    last = 0.0
+    while not stop.is_set():
+        if time.monotonic() - last > every or (permits.stale.is_set() and time.monotonic() - last > 1.0):
+            try:
+                graph = await chain.metagraph()
+                permits.hotkeys = frozenset(n.hotkey for n in graph.permitted_validators())
+                permits.stale.clear()
+                logger.debug("permitted validators: {}", len(permits.hotkeys))
+            except Exception as exc:  # the chain being briefly unreachable must not end the miner
+                logger.warning("metagraph refresh failed: {}", exc)
+            last = time.monotonic()
+        await asyncio.sleep(0.25)

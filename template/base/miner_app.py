@@ -1,0 +1,76 @@
+"""The miner's HTTP API: /v1/train, /v1/contribution, /v1/info.
+
+Only registered validators holding a permit may ask for work or fetch contributions; every
+refusal is a 4xx with the reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, RequestVerifier
+from protocol.limits import MAX_TRAIN_REQUEST_BYTES
+from protocol.messages import InfoResponse, TrainAccepted, TrainRequest
+from template.base.http_server import authenticate, read_body
+from template.base.miner_worker import MinerWorker
+
+
+def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int,
+                     check_assignment: Callable[[TrainRequest], str | None], info: InfoResponse) -> FastAPI:
+    app = FastAPI(title="deai miner", version=info.version)
+
+    @app.post("/v1/train", status_code=202)
+    async def train(request: Request) -> TrainAccepted:
+        body = await read_body(request, MAX_TRAIN_REQUEST_BYTES)
+        authenticate(verifier, request, body)
+        try:
+            order = TrainRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise HTTPException(400, f"invalid train request: {_first_error(exc)}") from exc
+        if order.netuid != netuid:
+            raise HTTPException(400, f"wrong subnet: this miner serves netuid {netuid}, got {order.netuid}")
+        problem = check_assignment(order)
+        if problem is not None:
+            raise HTTPException(409, problem)
+        status = worker.submit(order)
+        return TrainAccepted(round_index=order.round_index, status=status)
+
+    @app.get("/v1/contribution")
+    async def contribution(request: Request, round: int, wait: float = 0.0) -> Response:
+        """`wait` seconds (at most 10) of long-polling: answers the moment the work is done,
+        so the validator sees true finishing order (it decides who copied whom)."""
+        authenticate(verifier, request, b"")
+        waited_until = time.monotonic() + min(max(wait, 0.0), 10.0)
+        while worker.outbox.get(round) is None and time.monotonic() < waited_until:
+            outcome = worker.outcome(round)
+            if outcome is None or outcome.status == "failed":
+                break
+            await asyncio.sleep(0.05)
+        found = worker.outbox.get(round)
+        if found is not None:
+            body, signature = found
+            return Response(body, media_type="application/octet-stream",
+                            headers={HEADER_CONTRIBUTION_SIGNATURE: signature})
+        outcome = worker.outcome(round)
+        if outcome is None:
+            raise HTTPException(404, f"no work for round {round}")
+        if outcome.status == "failed":
+            raise HTTPException(410, f"round {round} failed: {outcome.detail}")
+        return JSONResponse({"round_index": round, "status": outcome.status}, status_code=202)
+
+    @app.get("/v1/info")
+    async def get_info() -> InfoResponse:
+        return info
+
+    return app
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
+    return f"{where}: {err.get('msg')}"

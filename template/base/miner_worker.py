@@ -1,0 +1,192 @@
+"""The miner's work for one round: fetch the base checkpoint, train, compress, sign, store.
+
+One worker thread takes train requests in order. Each finished contribution is written to the
+outbox on disk (so a restart loses nothing and any permitted validator can fetch it), with the
+error-feedback residual saved beside it.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import torch
+from loguru import logger
+
+from protocol.auth import sign_contribution
+from protocol.limits import MAX_CHECKPOINT_BYTES, MAX_CONTRIBUTION_BYTES
+from protocol.messages import ContributionMeta, TrainRequest
+from protocol.payload import decode_tensors, encode_tensors
+from template.base.workload import Workload
+from template.training.checkpoint import load_checkpoint_bytes, load_checkpoint, save_checkpoint, state_hash
+from template.training.compression import compress
+from template.training.inner_loop import pseudo_gradient, train_inner
+
+
+@dataclass
+class Outcome:
+    status: str  # queued | training | done | failed
+    detail: str = ""
+
+
+class CheckpointCache:
+    """Base checkpoints by hash; fetched over HTTP and verified before use."""
+
+    def __init__(self, directory: Path, timeout: float = 60.0):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+
+    def get(self, url: str, expected_hash: str) -> dict[str, torch.Tensor]:
+        path = self.directory / f"{expected_hash}.safetensors"
+        if path.exists():
+            return load_checkpoint(path)
+        with httpx.Client(timeout=self.timeout) as client:
+            response = client.get(url)
+        if response.status_code != 200:
+            raise RuntimeError(f"checkpoint fetch from {url} answered {response.status_code}")
+        if len(response.content) > MAX_CHECKPOINT_BYTES:
+            raise RuntimeError("checkpoint exceeds the size limit")
+        state = load_checkpoint_bytes(response.content)
+        got = state_hash(state)
+        if got != expected_hash:
+            raise RuntimeError(f"checkpoint hash mismatch: expected {expected_hash[:12]}, got {got[:12]}")
+        save_checkpoint(path, state)
+        self._prune(keep=path)
+        return state
+
+    def _prune(self, keep: Path, max_files: int = 3) -> None:
+        files = sorted(self.directory.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-max_files]:
+            if old != keep:
+                old.unlink(missing_ok=True)
+
+
+class Outbox:
+    """Finished contributions on disk: `round-R.safetensors` plus its hotkey signature."""
+
+    def __init__(self, directory: Path, keep_rounds: int = 8):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.keep_rounds = keep_rounds
+
+    def path(self, round_index: int) -> Path:
+        return self.directory / f"round-{round_index}.safetensors"
+
+    def put(self, round_index: int, body: bytes, signature: str) -> None:
+        tmp = self.path(round_index).with_suffix(".tmp")
+        tmp.write_bytes(body)
+        self.path(round_index).with_suffix(".sig").write_text(signature)
+        tmp.replace(self.path(round_index))  # body last: its presence means complete
+        for old in sorted(self.directory.glob("round-*.safetensors"))[:-self.keep_rounds]:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".sig").unlink(missing_ok=True)
+
+    def get(self, round_index: int) -> tuple[bytes, str] | None:
+        path = self.path(round_index)
+        if not path.exists():
+            return None
+        return path.read_bytes(), path.with_suffix(".sig").read_text()
+
+
+class MinerWorker:
+    def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
+                 device: torch.device):
+        self.keypair = keypair
+        self.hotkey = keypair.ss58_address
+        self.workload = workload
+        self.behaviour = behaviour
+        self.device = device
+        self.copy_from = Outbox(copy_from_dir / "outbox") if copy_from_dir else None
+        self.checkpoints = CheckpointCache(state_dir / "checkpoints")
+        self.outbox = Outbox(state_dir / "outbox")
+        self.residual_path = state_dir / "residual.safetensors"
+        self.jobs: queue.Queue[TrainRequest] = queue.Queue()
+        self.outcomes: dict[int, Outcome] = {}
+        self.lock = threading.Lock()
+
+    def submit(self, request: TrainRequest) -> str:
+        with self.lock:
+            if self.outbox.get(request.round_index) is not None:
+                return "done"
+            if request.round_index in self.outcomes:
+                return "already_training"
+            self.outcomes[request.round_index] = Outcome("queued")
+        self.jobs.put(request)
+        return "accepted"
+
+    def outcome(self, round_index: int) -> Outcome | None:
+        if self.outbox.get(round_index) is not None:
+            return Outcome("done")
+        with self.lock:
+            return self.outcomes.get(round_index)
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                request = self.jobs.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if time.time() > request.deadline_unix:
+                self._set(request.round_index, Outcome("failed", "deadline passed before the job started"))
+                continue
+            self._set(request.round_index, Outcome("training"))
+            try:
+                body = self._contribution(request)
+                self.outbox.put(request.round_index, body, sign_contribution(self.keypair, body))
+                self._set(request.round_index, Outcome("done"))
+            except Exception as exc:  # one bad round must not end the miner
+                logger.exception("round {} failed: {}", request.round_index, exc)
+                self._set(request.round_index, Outcome("failed", str(exc)))
+
+    def _set(self, round_index: int, outcome: Outcome) -> None:
+        with self.lock:
+            self.outcomes[round_index] = outcome
+            for old in [r for r in self.outcomes if r < round_index - 16]:
+                del self.outcomes[old]
+
+    def _contribution(self, request: TrainRequest) -> bytes:
+        if self.behaviour == "copy":
+            return self._copied(request)
+        started = time.monotonic()
+        base = self.checkpoints.get(request.checkpoint_url, request.base_checkpoint)
+        model = self.workload.model_from(base, self.device)
+        tokens = self.workload.pages.tokens[request.pages]
+        if self.behaviour == "zero":
+            delta = {name: torch.zeros_like(t, dtype=torch.float32) for name, t in base.items()}
+            stats = None
+        else:
+            stats = train_inner(model, tokens, steps=request.inner_steps, batch_size=request.batch_size,
+                                lr=request.learning_rate, deadline=request.deadline_unix - 1.0,
+                                seed=int(request.seed[:8], 16))
+            delta = pseudo_gradient(base, model)
+        residual = load_checkpoint(self.residual_path) if self.residual_path.exists() else None
+        update, residual = compress(delta, residual, self.workload.compression)
+        save_checkpoint(self.residual_path, residual)
+        meta = ContributionMeta(
+            netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
+            hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
+            inner_steps=stats.steps if stats else 0, loss_first=stats.loss_first if stats else 0.0,
+            loss_last=stats.loss_last if stats else 0.0, train_seconds=time.monotonic() - started,
+            compression=self.workload.compression_id,
+        )
+        if stats:
+            logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s",
+                        request.round_index, stats.steps, stats.loss_first, stats.loss_last,
+                        stats.tokens / max(stats.seconds, 1e-9))
+        return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
+
+    def _copied(self, request: TrainRequest) -> bytes:
+        """Freeloader: replay another miner's contribution for this round as its own."""
+        while time.time() < request.deadline_unix:
+            found = self.copy_from.get(request.round_index)
+            if found is not None:
+                tensors, meta = decode_tensors(found[0], MAX_CONTRIBUTION_BYTES)
+                meta = dict(meta or {}, hotkey=self.hotkey)
+                logger.info("round {}: copied {} bytes from another miner", request.round_index, len(found[0]))
+                return encode_tensors(tensors, meta)
+            time.sleep(0.2)
+        raise RuntimeError("nothing to copy before the deadline")

@@ -1,0 +1,112 @@
+"""From the bytes miners sent to score reports and the aggregated update: the validator's
+torch-side work for one round, with no networking and no chain."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from loguru import logger
+from pydantic import ValidationError
+
+from protocol.limits import MAX_CONTRIBUTION_BYTES
+from protocol.messages import ContributionMeta
+from protocol.payload import PayloadError, decode_tensors
+from template.training.assignment import control_pages, heldout_pages
+from template.training.compression import CompressedUpdate, CompressionConfig, MalformedUpdate, decompress
+from template.training.evaluation import applied_delta, per_sequence_loss
+from template.training.pages import PageStore
+from template.validation.aggregation import aggregate
+from template.validation.scoring import Contribution, ScoreReport, ScoringConfig, score_round
+
+
+@dataclass
+class Received:
+    """What one miner sent this round (or why nothing usable came)."""
+
+    uid: int
+    hotkey: str
+    assigned: list[int]
+    body: bytes | None
+    arrival_index: int
+    failure: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.body).hexdigest() if self.body is not None else ""
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    netuid: int
+    round_index: int
+    base_checkpoint: str
+    eval_seed: bytes
+
+
+def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str, tuple[int, ...]],
+                        compression: CompressionConfig) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+    """The dense delta, or None and the reason it cannot be used."""
+    if received.body is None:
+        return None, received.failure or "no contribution"
+    try:
+        tensors, raw_meta = decode_tensors(received.body, MAX_CONTRIBUTION_BYTES)
+        meta = ContributionMeta.model_validate(raw_meta or {})
+    except PayloadError as exc:
+        return None, f"malformed payload: {exc}"
+    except ValidationError as exc:
+        return None, f"malformed metadata: {exc.errors()[0].get('msg')}"
+    if meta.hotkey != received.hotkey:
+        return None, f"metadata names hotkey {meta.hotkey[:10]}, sent by {received.hotkey[:10]}"
+    if meta.round_index != ctx.round_index:
+        return None, f"round {meta.round_index} expected {ctx.round_index}"
+    if meta.base_checkpoint != ctx.base_checkpoint:
+        return None, f"trained from checkpoint {meta.base_checkpoint[:12]}, expected {ctx.base_checkpoint[:12]}"
+    if meta.netuid != ctx.netuid:
+        return None, f"netuid {meta.netuid} expected {ctx.netuid}"
+    try:
+        update = CompressedUpdate.from_tensors(tensors, shapes, compression)
+        return decompress(update, shapes), None
+    except MalformedUpdate as exc:
+        return None, f"malformed update: {exc}"
+
+
+def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tensor], received: list[Received],
+                        ctx: RoundContext, pages: PageStore, compression: CompressionConfig,
+                        scoring: ScoringConfig, heldout_count: int, control_count: int
+                        ) -> tuple[dict[str, ScoreReport], dict[str, dict[str, torch.Tensor]]]:
+    """Score every contribution; returns the reports and the decoded deltas of the accepted."""
+    shapes = {name: tuple(t.shape) for name, t in base_state.items()}
+    heldout = pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, heldout_count))
+    contributions, deltas = [], {}
+    for item in received:
+        delta, problem = decode_contribution(item, ctx, shapes, compression)
+        if delta is not None:
+            deltas[item.hotkey] = delta
+        assigned_sample = heldout_pages(ctx.eval_seed, item.assigned, min(control_count, len(item.assigned)))
+        control = control_pages(ctx.eval_seed, item.hotkey, pages.train_ids, item.assigned, control_count)
+        contributions.append(Contribution(
+            hotkey=item.hotkey, uid=item.uid, delta=delta, arrival_index=item.arrival_index,
+            rejected_reason=problem, assigned_tokens=pages.pages(assigned_sample), control_tokens=pages.pages(control)))
+
+    def loss_fn(delta, scale, tokens):
+        if delta is None:
+            return per_sequence_loss(model, tokens)
+        with applied_delta(model, delta, scale):
+            return per_sequence_loss(model, tokens)
+
+    reports = score_round(contributions, loss_fn, scoring, heldout_tokens=heldout, expected_shapes=shapes)
+    accepted = {hk: deltas[hk] for hk, report in reports.items() if report.accepted}
+    return reports, accepted
+
+
+def aggregate_in_arrival_order(accepted: dict[str, dict[str, torch.Tensor]], reports: dict[str, ScoreReport]
+                               ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
+    """Fixed order (arrival, then hotkey) so a replay sums in the same order, bit for bit."""
+    order = sorted(accepted, key=lambda hk: (reports[hk].arrival_index, hk))
+    if not order:
+        return order, None
+    merged = aggregate([accepted[hk] for hk in order])
+    if merged is None:
+        logger.info("fewer accepted contributions than the aggregation minimum: model unchanged")
+    return order, merged

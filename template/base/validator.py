@@ -1,0 +1,348 @@
+"""Validator lifecycle: rounds on the chain's clock, scoring, weights, and (as lead) the outer step.
+
+The validator orchestrates; the decisions live in pure functions (`template.validation`,
+`template.base.round_scoring`). State is saved after every round and resumed on restart.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import bittensor as bt
+import httpx
+import torch
+from loguru import logger
+
+from protocol.messages import CheckpointInfo, TrainRequest, UnitOfWork
+from protocol.version import WEIGHTS_VERSION_KEY
+from template.audit.round_record import RoundRecord, append_record
+from template.base.checkpoint_app import create_checkpoint_app
+from template.base.http_server import BackgroundServer
+from template.base.miner_client import MinerClient, MinerEndpoint, Reply
+from template.base.miner import published_ip
+from template.base.round_schedule import RoundWindow, next_round, round_at
+from template.base.round_scoring import Received, RoundContext, aggregate_in_arrival_order, score_contributions
+from template.base.workload import Workload, initial_seed, pick_device
+from template.chain.neuron_chain import MetagraphView, NeuronChain
+from template.config import Config, expand
+from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
+from template.training.checkpoint import load_checkpoint, load_checkpoint_bytes, save_checkpoint, state_hash
+from template.training.evaluation import per_sequence_loss
+from template.training.model import load_model_state, model_state
+from template.training.outer_step import apply_outer_step
+from template.utils.logging import setup_logging
+from template.utils.wandb_run import WandbRun, open_run
+from template.validation.score_ema import ScoreBook
+from template.validation.scoring import ScoringConfig
+
+GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
+
+
+@dataclass
+class ValidatorState:
+    last_round: int = -1
+    checkpoint: str = ""
+    last_weights_block: int = 0
+    scores_json: str = ""
+    heldout_history: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> "ValidatorState":
+        if not path.exists():
+            return cls()
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:
+            backup = path.with_suffix(".corrupt")
+            path.replace(backup)
+            logger.error("state file unreadable ({}); moved to {} and starting fresh", exc, backup)
+            return cls()
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(path)
+
+
+class Validator:
+    def __init__(self, config: Config, chain: NeuronChain, workload: Workload, state_dir: Path, run: WandbRun):
+        self.config = config
+        self.chain = chain
+        self.workload = workload
+        self.rounds = config.round
+        self.plan = workload.round_plan(config.round)
+        self.state_dir = state_dir
+        self.checkpoint_dir = state_dir / "checkpoints"
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.state_path = state_dir / "validator_state.json"
+        self.state = ValidatorState.load(self.state_path)
+        self.scores = ScoreBook.from_json(self.state.scores_json) if self.state.scores_json else \
+            ScoreBook(alpha=config.validator.ema_alpha)
+        self.device = pick_device(config.neuron.device)
+        self.model = workload.initial_model(initial_seed(config.netuid), self.device)
+        self.run = run
+        self.scoring = ScoringConfig()
+        self.global_eval = workload.pages.pages(
+            heldout_pages(GLOBAL_EVAL_SEED, workload.pages.heldout_ids, config.round.global_eval_pages))
+        self.miners = MinerClient(chain.wallet.hotkey, timeout=config.validator.query_timeout + 6.0)
+        self.base_url = ""
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def ensure_checkpoint(self) -> None:
+        path = self.checkpoint_dir / f"{self.state.checkpoint}.safetensors"
+        if self.state.checkpoint and path.exists():
+            load_model_state(self.model, load_checkpoint(path))
+            logger.info("resumed at round {} from checkpoint {}", self.state.last_round, self.state.checkpoint[:12])
+            return
+        self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, model_state(self.model))
+        loss = self.global_loss()
+        self.state.heldout_history.append({"round": -1, "heldout_loss": loss})
+        logger.info("initial checkpoint {} (held-out loss {:.4f})", self.state.checkpoint[:12], loss)
+
+    def latest_info(self) -> CheckpointInfo | None:
+        if not self.state.checkpoint:
+            return None
+        path = self.checkpoint_dir / f"{self.state.checkpoint}.safetensors"
+        return CheckpointInfo(round_index=self.state.last_round, sha256=self.state.checkpoint,
+                              size_bytes=path.stat().st_size if path.exists() else 0,
+                              model_preset=self.workload.preset_name, vocab_size=self.workload.vocab_size)
+
+    def global_loss(self) -> float:
+        return float(per_sequence_loss(self.model, self.global_eval).mean())
+
+    async def sync_from_lead(self, lead_url: str) -> None:
+        """A non-lead validator scores against the lead's checkpoint: fetch and verify it."""
+        async with httpx.AsyncClient(timeout=60) as http:
+            info = CheckpointInfo.model_validate((await http.get(f"{lead_url}/v1/checkpoint/latest")).json())
+            if info.sha256 == self.state.checkpoint:
+                return
+            state = load_checkpoint_bytes((await http.get(f"{lead_url}/v1/checkpoint/{info.sha256}")).content)
+        if state_hash(state) != info.sha256:
+            raise RuntimeError("lead's checkpoint does not match its announced hash")
+        save_checkpoint_by_hash(self.checkpoint_dir, state)
+        load_model_state(self.model, state)
+        self.state.checkpoint = info.sha256
+        logger.info("synced checkpoint {} from the lead", info.sha256[:12])
+
+    # --- rounds ------------------------------------------------------------------------------
+    def lead_of(self, graph: MetagraphView) -> tuple[bool, str]:
+        me = self.chain.hotkey
+        choice = self.config.validator.lead
+        if choice == "self":
+            return True, self.base_url
+        candidates = sorted((n for n in graph.permitted_validators() if n.axon),
+                            key=lambda n: (-n.stake_rao, n.uid))
+        if choice != "auto":
+            candidates = [n for n in candidates if n.hotkey == choice]
+        if not candidates or candidates[0].hotkey == me:
+            return True, self.base_url
+        return False, f"http://{candidates[0].axon}"
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        self.ensure_checkpoint()
+        done = 0
+        while not stop.is_set():
+            block = await self.chain.block()
+            window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks,
+                                join_slack_blocks=self.rounds.train_blocks // 4)
+            if window.index <= self.state.last_round:
+                window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
+            await self.chain.wait_for_block(window.start_block)
+            try:
+                await self.run_round(window)
+            except Exception as exc:  # a broken round is logged; the next one starts on time
+                logger.exception("round {} failed: {}", window.index, exc)
+            done += 1
+            if self.rounds.max_rounds and done >= self.rounds.max_rounds:
+                logger.info("reached --round.max_rounds {}", self.rounds.max_rounds)
+                break
+
+    async def run_round(self, window: RoundWindow) -> None:
+        t0 = time.monotonic()
+        graph = await self.chain.metagraph()
+        is_lead, lead_url = self.lead_of(graph)
+        if not is_lead:
+            await self.sync_from_lead(lead_url)
+        seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
+        miners = [MinerEndpoint(n.uid, n.hotkey, f"http://{n.axon}") for n in graph.neurons
+                  if n.axon and n.hotkey != self.chain.hotkey]
+        assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
+                                                self.plan.pages_per_miner) for m in miners}
+        deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
+        if is_lead:
+            await self.send_work(window, seed, miners, assignments, deadline_unix, lead_url)
+        received = await self.collect(window, miners, assignments, deadline_unix)
+        await self.chain.wait_for_block(window.eval_block)
+        ctx = RoundContext(self.config.netuid, window.index, self.state.checkpoint,
+                           eval_seed(await self.chain.block_hash(window.eval_block)))
+        base_state = model_state(self.model)
+        reports, accepted = await asyncio.to_thread(
+            score_contributions, self.model, base_state, received, ctx, self.workload.pages,
+            self.workload.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages)
+        uids = {m.hotkey: m.uid for m in miners}
+        self.scores.update({hk: r.score for hk, r in reports.items()}, uids)
+        loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
+        record = RoundRecord(
+            netuid=self.config.netuid, round_index=window.index, start_block=window.start_block, seed=seed.hex(),
+            eval_block=window.eval_block, base_checkpoint=self.state.checkpoint, new_checkpoint=self.state.checkpoint,
+            outer_lr=self.rounds.outer_lr, assignments=assignments,
+            contributions={r.hotkey: r.digest for r in received if r.body is not None},
+            scores={hk: r.score for hk, r in reports.items()}, heldout_loss_before=loss_before)
+        if is_lead:
+            await asyncio.to_thread(self.outer_step, accepted, reports, record)
+        record.heldout_loss_after = await asyncio.to_thread(self.global_loss)
+        self.state.heldout_history.append({"round": window.index, "heldout_loss": record.heldout_loss_after})
+        digest = append_record(self.state_dir / "rounds.jsonl", record)
+        if is_lead:
+            await self.chain.commit_hash(digest, note=f"r{window.index} ckpt {self.state.checkpoint[:16]}")
+        weights_set = await self.maybe_set_weights(uids)
+        self.state.last_round = window.index
+        self.state.scores_json = self.scores.to_json()
+        self.state.save(self.state_path)
+        self.report_round(window, reports, record, weights_set, time.monotonic() - t0)
+
+    async def send_work(self, window: RoundWindow, seed: bytes, miners: list[MinerEndpoint],
+                        assignments: dict[str, list[int]], deadline_unix: float, my_url: str) -> None:
+        def order(miner: MinerEndpoint) -> TrainRequest:
+            return TrainRequest(
+                netuid=self.config.netuid, round_index=window.index, round_block=window.start_block, seed=seed.hex(),
+                base_checkpoint=self.state.checkpoint, dataset=self.workload.dataset_id,
+                model_preset=self.workload.preset_name,
+                checkpoint_url=f"{my_url}/v1/checkpoint/{self.state.checkpoint}", unit=UnitOfWork(),
+                pages=assignments[miner.hotkey], inner_steps=self.plan.inner_steps, batch_size=self.plan.batch_size,
+                learning_rate=self.plan.learning_rate, deadline_block=window.deadline_block,
+                deadline_unix=deadline_unix)
+
+        replies = await asyncio.gather(*(self.miners.send_work(m, order(m)) for m in miners))
+        for miner, reply in zip(miners, replies):
+            if reply.status != "ok":
+                logger.warning("round {}: uid {} did not take the work: {} {}", window.index, miner.uid,
+                               reply.status, reply.detail)
+
+    async def collect(self, window: RoundWindow, miners: list[MinerEndpoint], assignments: dict[str, list[int]],
+                      deadline_unix: float) -> list[Received]:
+        """Long-poll every miner until its contribution arrives or the deadline passes; record
+        arrival order (the duplicate check gives the earlier of two near-identical updates)."""
+        arrivals: list[str] = []
+        results: dict[str, Reply] = {}
+
+        async def poll(miner: MinerEndpoint) -> None:
+            while True:
+                remaining = deadline_unix + 2.0 - time.time()  # a little grace for the transfer
+                if remaining <= 0:
+                    results[miner.hotkey] = Reply("late", "no contribution by the deadline")
+                    return
+                reply = await self.miners.fetch_contribution(miner, window.index, wait=min(5.0, remaining))
+                if reply.status == "ok":
+                    arrivals.append(miner.hotkey)
+                    results[miner.hotkey] = reply
+                    return
+                if reply.status in ("refused", "unreachable"):
+                    results[miner.hotkey] = reply
+                    if reply.status == "unreachable":
+                        await asyncio.sleep(1.0)  # maybe restarting: retry until the deadline
+                        continue
+                    if reply.detail.startswith(("404", "410", "403")):
+                        return
+                await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(poll(m) for m in miners))
+        order = {hk: i for i, hk in enumerate(arrivals)}
+        received = []
+        for miner in miners:
+            reply = results.get(miner.hotkey, Reply("late"))
+            if reply.status != "ok":
+                logger.warning("round {}: uid {} sent nothing: {} {}", window.index, miner.uid, reply.status,
+                               reply.detail)
+            received.append(Received(uid=miner.uid, hotkey=miner.hotkey, assigned=assignments[miner.hotkey],
+                                     body=reply.body if reply.status == "ok" else None,
+                                     arrival_index=order.get(miner.hotkey, len(miners) + miner.uid),
+                                     failure=None if reply.status == "ok" else f"{reply.status}: {reply.detail}"))
+        return received
+
+    def outer_step(self, accepted: dict, reports: dict, record: RoundRecord) -> None:
+        order, merged = aggregate_in_arrival_order(accepted, reports)
+        record.accepted = order
+        if merged is None:
+            return
+        new_state = apply_outer_step(model_state(self.model), merged, self.rounds.outer_lr)
+        load_model_state(self.model, new_state)
+        self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, new_state)
+        record.new_checkpoint = self.state.checkpoint
+
+    async def maybe_set_weights(self, uids: dict[str, int]) -> bool:
+        block = await self.chain.block()
+        if block - self.state.last_weights_block < await self.chain.weights_rate_limit():
+            return False
+        weights = self.scores.weights(uids)
+        if not weights:
+            return False
+        if await self.chain.set_weights(weights, WEIGHTS_VERSION_KEY):
+            self.state.last_weights_block = block
+            return True
+        return False
+
+    def report_round(self, window: RoundWindow, reports: dict, record: RoundRecord, weights_set: bool,
+                     seconds: float) -> None:
+        accepted = [r for r in reports.values() if r.accepted]
+        logger.info("round {} | held-out loss {:.4f} | accepted {}/{} | weights {} | {:.1f}s", window.index,
+                    record.heldout_loss_after, len(accepted), len(reports), "set" if weights_set else "kept", seconds)
+        for report in reports.values():
+            logger.info("  uid {:>3} score {:.4f} ema {:.4f} {}", report.uid, report.score,
+                        self.scores.ema(report.hotkey), report.reason)
+            logger.debug("  uid {} details {}", report.uid, json.dumps(report.to_dict()))
+        with (self.state_dir / "scores.jsonl").open("a") as handle:
+            handle.write(json.dumps({"round": window.index,
+                                     "reports": {hk: r.to_dict() for hk, r in reports.items()}}) + "\n")
+        metrics = {"round": window.index, "heldout_loss": record.heldout_loss_after, "accepted": len(accepted),
+                   "contributions": len(reports), "round_seconds": seconds}
+        metrics.update({f"score/uid{r.uid}": r.score for r in reports.values()})
+        metrics.update({f"ema/uid{r.uid}": self.scores.ema(r.hotkey) for r in reports.values()})
+        self.run.log(metrics, step=window.index)
+
+
+def save_checkpoint_by_hash(directory: Path, state: dict[str, torch.Tensor]) -> str:
+    digest = state_hash(state)
+    path = directory / f"{digest}.safetensors"
+    if not path.exists():
+        save_checkpoint(path, state)
+    return digest
+
+
+async def run_validator(config: Config) -> None:
+    state_dir = expand(config.neuron.state_dir)
+    setup_logging(f"validator:{config.wallet.hotkey}", config.logging.debug, state_dir / "logs")
+    wallet = bt.Wallet(name=config.wallet.name, hotkey=config.wallet.hotkey, path=str(expand(config.wallet.path)))
+    chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
+                              config.netuid).connect()
+    uid = await chain.ensure_registered(config.neuron.register)
+    workload = Workload.build(config.data, expand(config.neuron.cache_dir), torch_threads=config.neuron.torch_threads)
+    run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"validator-uid{uid}",
+                   f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
+    validator = Validator(config, chain, workload, state_dir, run)
+    server = BackgroundServer(create_checkpoint_app(validator.checkpoint_dir, validator.latest_info),
+                              config.axon.ip, config.axon.port).start()
+    port = config.axon.external_port or config.axon.port
+    validator.base_url = f"http://{published_ip(config)}:{port}"
+    await chain.serve_axon(published_ip(config), port)
+    logger.info("validator uid {} serving checkpoints at {}", uid, validator.base_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = asyncio.create_task(validator.run_forever(stop))
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    runner.cancel()
+    stopper.cancel()
+    validator.state.save(validator.state_path)
+    await validator.miners.close()
+    server.stop()
+    run.finish()
+    await chain.close()
+    logger.info("validator stopped")

@@ -1,0 +1,65 @@
+"""Page assignment from chain data: pure sha256 ranking that anyone can recompute.
+
+Each candidate page gets the key sha256(seed | domain | hotkey | page_id); a draw takes the
+`count` smallest keys. No RNG state, no Python `random`: the same inputs give the same pages on
+every machine and in every language.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterable, Sequence
+
+
+def _block_hash_bytes(block_hash: str) -> bytes:
+    h = block_hash.strip().lower()
+    h = h[2:] if h.startswith("0x") else h
+    try:
+        return bytes.fromhex(h)
+    except ValueError as exc:
+        raise ValueError(f"block hash must be hex, got {block_hash!r}") from exc
+
+
+def round_seed(block_hash: str, round_index: int) -> bytes:
+    """s_r = sha256("deai/round" | block_hash | round_index), 32 bytes."""
+    if round_index < 0:
+        raise ValueError(f"round_index must be >= 0, got {round_index}")
+    payload = b"deai/round|" + _block_hash_bytes(block_hash) + round_index.to_bytes(8, "big")
+    return hashlib.sha256(payload).digest()
+
+
+def eval_seed(block_hash: str) -> bytes:
+    """e_r from a block hash after the round's deadline (unknown to miners while they train)."""
+    return hashlib.sha256(b"deai/eval|" + _block_hash_bytes(block_hash)).digest()
+
+
+def _ranked(seed: bytes, domain: str, hotkey: str, ids: Iterable[int], count: int) -> list[int]:
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    prefix = hashlib.sha256(seed + b"|" + domain.encode() + b"|" + hotkey.encode() + b"|")
+
+    def key(page_id: int) -> bytes:
+        h = prefix.copy()
+        h.update(int(page_id).to_bytes(8, "big"))
+        return h.digest()
+
+    return heapq.nsmallest(count, {int(i) for i in ids}, key=key)
+
+
+def assigned_pages(seed: bytes, hotkey: str, train_ids: Sequence[int], count: int) -> list[int]:
+    """The training pages a hotkey must train on this round (at most `count`, no repeats)."""
+    return _ranked(seed, "assign", hotkey, train_ids, count)
+
+
+def heldout_pages(eval_seed: bytes, heldout_ids: Sequence[int], count: int) -> list[int]:
+    """Held-out pages for scoring this round; drawn from the validator-only split."""
+    return _ranked(eval_seed, "heldout", "", heldout_ids, count)
+
+
+def control_pages(eval_seed: bytes, hotkey: str, train_ids: Sequence[int],
+                  exclude: Iterable[int], count: int) -> list[int]:
+    """Random training pages not assigned to this hotkey: the control side of the
+    assigned-vs-random test."""
+    excluded = {int(i) for i in exclude}
+    return _ranked(eval_seed, "control", hotkey, (i for i in train_ids if int(i) not in excluded),
+                   count)

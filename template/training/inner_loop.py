@@ -1,0 +1,111 @@
+"""The miner's inner loop: H AdamW steps on its assigned pages, then the pseudo-gradient."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from loguru import logger
+
+from template.training.model import autocast_context
+
+
+@dataclass
+class InnerStats:
+    loss_first: float
+    loss_last: float
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+def causal_lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over a [B, T] batch of token ids."""
+    logits = model(input_ids=batch).logits
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                           batch[:, 1:].reshape(-1))
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int, final_lr_frac: float) -> float:
+    """Linear warmup, then cosine decay to lr * final_lr_frac at the last step."""
+    if warmup > 0 and step < warmup:
+        return lr * (step + 1) / warmup
+    span = max(1, steps - warmup - 1)
+    progress = min(1.0, (step - warmup) / span)
+    return lr * (final_lr_frac + (1 - final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_order(num_pages: int, steps: int, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """Page indices per step: reshuffled passes over all pages (several passes expected)."""
+    gen = torch.Generator().manual_seed(seed)
+    need = steps * batch_size
+    order: list[torch.Tensor] = []
+    while sum(len(o) for o in order) < need:
+        order.append(torch.randperm(num_pages, generator=gen))
+    flat = torch.cat(order)[:need]
+    return list(flat.view(steps, batch_size))
+
+
+def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                    betas: tuple[float, float]) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    # Decay matrices only; norms and other vectors are left alone (standard LM practice).
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    fused = all(p.is_cuda for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_size: int,
+                lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
+                warmup: int = 0, seed: int = 0, final_lr_frac: float = 0.1,
+                grad_clip: float = 1.0) -> InnerStats:
+    """Train `model` in place for `steps` AdamW steps over the pages `tokens` [N, T]."""
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
+    device = next(model.parameters()).device
+    tokens = tokens.to(device)
+    batch_size = min(batch_size, tokens.shape[0])
+    opt = _make_optimizer(model, lr, weight_decay, betas)
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    t0 = time.perf_counter()
+    loss_first = loss_last = float("nan")
+    for step, idx in enumerate(batch_order(tokens.shape[0], steps, batch_size, seed)):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, steps, lr, warmup, final_lr_frac)
+        with autocast_context(device):
+            loss = causal_lm_loss(model, tokens[idx.to(device)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        loss_last = float(loss.detach())
+        if step == 0:
+            loss_first = loss_last
+    seconds = time.perf_counter() - t0
+    stats = InnerStats(loss_first, loss_last, steps * batch_size * tokens.shape[1], seconds)
+    logger.debug(f"inner: {steps} steps x {batch_size} x {tokens.shape[1]} on {tokens.shape[0]} "
+                 f"pages, loss {loss_first:.3f} -> {loss_last:.3f}, {seconds:.1f}s "
+                 f"({stats.tokens_per_second / 1e3:.1f}k tok/s)")
+    return stats
+
+
+@torch.no_grad()
+def pseudo_gradient(base_state: dict[str, torch.Tensor], model: torch.nn.Module
+                    ) -> dict[str, torch.Tensor]:
+    """base - trained (fp32, CPU) for every trainable parameter."""
+    delta: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name not in base_state:
+            raise KeyError(f"base state has no parameter {name!r}")
+        delta[name] = base_state[name].to("cpu", torch.float32) - p.detach().to("cpu", torch.float32)
+    return delta

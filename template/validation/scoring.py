@@ -1,0 +1,326 @@
+"""Scoring one round: gates, held-out gain, assigned-vs-random test (ALGORITHMS.md §7.4).
+
+Pure functions of the contributions and a `loss_fn` the validator supplies:
+
+    loss_fn(delta, scale, tokens) -> Tensor[B]
+
+returns the per-sequence loss of the base model with `theta - scale * delta` applied
+(`delta=None`: the base model itself). Nothing here knows the model, the network or the chain.
+
+Score = held-out gain mean for an accepted contribution, exactly 0.0 when any gate fails.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from template.validation.aggregation import clip_to_norms, median_tensor_norms
+from template.validation.checks import (
+    DuplicateFinding,
+    delta_norm,
+    find_duplicates,
+    is_empty,
+    non_finite,
+    norm_outlier,
+    payload_problem,
+    wrong_shape,
+)
+
+LossFn = Callable[[Mapping[str, torch.Tensor] | None, float, Any], torch.Tensor]
+
+# The gates, in the order they run. A contribution stops at its first failure.
+CHECK_ORDER = (
+    "payload",
+    "finite",
+    "non_empty",
+    "shape",
+    "norm",
+    "duplicate",
+    "heldout_gain",
+    "assigned_vs_random",
+)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    z_min: float = 2.0  # held-out paired gain must reach this z (and a positive mean) to count
+    assignment_z_min: float = 1.0  # Welch z of assigned-minus-random gain needed to pass
+    norm_low: float = 0.05  # norm below this multiple of the round's median is a no-op
+    norm_high: float = 10.0  # norm above this multiple of the median is a replacement attempt
+    empty_eps: float = 1e-12  # an update whose global norm is at most this is empty
+    duplicate_cosine: float = 0.95  # cosine above this with an earlier update marks a copy
+    duplicate_overlap: float = 0.5  # top-k index overlap above this with an earlier one: copy
+    duplicate_topk_fraction: float = 0.01  # share of each tensor's entries in its top-k set
+    eval_scale: float = 1.0  # scale an update is applied at when scored (outer lr / expected count)
+    clip_before_eval: bool = True  # clip each tensor to the candidates' median norm before scoring
+
+
+@dataclass(frozen=True)
+class GainStats:
+    """Paired per-sequence gain (loss before - loss after; positive = the update helps)."""
+
+    mean: float
+    sd: float
+    z: float
+    n: int
+
+
+@dataclass(frozen=True)
+class AssignmentTest:
+    """Did the update help the miner's assigned pages more than random control pages?"""
+
+    assigned_gain: float
+    random_gain: float
+    diff: float
+    z: float
+    passed: bool
+
+
+def _z(mean: float, se: float) -> float:
+    if se > 0:
+        return mean / se
+    return 0.0 if mean == 0 else math.copysign(math.inf, mean)
+
+
+def _gains(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    if before.shape != after.shape or before.dim() != 1:
+        raise ValueError(
+            f"expected two per-sequence loss vectors of one shape, got "
+            f"{tuple(before.shape)} and {tuple(after.shape)}"
+        )
+    return before.detach().double() - after.detach().double()
+
+
+def paired_gain(loss_before: torch.Tensor, loss_after: torch.Tensor) -> GainStats:
+    """Mean, sd and z = mean / (sd / sqrt(n)) of the paired per-sequence loss differences.
+
+    Fewer than 2 sequences give z = 0 (nothing is significant on one sample); sd = 0 gives
+    z = +-inf for a non-zero mean, 0 for a zero mean.
+    """
+    d = _gains(loss_before, loss_after)
+    n = d.numel()
+    if n == 0:
+        return GainStats(0.0, 0.0, 0.0, 0)
+    mean = float(d.mean())
+    if n < 2:
+        return GainStats(mean, 0.0, 0.0, n)
+    sd = float(d.std(unbiased=True))
+    return GainStats(mean, sd, _z(mean, sd / math.sqrt(n)), n)
+
+
+def assigned_vs_random(
+    assigned_before: torch.Tensor,
+    assigned_after: torch.Tensor,
+    random_before: torch.Tensor,
+    random_after: torch.Tensor,
+    z_threshold: float = 1.0,
+) -> AssignmentTest:
+    """Welch-style z of (gain on assigned pages) - (gain on random control pages)."""
+    a = _gains(assigned_before, assigned_after)
+    r = _gains(random_before, random_after)
+    if a.numel() < 2 or r.numel() < 2:
+        mean_a = float(a.mean()) if a.numel() else 0.0
+        mean_r = float(r.mean()) if r.numel() else 0.0
+        return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False)
+    mean_a, mean_r = float(a.mean()), float(r.mean())
+    se = math.sqrt(float(a.var(unbiased=True)) / a.numel() + float(r.var(unbiased=True)) / r.numel())
+    diff = mean_a - mean_r
+    z = _z(diff, se)
+    return AssignmentTest(mean_a, mean_r, diff, z, z >= z_threshold)
+
+
+@dataclass
+class Contribution:
+    """One miner's decoded contribution for the round (delta None when nothing usable came)."""
+
+    hotkey: str
+    uid: int
+    delta: dict[str, torch.Tensor] | None
+    arrival_index: int
+    rejected_reason: str | None = None  # set by the caller: malformed payload, wrong round, ...
+    assigned_tokens: Any = None  # the miner's assigned pages, as loss_fn takes them
+    control_tokens: Any = None  # random unassigned training pages, as loss_fn takes them
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    passed: bool | None  # None: not run because an earlier check failed
+    reason: str
+
+
+@dataclass
+class ScoreReport:
+    hotkey: str
+    uid: int
+    arrival_index: int
+    checks: list[CheckOutcome] = field(default_factory=list)
+    norm: float | None = None
+    median_norm: float | None = None
+    duplicate: DuplicateFinding | None = None
+    heldout: GainStats | None = None
+    assignment: AssignmentTest | None = None
+    score: float = 0.0
+    accepted: bool = False
+    reason: str = ""  # "accepted", or "<check>: <why>" for the first failed check
+
+    def check(self, name: str) -> CheckOutcome:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe dict (non-finite floats become the strings 'inf', '-inf', 'nan')."""
+        return _json_safe(asdict(self))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class _Gate:
+    """Records check outcomes for one report in CHECK_ORDER; fails at most once."""
+
+    def __init__(self, report: ScoreReport):
+        self.report = report
+
+    @property
+    def failed(self) -> bool:
+        return any(c.passed is False for c in self.report.checks)
+
+    def record(self, name: str, problem: str | None, ok_reason: str = "ok") -> bool:
+        passed = problem is None
+        self.report.checks.append(CheckOutcome(name, passed, ok_reason if passed else problem))
+        if not passed:
+            self.report.reason = f"{name}: {problem}"
+        return passed
+
+    def skip_rest(self) -> None:
+        done = {c.name for c in self.report.checks}
+        for name in CHECK_ORDER:
+            if name not in done:
+                self.report.checks.append(
+                    CheckOutcome(name, None, "not run: " + self.report.reason)
+                )
+
+
+def score_round(
+    contributions: Sequence[Contribution],
+    loss_fn: LossFn,
+    cfg: ScoringConfig | None = None,
+    *,
+    heldout_tokens: Any,
+    expected_shapes: Mapping[str, Sequence[int]],
+) -> dict[str, ScoreReport]:
+    """Score every contribution of one round (one unit of work) and say why.
+
+    Gates in order: pre-rejected/malformed payload, non-finite, empty, shape, norm vs the
+    median of the structurally valid contributions, duplicates (arrival order), held-out gain
+    (z >= z_min and mean > 0), assigned-vs-random. The base-model losses are computed once
+    per token set (held-out once for the round; assigned/control pages once per distinct
+    object), the updated-model losses once per contribution that reaches that gate.
+    """
+    cfg = cfg or ScoringConfig()
+    hotkeys = [c.hotkey for c in contributions]
+    if len(set(hotkeys)) != len(hotkeys):
+        raise ValueError("one contribution per hotkey per round")
+    ordered = sorted(contributions, key=lambda c: c.arrival_index)
+    reports = {c.hotkey: ScoreReport(c.hotkey, c.uid, c.arrival_index) for c in ordered}
+    gates = {h: _Gate(r) for h, r in reports.items()}
+
+    # Structure: every check is a pure function of the one delta.
+    valid: list[Contribution] = []
+    for c in ordered:
+        gate = gates[c.hotkey]
+        problem = c.rejected_reason or payload_problem(c.delta)
+        if not gate.record("payload", problem):
+            continue
+        if not gate.record("finite", non_finite(c.delta)):
+            continue
+        if not gate.record("non_empty", is_empty(c.delta, cfg.empty_eps)):
+            continue
+        if not gate.record("shape", wrong_shape(c.delta, expected_shapes)):
+            continue
+        valid.append(c)
+
+    # Norm against the median of this round's structurally valid contributions.
+    norms = {c.hotkey: delta_norm(c.delta) for c in valid}
+    median = statistics.median(norms.values()) if norms else 0.0
+    after_norm: list[Contribution] = []
+    for c in valid:
+        report = reports[c.hotkey]
+        report.norm, report.median_norm = norms[c.hotkey], median
+        ratio = norms[c.hotkey] / median if median > 0 else math.inf
+        problem = norm_outlier(norms[c.hotkey], median, cfg.norm_low, cfg.norm_high)
+        if gates[c.hotkey].record("norm", problem, f"{ratio:.3g}x the median norm"):
+            after_norm.append(c)
+
+    # Duplicates among all structurally valid ones: an earlier copy victim that failed the
+    # norm gate still counts as the original.
+    dups = find_duplicates(
+        [(c.hotkey, c.delta) for c in valid],
+        cfg.duplicate_cosine,
+        cfg.duplicate_overlap,
+        cfg.duplicate_topk_fraction,
+    )
+    candidates = []
+    for c in after_norm:
+        finding = dups.get(c.hotkey)
+        reports[c.hotkey].duplicate = finding
+        if gates[c.hotkey].record("duplicate", finding.reason if finding else None):
+            candidates.append(c)
+
+    # Clip like the aggregate will, so the score measures what the update would contribute.
+    clip_norms = median_tensor_norms([c.delta for c in candidates]) if candidates else {}
+    base_cache: dict[int, torch.Tensor] = {}
+
+    def base_loss(tokens: Any) -> torch.Tensor:
+        # Keyed by object identity: every token object outlives this call.
+        if id(tokens) not in base_cache:
+            base_cache[id(tokens)] = loss_fn(None, 0.0, tokens)
+        return base_cache[id(tokens)]
+
+    for c in candidates:
+        gate, report = gates[c.hotkey], reports[c.hotkey]
+        delta = clip_to_norms(c.delta, clip_norms) if cfg.clip_before_eval else c.delta
+        held = paired_gain(base_loss(heldout_tokens), loss_fn(delta, cfg.eval_scale, heldout_tokens))
+        report.heldout = held
+        problem = None
+        if not (held.mean > 0 and held.z >= cfg.z_min):
+            problem = f"held-out gain {held.mean:.4g} with z {held.z:.3g} (need > 0 and z >= {cfg.z_min:g})"
+        if not gate.record("heldout_gain", problem, f"gain {held.mean:.4g}, z {held.z:.3g}"):
+            continue
+        if c.assigned_tokens is None or c.control_tokens is None:
+            gate.record("assigned_vs_random", "no assigned or control pages to test against")
+            continue
+        test = assigned_vs_random(
+            base_loss(c.assigned_tokens),
+            loss_fn(delta, cfg.eval_scale, c.assigned_tokens),
+            base_loss(c.control_tokens),
+            loss_fn(delta, cfg.eval_scale, c.control_tokens),
+            cfg.assignment_z_min,
+        )
+        report.assignment = test
+        problem = None
+        if not test.passed:
+            problem = (
+                f"assigned gain {test.assigned_gain:.4g} vs random {test.random_gain:.4g}, "
+                f"z {test.z:.3g} < {cfg.assignment_z_min:g}"
+            )
+        if gate.record("assigned_vs_random", problem, f"diff {test.diff:.4g}, z {test.z:.3g}"):
+            report.accepted = True
+            report.score = held.mean
+            report.reason = "accepted"
+
+    for gate in gates.values():
+        gate.skip_rest()
+    return {h: reports[h] for h in hotkeys}

@@ -1,0 +1,77 @@
+import torch
+
+from template.validation.aggregation import aggregate, median_norm_clip
+
+SHAPES = {"w": (6, 5), "b": (5,)}
+
+
+def delta(seed: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(shape, generator=g) * scale for name, shape in SHAPES.items()}
+
+
+def test_each_tensor_clipped_to_median_norm():
+    deltas = [delta(0, 1.0), delta(1, 2.0), delta(2, 3.0)]
+    medians = {k: sorted(float(d[k].norm()) for d in deltas)[1] for k in SHAPES}
+    clipped = median_norm_clip(deltas)
+    for d in clipped:
+        for k in SHAPES:
+            assert float(d[k].norm()) <= medians[k] * (1 + 1e-6)
+    assert torch.equal(clipped[0]["w"], deltas[0]["w"])  # below the median: untouched
+
+
+def test_clipping_keeps_direction():
+    deltas = [delta(0, 1.0), delta(1, 1.0), delta(2, 50.0)]
+    clipped = median_norm_clip(deltas)
+    cos = torch.nn.functional.cosine_similarity(clipped[2]["w"].view(-1), deltas[2]["w"].view(-1), dim=0)
+    assert cos > 0.9999
+
+
+def test_aggregate_is_mean_of_clipped():
+    deltas = [delta(0), delta(1), delta(2), delta(3)]
+    clipped = median_norm_clip(deltas)
+    out = aggregate(deltas)
+    for k in SHAPES:
+        assert torch.allclose(out[k], torch.stack([c[k] for c in clipped]).mean(0), atol=1e-6)
+
+
+def test_aggregate_equal_updates_returns_them():
+    d = delta(0)
+    out = aggregate([d, {k: v.clone() for k, v in d.items()}])
+    for k in SHAPES:
+        assert torch.allclose(out[k], d[k])
+
+
+def test_aggregate_is_bit_for_bit_deterministic():
+    deltas = [delta(i, 1.0 + i) for i in range(5)]
+    a = aggregate(deltas)
+    b = aggregate([{k: v.clone() for k, v in d.items()} for d in deltas])
+    for k in SHAPES:
+        assert a[k].dtype == torch.float32
+        assert torch.equal(a[k], b[k])
+
+
+def test_fewer_than_two_accepted_leaves_model_unchanged():
+    assert aggregate([]) is None
+    assert aggregate([delta(0)]) is None
+    assert aggregate([delta(0)], min_contributions=1) is not None
+
+
+def test_single_huge_malicious_update_is_clipped():
+    honest = [delta(i) for i in range(3)]
+    attack = {k: v * 1e6 for k, v in delta(99).items()}
+    out = aggregate(honest + [attack])
+    honest_mean = aggregate(honest, min_contributions=1)
+    for k in SHAPES:
+        max_honest = max(float(d[k].norm()) for d in honest)
+        assert float(out[k].norm()) <= max_honest
+        assert float((out[k] - honest_mean[k]).norm()) <= max_honest
+
+
+def test_aggregate_does_not_modify_inputs():
+    deltas = [delta(0), delta(1, 10.0), delta(2)]
+    before = [{k: v.clone() for k, v in d.items()} for d in deltas]
+    aggregate(deltas)
+    for d, b in zip(deltas, before):
+        for k in SHAPES:
+            assert torch.equal(d[k], b[k])
