@@ -52,7 +52,7 @@ class TrainRequest(_Message):
     round_block: int = Field(ge=0)
     seed: str = Field(pattern=HEX64, description="sha256(round block hash, round index), hex")
     base_checkpoint: str = Field(pattern=HEX64, description="sha256 of the checkpoint to start from")
-    dataset: str = Field(pattern=HEX64, description="hash of the tokenized page store both sides use")
+    dataset: str = Field(pattern=r"^[0-9a-f]{16,64}$", description="digest of the page store both sides use")
     model_preset: str = Field(max_length=64)
     checkpoint_url: str = Field(max_length=512, description="where the base checkpoint is served")
     unit: UnitOfWork = UnitOfWork()

@@ -17,6 +17,7 @@ from template.utils.wandb_run import open_run  # noqa: E402
 
 @dataclass
 class MinerRow:
+    name: str
     uid: int
     hotkey: str
     behaviour: str

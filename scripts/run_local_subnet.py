@@ -30,7 +30,9 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
 from scripts.local_summary import MinerRow, render_summary, write_outputs  # noqa: E402
+from template.base.workload import Workload  # noqa: E402
 from template.chain import bootstrap  # noqa: E402
+from template.config import DataConfig  # noqa: E402
 from template.chain.client import open_client, start_simnet_process, wait_until_ready  # noqa: E402
 
 BEHAVIOURS = ["honest", "honest", "honest", "zero", "copy"]
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"miner{i}-{behaviour}"
             neurons.append(Neuron(name, "miner", behaviour, bootstrap.create_wallet(wallets, name), free_port(),
                                   workdir / name))
+        console.log("preparing the corpus, tokenizer and pages (cached after the first run)")
+        Workload.build(DataConfig(preset=args.preset), Path(args.cache_dir).expanduser())
         console.log(f"simnet at {sim_url}; creating the subnet")
         netuid = asyncio.run(setup_chain(args, workdir, neurons, sim_url))
         validator, miners = neurons[0], neurons[1:]
@@ -216,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         for neuron in neurons:
             stop(neuron.process)
         stop(sim)
-    rows = [MinerRow(uid=m.uid, hotkey=m.wallet.hotkey.ss58_address, behaviour=m.behaviour,
+    rows = [MinerRow(name=m.name, uid=m.uid, hotkey=m.wallet.hotkey.ss58_address, behaviour=m.behaviour,
                      incentive=outcome[m.uid]["incentive"], emission=outcome[m.uid]["emission"])
             for m in miners]
     summary = write_outputs(workdir, records, rows, validator.state_dir, not args.wandb_off,

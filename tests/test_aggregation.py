@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from template.validation.aggregation import aggregate, median_norm_clip
@@ -23,7 +24,9 @@ def test_each_tensor_clipped_to_median_norm():
 def test_clipping_keeps_direction():
     deltas = [delta(0, 1.0), delta(1, 1.0), delta(2, 50.0)]
     clipped = median_norm_clip(deltas)
-    cos = torch.nn.functional.cosine_similarity(clipped[2]["w"].view(-1), deltas[2]["w"].view(-1), dim=0)
+    cos = torch.nn.functional.cosine_similarity(
+        clipped[2]["w"].view(-1), deltas[2]["w"].view(-1), dim=0
+    )
     assert cos > 0.9999
 
 
@@ -75,3 +78,19 @@ def test_aggregate_does_not_modify_inputs():
     for d, b in zip(deltas, before):
         for k in SHAPES:
             assert torch.equal(d[k], b[k])
+
+
+def test_norm_is_the_l2_norm_and_independent_of_thread_count():
+    from template.validation.norms import tensor_norm
+
+    x = torch.randn(100_003, generator=torch.Generator().manual_seed(3))
+    assert tensor_norm(x) == pytest.approx(float(x.double().norm()), rel=1e-12)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = aggregate([delta(i, 1.0 + i) for i in range(4)])
+    finally:
+        torch.set_num_threads(threads)
+    many = aggregate([delta(i, 1.0 + i) for i in range(4)])
+    for k in SHAPES:
+        assert torch.equal(one[k], many[k])

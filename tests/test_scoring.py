@@ -30,13 +30,17 @@ SUCCESSOR = torch.stack([torch.randperm(V, generator=_g) for _ in range(TOPICS)]
 def pages(topic: int | None, n: int, seed: int) -> torch.Tensor:
     """n pages of L tokens from one topic (None: each page from a random topic)."""
     g = torch.Generator().manual_seed(seed)
-    topics = torch.full((n,), topic) if topic is not None else torch.randint(TOPICS, (n,), generator=g)
+    if topic is None:
+        topics = torch.randint(TOPICS, (n,), generator=g)
+    else:
+        topics = torch.full((n,), topic)
     out = torch.empty(n, L, dtype=torch.long)
     out[:, 0] = torch.randint(V, (n,), generator=g)
     for t in range(1, L):
         prev, r = out[:, t - 1], torch.rand(n, generator=g)
         noise = torch.randint(V, (n,), generator=g)
-        out[:, t] = torch.where(r < 0.6, (prev + 1) % V, torch.where(r < 0.85, SUCCESSOR[topics, prev], noise))
+        topical = torch.where(r < 0.85, SUCCESSOR[topics, prev], noise)
+        out[:, t] = torch.where(r < 0.6, (prev + 1) % V, topical)
     return out
 
 
@@ -52,7 +56,8 @@ class TinyLM(nn.Module):
 
 def per_sequence_loss(model, params, tokens):
     logits = functional_call(model, params, (tokens[:, :-1],))
-    loss = nn.functional.cross_entropy(logits.reshape(-1, V), tokens[:, 1:].reshape(-1), reduction="none")
+    targets = tokens[:, 1:].reshape(-1)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, V), targets, reduction="none")
     return loss.view(tokens.shape[0], -1).mean(1)
 
 
@@ -77,7 +82,9 @@ class World:
     def loss_fn(self, delta, scale, tokens):
         self.calls.append((delta is None, id(tokens)))
         with torch.no_grad():
-            params = self.base if delta is None else {k: self.base[k] - scale * delta[k] for k in self.base}
+            params = self.base
+            if delta is not None:
+                params = {k: self.base[k] - scale * delta[k] for k in self.base}
             return per_sequence_loss(self.model, params, tokens)
 
 
@@ -90,7 +97,9 @@ def world():
     w.bob = w.train(w.bob_pages)
     w.carol = w.train(pages(1, 16, 4))  # ignored its assignment (topic 0), trained on topic 1
     g = torch.Generator().manual_seed(7)
-    w.copy = {k: v + 0.01 * v.abs().mean() * torch.randn(v.shape, generator=g) for k, v in w.alice.items()}
+    w.copy = {  # alice's update with a little noise on top
+        k: v + 0.01 * v.abs().mean() * torch.randn(v.shape, generator=g) for k, v in w.alice.items()
+    }
     alice_norm = math.sqrt(sum(float((v**2).sum()) for v in w.alice.values()))
     noise = {k: torch.randn(v.shape, generator=g) for k, v in w.alice.items()}
     noise_norm = math.sqrt(sum(float((v**2).sum()) for v in noise.values()))
@@ -162,7 +171,8 @@ def test_noise_update_scores_zero(reports):
 def test_copy_scores_zero_while_original_keeps_its_score(world, reports):
     r = reports["mallory"]
     assert r.score == 0.0
-    assert r.duplicate.original == "alice" and r.reason.startswith("duplicate: duplicate of earlier alice")
+    assert r.duplicate.original == "alice"
+    assert r.reason.startswith("duplicate: duplicate of earlier alice")
     without_copy = score_round(contributions(world, include_copy=False), world.loss_fn,
                                heldout_tokens=world.heldout, expected_shapes=world.shapes)
     assert reports["alice"].score > 0

@@ -146,12 +146,14 @@ class Validator:
     async def run_forever(self, stop: asyncio.Event) -> None:
         self.ensure_checkpoint()
         done = 0
+        attempted = self.state.last_round
         while not stop.is_set():
             block = await self.chain.block()
             window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks,
                                 join_slack_blocks=self.rounds.train_blocks // 4)
-            if window.index <= self.state.last_round:
+            if window.index <= attempted:
                 window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
+            attempted = window.index
             await self.chain.wait_for_block(window.start_block)
             try:
                 await self.run_round(window)

@@ -70,7 +70,10 @@ class NeuronChain:
         return await self.client.block()
 
     async def block_hash(self, block: int) -> str:
-        return await self.client.substrate.block_hash(block)
+        info = await self.client.block_info(block)
+        if info is None or not info.hash:
+            raise ChainError(f"block {block} is not on chain yet")
+        return info.hash
 
     async def block_time(self) -> float:
         return await self.client.block_time()

@@ -19,6 +19,7 @@ import torch
 FIELDS = ("idx", "codes", "scale")
 SEP = "|"  # wire names are f"{param}|{field}"; '|' never appears in torch parameter names
 FP16_MAX = 65504.0
+SCALE_FIT_ITERS = 3
 
 
 class MalformedUpdate(ValueError):
@@ -182,6 +183,29 @@ def _levels(codes: torch.Tensor, bits: int) -> torch.Tensor:
     return (2 * codes.to(torch.float32) - top) / top
 
 
+def _quantise(vals: torch.Tensor, s: torch.Tensor, bits: int) -> torch.Tensor:
+    """Nearest grid code for each value at per-value scale s (zero scale -> a middle code)."""
+    top_code = (1 << bits) - 1
+    unit = torch.where(s > 0, vals / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
+    return torch.round((unit.clamp(-1, 1) + 1) * top_code / 2).to(torch.long)
+
+
+def _fit_scale(vals: torch.Tensor, chunk_of: torch.Tensor, n_chunks: int, bits: int,
+               iters: int = SCALE_FIT_ITERS) -> torch.Tensor:
+    """Per-chunk fp16 scale: start at max|v|, then a few least-squares (Lloyd) refits.
+
+    At 2 bits the max-scaled grid sends most top-k values ~20-40% too large; the refit halves
+    that error. Encoder-side only: decoding just reads the scale.
+    """
+    scale = torch.zeros(n_chunks).scatter_reduce_(0, chunk_of, vals.abs(), "amax")
+    for _ in range(iters):
+        lev = _levels(_quantise(vals, scale[chunk_of], bits), bits)
+        num = torch.zeros(n_chunks).index_add_(0, chunk_of, vals * lev)
+        den = torch.zeros(n_chunks).index_add_(0, chunk_of, lev * lev)
+        scale = torch.where(den > 0, num / den.clamp(min=1e-30), scale).clamp(min=0)
+    return scale.clamp(max=FP16_MAX).to(torch.float16)
+
+
 def _encode_tensor(e: torch.Tensor, cfg: CompressionConfig) -> tuple[PackedTensor, torch.Tensor]:
     """Top-k + quantise one error tensor; returns the packed part and its dense decode."""
     shape = tuple(e.shape)
@@ -200,12 +224,9 @@ def _encode_tensor(e: torch.Tensor, cfg: CompressionConfig) -> tuple[PackedTenso
     idx_flat = idx[keep]
     chunk_of = torch.repeat_interleave(torch.arange(lay.n_chunks), lay.k)
     vals = tiles[chunk_of, idx_flat]
-    absmax = torch.zeros(lay.n_chunks).scatter_reduce_(0, chunk_of, vals.abs(), "amax")
-    scale = absmax.clamp(max=FP16_MAX).to(torch.float16)
+    scale = _fit_scale(vals, chunk_of, lay.n_chunks, cfg.bits)
     s = scale.to(torch.float32)[chunk_of]
-    top_code = (1 << cfg.bits) - 1
-    unit = torch.where(s > 0, vals / torch.where(s > 0, s, torch.ones_like(s)), torch.zeros_like(s))
-    codes = torch.round((unit.clamp(-1, 1) + 1) * top_code / 2).to(torch.long)
+    codes = _quantise(vals, s, cfg.bits)
     part = PackedTensor(pack_bits(idx_flat, cfg.index_bits), pack_bits(codes, cfg.bits), scale)
     sent = torch.zeros_like(tiles)
     sent[chunk_of, idx_flat] = s * _levels(codes, cfg.bits)

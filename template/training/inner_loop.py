@@ -18,6 +18,7 @@ class InnerStats:
     loss_last: float
     tokens: int
     seconds: float
+    steps: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -64,8 +65,11 @@ def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
 def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_size: int,
                 lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
                 warmup: int = 0, seed: int = 0, final_lr_frac: float = 0.1,
-                grad_clip: float = 1.0) -> InnerStats:
-    """Train `model` in place for `steps` AdamW steps over the pages `tokens` [N, T]."""
+                grad_clip: float = 1.0, deadline: float | None = None) -> InnerStats:
+    """Train `model` in place for `steps` AdamW steps over the pages `tokens` [N, T].
+
+    `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
+    round (a slow device still contributes what it managed)."""
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
@@ -76,7 +80,11 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
     model.train()
     t0 = time.perf_counter()
     loss_first = loss_last = float("nan")
+    done = 0
     for step, idx in enumerate(batch_order(tokens.shape[0], steps, batch_size, seed)):
+        if deadline is not None and step > 0 and time.time() >= deadline:
+            logger.warning(f"inner: deadline reached after {step}/{steps} steps")
+            break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, final_lr_frac)
         with autocast_context(device):
@@ -89,8 +97,9 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
         loss_last = float(loss.detach())
         if step == 0:
             loss_first = loss_last
+        done = step + 1
     seconds = time.perf_counter() - t0
-    stats = InnerStats(loss_first, loss_last, steps * batch_size * tokens.shape[1], seconds)
+    stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done)
     logger.debug(f"inner: {steps} steps x {batch_size} x {tokens.shape[1]} on {tokens.shape[0]} "
                  f"pages, loss {loss_first:.3f} -> {loss_last:.3f}, {seconds:.1f}s "
                  f"({stats.tokens_per_second / 1e3:.1f}k tok/s)")

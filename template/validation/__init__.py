@@ -5,10 +5,14 @@ per-sequence loss vectors. Imports torch and the standard library only: never th
 bittensor or networking code.
 """
 
-from template.validation.aggregation import aggregate, clip_to_norms, median_norm_clip, median_tensor_norms
+from template.validation.aggregation import (
+    aggregate,
+    clip_to_norms,
+    median_norm_clip,
+    median_tensor_norms,
+)
 from template.validation.checks import (
     DuplicateFinding,
-    delta_norm,
     find_duplicates,
     is_empty,
     non_finite,
@@ -17,6 +21,7 @@ from template.validation.checks import (
     similarity_matrices,
     wrong_shape,
 )
+from template.validation.norms import delta_norm, sum_of_squares, tensor_norm
 from template.validation.score_ema import ScoreBook, ScoreEntry
 from template.validation.scoring import (
     CHECK_ORDER,
@@ -56,5 +61,7 @@ __all__ = [
     "payload_problem",
     "score_round",
     "similarity_matrices",
+    "sum_of_squares",
+    "tensor_norm",
     "wrong_shape",
 ]

@@ -4,9 +4,9 @@ Each accepted delta is clipped per tensor to the accepted median norm of that te
 clipped deltas are averaged with equal weights in the given order. No coordinate-wise
 trimming: on sparse top-k vectors it would trim the few non-zeros.
 
-Replay: elementwise float32 ops in a fixed order are bit-for-bit reproducible; norms are
-accumulated in float64 and the clip factor is rounded once to float32, so a replaying
-validator gets the same factor.
+Replay: norms come from `norms.tensor_norm` (a fixed-order sum, the same on every machine),
+the median and the clip factor are Python float arithmetic, and the rest is elementwise
+float32 ops in the given order, so any validator rebuilds the aggregate bit for bit.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from typing import Mapping, Sequence
 
 import torch
 
+from template.validation.norms import tensor_norm
+
 Delta = Mapping[str, torch.Tensor]
-
-
-def tensor_norm(tensor: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(tensor.double()))
 
 
 def median_tensor_norms(deltas: Sequence[Delta]) -> dict[str, float]:

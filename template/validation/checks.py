@@ -13,6 +13,8 @@ from typing import Mapping, Sequence
 
 import torch
 
+from template.validation.norms import delta_norm
+
 Delta = Mapping[str, torch.Tensor]
 
 # Column budget of one streamed block in `find_duplicates` ([n, cols] float32 ~ 64 MiB).
@@ -63,14 +65,6 @@ def wrong_shape(delta: Delta, expected_shapes: Mapping[str, Sequence[int]]) -> s
         if want != got:
             problems.append(f"shape mismatch for {name!r}: expected {want}, got {got}")
     return "; ".join(problems) if problems else None
-
-
-def delta_norm(delta: Delta) -> float:
-    """Global L2 norm over every tensor (accumulated in float64)."""
-    total = 0.0
-    for tensor in delta.values():
-        total += float(torch.sum(tensor.double() ** 2))
-    return math.sqrt(total)
 
 
 def is_empty(delta: Delta, eps: float = 1e-12) -> str | None:
@@ -138,16 +132,17 @@ def similarity_matrices(
         if set(d) != set(names) or any(d[k].numel() != deltas[0][k].numel() for k in names):
             raise ValueError("deltas differ in tensor names or sizes; run wrong_shape first")
     cols = max(1, _BLOCK_ELEMENTS // n)
-    block = torch.empty(n, min(cols, max(d.numel() for d in deltas[0].values())))
+    # One reused buffer: a fresh [n, cols] allocation per block costs more than the product.
+    device = next(iter(deltas[0].values())).device  # work where the deltas are (CPU or GPU)
+    buffer = torch.empty(n * min(cols, max(d.numel() for d in deltas[0].values())), device=device)
     for name in names:
-        flats = [d[name].reshape(-1) for d in deltas]
+        flats = [d[name].reshape(-1).float() for d in deltas]
         numel = flats[0].numel()
         for start in range(0, numel, cols):
             width = min(cols, numel - start)
-            view = block[:, :width]
-            for i, f in enumerate(flats):
-                view[i].copy_(f[start : start + width])
-            gram += (view @ view.T).double()
+            block = buffer[: n * width].view(n, width)
+            torch.stack([f[start : start + width] for f in flats], out=block)
+            gram += (block @ block.T).cpu().double()
         # Top-k co-occurrence counts, over the union of the selected indices only (every
         # other column of the indicator matrix is zero).
         k = min(numel, max(1, math.ceil(topk_fraction * numel)))
@@ -155,13 +150,13 @@ def similarity_matrices(
         sizes = torch.tensor([p.numel() for p in picks], dtype=torch.long)
         set_sizes += sizes.double()
         union, column = torch.unique(torch.cat(picks), return_inverse=True)
-        row = torch.repeat_interleave(torch.arange(n), sizes)
+        row = torch.repeat_interleave(torch.arange(n, device=device), sizes.to(device))
         for start in range(0, union.numel(), cols):
             width = min(cols, union.numel() - start)
             inside = (column >= start) & (column < start + width)
-            indicator = torch.zeros(n, width)
+            indicator = torch.zeros(n, width, device=device)
             indicator[row[inside], column[inside] - start] = 1.0
-            shared += (indicator @ indicator.T).double()
+            shared += (indicator @ indicator.T).cpu().double()
     norms = gram.diagonal().clamp_min(0).sqrt()
     denom = norms[:, None] * norms[None, :]
     cosine = torch.where(denom > 0, gram / denom.clamp_min(1e-300), torch.zeros_like(gram))

@@ -22,7 +22,6 @@ import torch
 from template.validation.aggregation import clip_to_norms, median_tensor_norms
 from template.validation.checks import (
     DuplicateFinding,
-    delta_norm,
     find_duplicates,
     is_empty,
     non_finite,
@@ -30,6 +29,7 @@ from template.validation.checks import (
     payload_problem,
     wrong_shape,
 )
+from template.validation.norms import delta_norm
 
 LossFn = Callable[[Mapping[str, torch.Tensor] | None, float, Any], torch.Tensor]
 
@@ -128,7 +128,8 @@ def assigned_vs_random(
         mean_r = float(r.mean()) if r.numel() else 0.0
         return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False)
     mean_a, mean_r = float(a.mean()), float(r.mean())
-    se = math.sqrt(float(a.var(unbiased=True)) / a.numel() + float(r.var(unbiased=True)) / r.numel())
+    var_a, var_r = float(a.var(unbiased=True)), float(r.var(unbiased=True))
+    se = math.sqrt(var_a / a.numel() + var_r / r.numel())
     diff = mean_a - mean_r
     z = _z(diff, se)
     return AssignmentTest(mean_a, mean_r, diff, z, z >= z_threshold)
@@ -292,11 +293,15 @@ def score_round(
     for c in candidates:
         gate, report = gates[c.hotkey], reports[c.hotkey]
         delta = clip_to_norms(c.delta, clip_norms) if cfg.clip_before_eval else c.delta
-        held = paired_gain(base_loss(heldout_tokens), loss_fn(delta, cfg.eval_scale, heldout_tokens))
+        after = loss_fn(delta, cfg.eval_scale, heldout_tokens)
+        held = paired_gain(base_loss(heldout_tokens), after)
         report.heldout = held
         problem = None
         if not (held.mean > 0 and held.z >= cfg.z_min):
-            problem = f"held-out gain {held.mean:.4g} with z {held.z:.3g} (need > 0 and z >= {cfg.z_min:g})"
+            problem = (
+                f"held-out gain {held.mean:.4g} with z {held.z:.3g} "
+                f"(need > 0 and z >= {cfg.z_min:g})"
+            )
         if not gate.record("heldout_gain", problem, f"gain {held.mean:.4g}, z {held.z:.3g}"):
             continue
         if c.assigned_tokens is None or c.control_tokens is None:

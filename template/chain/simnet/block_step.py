@@ -7,23 +7,17 @@ the drained pots out as alpha stake (yuma.md §7).
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Callable, Optional
 
-from . import registration
-from .state import (BLOCK_EMISSION_RAO, DELEGATE_TAKE_U16, MAX_TEMPO, SUBNET_OWNER_CUT_U16,
-                    ChainState)
+from . import coinbase, registration
+from .state import DELEGATE_TAKE_U16, MAX_TEMPO, SUBNET_OWNER_CUT_U16, ChainState
 
-log = logging.getLogger("simnet")
 EpochFn = Callable[[dict, int, int], dict]
 
 
-def load_epoch() -> Optional[EpochFn]:
-    try:
-        from .yuma import epoch
-    except ImportError:  # yuma.py not written yet: epochs only schedule and pay validators
-        log.warning("template.chain.simnet.yuma not importable; epochs run without Yuma")
-        return None
+def load_epoch() -> EpochFn:
+    from .yuma import epoch
+
     return epoch
 
 
@@ -40,14 +34,15 @@ def step(state: ChainState, epoch_fn: Optional[EpochFn]) -> list[int]:
             accrue(subnet)
         subnet["blocks_since_last_step"] += 1
         if should_run_epoch(subnet, block):
-            server, validator = subnet["pending_server"], subnet["pending_validator"]
-            owner_cut = subnet["pending_owner"]
+            pending = coinbase.PendingEmission(
+                server=subnet["pending_server"], validator=subnet["pending_validator"],
+                root=subnet["pending_root"], owner_cut=subnet["pending_owner"])
             subnet.update(pending_server=0, pending_validator=0, pending_owner=0,
                           pending_root=0, blocks_since_last_step=0, last_epoch_block=block,
                           pending_epoch_at=0)
             subnet["epoch_index"] += 1
             state.save_subnet(subnet)
-            run_epoch(state, subnet, block, server, validator, owner_cut, epoch_fn)
+            run_epoch(state, subnet, block, pending, epoch_fn)
             subnet = state.subnet(netuid)
             subnet["last_mechanism_step_block"] = block
             ran.append(netuid)
@@ -67,16 +62,16 @@ def should_run_epoch(subnet: dict, block: int) -> bool:
 
 
 def accrue(subnet: dict) -> None:
-    """§5 per-block split: owner cut, then half to miners, half to validators (no root)."""
-    alpha_out = BLOCK_EMISSION_RAO
-    if subnet["owner_cut_enabled"]:
-        owner_cut = alpha_out * SUBNET_OWNER_CUT_U16 / 65535
-        subnet["pending_owner"] += int(owner_cut)
-        alpha_out -= owner_cut
-    server = alpha_out / 2
-    subnet["pending_server"] += int(server)
-    subnet["pending_validator"] += int(alpha_out - server)
-    subnet["alpha_out"] += BLOCK_EMISSION_RAO
+    """§5 per-block split (``coinbase.split_block_emission``) into the pending pots."""
+    issuance = int(subnet["alpha_in"]) + int(subnet["alpha_out"])
+    alpha_out = coinbase.block_emission_for_issuance(issuance)
+    split = coinbase.split_block_emission(alpha_out, SUBNET_OWNER_CUT_U16,
+                                          bool(subnet["owner_cut_enabled"]))
+    subnet["pending_owner"] += split.owner_cut
+    subnet["pending_server"] += split.server
+    subnet["pending_validator"] += split.validator
+    subnet["pending_root"] += split.root
+    subnet["alpha_out"] += alpha_out
 
 
 def epoch_inputs(state: ChainState, subnet: dict) -> dict[str, Any]:
@@ -122,10 +117,10 @@ def _u16(value: Any) -> int:
     return int(value)
 
 
-def run_epoch(state: ChainState, subnet: dict, block: int, server: int, validator: int,
-              owner_cut: int, epoch_fn: Optional[EpochFn]) -> None:
+def run_epoch(state: ChainState, subnet: dict, block: int, pending: coinbase.PendingEmission,
+              epoch_fn: Optional[EpochFn]) -> None:
     netuid = subnet["netuid"]
-    rao_emission = server + validator
+    rao_emission = pending.rao_emission
     inputs = epoch_inputs(state, subnet)
     n = inputs["n"]
     if epoch_fn is not None and n > 0:
@@ -147,50 +142,47 @@ def run_epoch(state: ChainState, subnet: dict, block: int, server: int, validato
             neuron["active"] = bool(out["active"][uid])
         if "bonds" in out:
             neuron["bonds"] = [(int(j), int(v)) for j, v in out["bonds"][uid]]
-        neuron["stake_weight"] = inputs["stake_rao"][uid]
+        neuron["stake_weight"] = int(out.get("stake_weight", inputs["stake_rao"])[uid])
         state.save_neuron(netuid, uid, neuron)
-    pay_out(state, subnet, out, server, validator, owner_cut, inputs["stake_rao"])
+    pay_out(state, subnet, out, pending, inputs["stake_rao"])
 
 
-def pay_out(state: ChainState, subnet: dict, out: dict, server: int, validator: int,
-            owner_cut: int, stake_rao: list[int]) -> None:
-    """yuma.md §7: owner cut, miner incentive (burned for owner hotkeys), dividends."""
+def pay_out(state: ChainState, subnet: dict, out: dict, pending: coinbase.PendingEmission,
+            stake_rao: list[int]) -> None:
+    """yuma.md §7 via ``coinbase.pay_out_epoch``, applied to the stake positions."""
     netuid = subnet["netuid"]
     hotkeys = subnet["hotkeys"]
     owner_cold = subnet["owner_coldkey"]
-    if owner_cut:
-        state.add_stake(subnet["owner_hotkey"], owner_cold, netuid, owner_cut)
-    server_rao = [int(x) for x in out.get("server_rao", [0] * len(hotkeys))]
-    validator_rao = [int(x) for x in out.get("validator_rao", [0] * len(hotkeys))]
-    for uid, amount in enumerate(server_rao):
-        if amount <= 0:
-            continue
-        hotkey = hotkeys[uid]
-        coldkey = state.owner_of(hotkey)
-        if hotkey == subnet["owner_hotkey"] or coldkey == owner_cold:
-            continue  # burned
-        state.add_stake(hotkey, coldkey, netuid, amount)
-    pot = validator if sum(server_rao) > 0 else validator + server
-    shares = validator_rao if sum(validator_rao) > 0 else stake_rao
-    total = sum(shares)
-    if total <= 0 or pot <= 0:
-        return
-    for uid, share in enumerate(shares):
-        if share <= 0:
-            continue
-        _pay_dividend(state, hotkeys[uid], netuid, pot * share // total)
+    owner_uids = [uid for uid, hk in enumerate(hotkeys)
+                  if hk == subnet["owner_hotkey"] or state.owner_of(hk) == owner_cold]
+    payout = coinbase.pay_out_epoch(
+        [int(x) for x in out["server_rao"]], [int(x) for x in out["validator_rao"]], pending,
+        owner_hotkey_uids=owner_uids, delegate_take=[DELEGATE_TAKE_U16] * len(hotkeys),
+        alpha_stake=stake_rao)
+    if payout.owner_cut:
+        state.add_stake(subnet["owner_hotkey"], owner_cold, netuid, payout.owner_cut)
+    for uid, hotkey in enumerate(hotkeys):
+        owner = state.owner_of(hotkey)
+        if payout.miner_stake[uid]:
+            state.add_stake(hotkey, owner, netuid, payout.miner_stake[uid])
+        if payout.validator_take[uid]:
+            state.add_stake(hotkey, owner, netuid, payout.validator_take[uid])
+        if payout.nominator_stake[uid]:
+            _share_with_nominators(state, hotkey, owner, netuid, payout.nominator_stake[uid])
 
 
-def _pay_dividend(state: ChainState, hotkey: str, netuid: int, amount: int) -> None:
-    """Take to the hotkey's owner; the rest to its nominators pro rata (owner if none)."""
-    owner = state.owner_of(hotkey)
-    take = amount * DELEGATE_TAKE_U16 // 65535
+def _share_with_nominators(state: ChainState, hotkey: str, owner: str, netuid: int,
+                           amount: int) -> None:
+    """Add to the hotkey's pool pro rata to each coldkey's stake (all to the owner if none)."""
     position = state.stake_of(hotkey, netuid)
     total = sum(position.values())
     if total <= 0:
         state.add_stake(hotkey, owner, netuid, amount)
         return
-    state.add_stake(hotkey, owner, netuid, take)
-    rest = amount - take
-    for coldkey, rao in position.items():
-        state.add_stake(hotkey, coldkey, netuid, rest * rao // total)
+    paid = 0
+    for coldkey, rao in sorted(position.items()):
+        share = amount * rao // total
+        state.add_stake(hotkey, coldkey, netuid, share)
+        paid += share
+    if amount - paid:
+        state.add_stake(hotkey, owner, netuid, amount - paid)  # rounding dust to the owner

@@ -4,14 +4,15 @@ Use it through the real SDK: ``bt.Client("ws://localsim.invalid", substrate=SimS
 Calls are composed locally (``codec.SimCall``) and signed here, in the neuron's process:
 keys never leave it. The server verifies every signature with ``sp_core.verify``.
 
-Each request opens its own ``httpx.AsyncClient``: the SDK's ``SyncClient`` runs its own
-event loop in a thread, so no client object may be bound to one loop.
+HTTP clients are pooled per event loop: the SDK's ``SyncClient`` runs its own loop in a
+thread, so no ``httpx.AsyncClient`` is shared between loops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import weakref
 from typing import Any, AsyncIterator, Optional
 
 import httpx
@@ -30,6 +31,7 @@ class SimSubstrate:
         self.token_symbols: dict[int, str] = {}
         self._pending_inner: dict[tuple[str, int], dict] = {}
         self._block_time: Optional[float] = None
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def balance(self, rao: int, netuid: int = 0) -> Balance:
         symbol = self.token_symbols.get(netuid) if netuid else None
@@ -37,11 +39,20 @@ class SimSubstrate:
 
     # -- transport -------------------------------------------------------------------------
 
-    async def _rpc(self, method: str, **params: Any) -> Any:
-        body = {"method": method, "params": encode(params)}
+    def _http(self) -> httpx.AsyncClient:
+        """One pooled client per event loop (building one costs ~80 ms of TLS setup)."""
+        loop = asyncio.get_running_loop()
+        http = self._clients.get(loop)
+        if http is None:
+            http = httpx.AsyncClient(timeout=self.timeout,
+                                     verify=not self.url.startswith("http://"))
+            self._clients[loop] = http
+        return http
+
+    async def _rpc(self, rpc: str, /, **params: Any) -> Any:
+        body = {"method": rpc, "params": encode(params)}
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as http:
-                response = await http.post(f"{self.url}/rpc", json=body)
+            response = await self._http().post(f"{self.url}/rpc", json=body)
         except httpx.HTTPError as error:
             raise ChainError(f"simnet at {self.url} unreachable: {error}") from error
         try:
@@ -60,7 +71,9 @@ class SimSubstrate:
         await self._rpc("block_number")
 
     async def close(self) -> None:
-        return None
+        http = self._clients.pop(asyncio.get_running_loop(), None)
+        if http is not None:
+            await http.aclose()
 
     # -- reads -----------------------------------------------------------------------------
 

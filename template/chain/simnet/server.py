@@ -22,7 +22,7 @@ import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from . import records, runtime_api
+from . import runtime_api
 from .codec import block_hash, block_number_of, decode, encode
 from .node import Node, RequestError
 from .runtime_api import UnknownItem
@@ -235,5 +235,3 @@ def serve(db: str, host: str, port: int, block_time: float, manual_clock: bool) 
         httpd.server_close()
         node.stop()
 
-
-__all__ = ["serve", "make_handler", "records"]

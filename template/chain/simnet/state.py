@@ -27,7 +27,6 @@ DEV_ACCOUNTS = ("//Alice", "//Bob", "//Charlie", "//Dave", "//Eve", "//Ferdie")
 GENESIS_FREE_RAO = 1_000_000 * RAO
 EXISTENTIAL_DEPOSIT = 500
 NETWORK_LOCK_RAO = 100 * RAO          # price of register_network (SubnetLocked)
-BLOCK_EMISSION_RAO = RAO              # alpha_out per block while issuance is small (yuma.md §5)
 SUBNET_OWNER_CUT_U16 = 11796          # ≈ 0.18 of alpha_out
 DELEGATE_TAKE_U16 = 11796             # validator take on dividends (yuma.md §7)
 MAX_TEMPO = 50_400

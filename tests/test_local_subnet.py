@@ -1,0 +1,58 @@
+"""End to end: the main job (simnet + one validator + five miner processes) from the outside."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_main_job(out: Path, *flags: str, timeout: float) -> tuple[dict, float]:
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "scripts/run_local_subnet.py", "--out", str(out), "--wandb.off", *flags],
+                            cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text()), seconds
+
+
+def incentive_by_behaviour(summary: dict) -> tuple[float, list[float]]:
+    miners = summary["miners"]
+    total = sum(m["incentive"] for m in miners)
+    assert total > 0, "no miner received incentive"
+    honest = sum(m["incentive"] for m in miners if m["behaviour"] == "honest") / total
+    freeloaders = [m["incentive"] / total for m in miners if m["behaviour"] != "honest"]
+    return honest, freeloaders
+
+
+def test_tiny_local_subnet_trains_and_pays_only_honest_miners(tmp_path):
+    summary, _ = run_main_job(tmp_path, "--rounds", "3", "--round-blocks", "56", "--train-blocks", "36",
+                              "--inner-steps", "15", timeout=540)
+    assert [r["round"] for r in summary["rounds"]] == sorted(r["round"] for r in summary["rounds"])
+    assert len(summary["rounds"]) == 3
+    assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"]
+    honest, freeloaders = incentive_by_behaviour(summary)
+    assert honest >= 0.9
+    assert all(share <= 0.02 for share in freeloaders)
+    assert {m["behaviour"] for m in summary["miners"]} == {"honest", "zero", "copy"}
+    for name in ("heldout_loss.png", "emissions.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_main_job_meets_its_bars_with_a_miner_killed_mid_run(tmp_path):
+    summary, seconds = run_main_job(tmp_path, "--kill-miner", "miner1-honest@3", timeout=900)
+    assert len(summary["rounds"]) == 8
+    assert summary["rounds"][-1]["heldout_loss"] <= 0.75 * summary["initial_heldout_loss"]
+    honest, freeloaders = incentive_by_behaviour(summary)
+    assert honest >= 0.9
+    assert all(share <= 0.02 for share in freeloaders)
+    killed_uid = next(m["uid"] for m in summary["miners"] if m["name"] == "miner1-honest")
+    validator_log = (tmp_path / "logs" / "validator.log").read_text()
+    assert f"uid {killed_uid} sent nothing: unreachable" in validator_log \
+        or f"uid {killed_uid} did not take the work: unreachable" in validator_log

@@ -1,0 +1,115 @@
+"""Model presets, inner loop, pseudo-gradient and loss evaluation on the tiny preset."""
+import pytest
+import torch
+
+from template.training.checkpoint import state_hash
+from template.training.evaluation import applied_delta, per_sequence_loss
+from template.training.inner_loop import lr_at, pseudo_gradient, train_inner
+from template.training.model import (
+    PRESETS, build_model, load_model_state, load_pretrained_model, model_state, num_params,
+)
+
+VOCAB = 300
+
+
+def _pages(n: int, seed: int, t: int = 32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    # Repeating patterns: learnable in a few steps, and different per seed.
+    base = torch.randint(0, VOCAB, (n, 8), generator=g)
+    return base.repeat(1, t // 8)
+
+
+@pytest.fixture
+def model():
+    torch.set_num_threads(1)
+    return build_model("tiny", VOCAB, seed=0, device="cpu")
+
+
+def test_presets_cover_cpu_to_1b():
+    assert {"tiny", "small", "124m", "1b"} <= set(PRESETS)
+
+
+def test_same_seed_gives_same_weights():
+    a, b = build_model("tiny", VOCAB, 7, "cpu"), build_model("tiny", VOCAB, 7, "cpu")
+    assert state_hash(model_state(a)) == state_hash(model_state(b))
+    assert state_hash(model_state(a)) != state_hash(model_state(build_model("tiny", VOCAB, 8, "cpu")))
+
+
+def test_small_preset_is_10_to_20m_params():
+    with torch.device("meta"):
+        n = num_params(build_model("small", 8192, 0, "meta"))
+    assert 10e6 <= n <= 20e6, n
+
+
+def test_pretrained_model_loads_from_save_pretrained(tmp_path, model):
+    model.save_pretrained(str(tmp_path / "m"))
+    loaded = load_pretrained_model(str(tmp_path / "m"), device="cpu")
+    assert state_hash(model_state(loaded)) == state_hash(model_state(model))
+
+
+def test_model_state_round_trips(model):
+    state = model_state(model)
+    other = build_model("tiny", VOCAB, seed=1, device="cpu")
+    load_model_state(other, state)
+    assert state_hash(model_state(other)) == state_hash(state)
+    with pytest.raises(KeyError):
+        load_model_state(other, {k: v for k, v in list(state.items())[1:]})
+
+
+def test_lr_schedule_warms_up_then_decays():
+    lrs = [lr_at(s, 20, 1.0, 4, 0.1) for s in range(20)]
+    assert lrs[0] == 0.25 and lrs[3] == 1.0 and lrs[4] == 1.0
+    assert abs(lrs[-1] - 0.1) < 1e-9 and all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+
+
+def test_inner_loop_helps_its_own_pages_more_than_others(model):
+    own, other = _pages(8, seed=1), _pages(8, seed=2)
+    before_own, before_other = per_sequence_loss(model, own), per_sequence_loss(model, other)
+    stats = train_inner(model, own, steps=20, batch_size=4, lr=3e-3, warmup=2, seed=0)
+    assert stats.loss_last < stats.loss_first and stats.tokens == 20 * 4 * 32
+    gain_own = (before_own - per_sequence_loss(model, own)).mean()
+    gain_other = (before_other - per_sequence_loss(model, other)).mean()
+    assert gain_own > gain_other + 0.5
+
+
+def test_inner_loop_is_reproducible():
+    pages = _pages(8, seed=3)
+    states = []
+    for _ in range(2):
+        m = build_model("tiny", VOCAB, 0, "cpu")
+        train_inner(m, pages, steps=3, batch_size=4, lr=1e-3, seed=5)
+        states.append(state_hash(model_state(m)))
+    assert states[0] == states[1]
+
+
+def test_pseudo_gradient_is_base_minus_trained_for_trainable_params(model):
+    base = model_state(model)
+    model.model.embed_tokens.weight.requires_grad_(False)
+    train_inner(model, _pages(4, seed=4), steps=2, batch_size=2, lr=1e-2)
+    delta = pseudo_gradient(base, model)
+    assert "model.embed_tokens.weight" not in delta
+    trained = model_state(model)
+    for name, d in delta.items():
+        assert d.dtype == torch.float32
+        torch.testing.assert_close(d, base[name] - trained[name], rtol=0, atol=0)
+    assert any(d.abs().sum() > 0 for d in delta.values())
+
+
+def test_per_sequence_loss_shape_and_mode(model):
+    model.train()
+    losses = per_sequence_loss(model, _pages(5, seed=5), batch_size=2)
+    assert losses.shape == (5,) and torch.isfinite(losses).all() and model.training
+    assert abs(float(losses.mean()) - torch.log(torch.tensor(float(VOCAB)))) < 0.5
+
+
+def test_applied_delta_applies_then_restores_exactly(model):
+    before = state_hash(model_state(model))
+    name, p = next(iter(model.named_parameters()))
+    delta = {name: torch.randn_like(p)}
+    expected = p.detach().clone() - 0.5 * delta[name]
+    with applied_delta(model, delta, scale=0.5):
+        torch.testing.assert_close(p.detach(), expected, rtol=0, atol=0)
+    assert state_hash(model_state(model)) == before
+    with pytest.raises(RuntimeError), applied_delta(model, delta, scale=1.0):
+        raise RuntimeError("scoring failed")
+    assert state_hash(model_state(model)) == before
