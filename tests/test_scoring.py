@@ -237,3 +237,21 @@ def test_assigned_vs_random_passes_only_when_assigned_gain_is_larger():
     little = base - 0.2 + 0.1 * torch.rand(16, generator=g)
     assert assigned_vs_random(base, helped, base, little).passed
     assert not assigned_vs_random(base, little, base, helped).passed
+
+
+def test_copy_that_arrives_first_is_still_the_duplicate(world):
+    """Arrival order can be gamed; the copy helps its victim's pages, not its own."""
+    copier_pages = pages(1, 16, 9)
+    round_ = [
+        Contribution("mallory", 0, world.copy, arrival_index=0, assigned_tokens=copier_pages,
+                     control_tokens=world.control),
+        Contribution("alice", 1, world.alice, arrival_index=1, assigned_tokens=world.alice_pages,
+                     control_tokens=world.control),
+        Contribution("bob", 2, world.bob, arrival_index=2, assigned_tokens=world.bob_pages,
+                     control_tokens=world.control),
+    ]
+    out = score_round(round_, world.loss_fn, ScoringConfig(), heldout_tokens=world.heldout,
+                      expected_shapes=world.shapes)
+    assert out["alice"].accepted and out["alice"].score > 0
+    assert out["mallory"].score == 0.0
+    assert out["mallory"].duplicate.original == "alice"

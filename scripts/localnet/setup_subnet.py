@@ -155,13 +155,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="folder for the (unencrypted) wallets this script creates")
     p.add_argument("--miners", type=int, default=3, help="number of miners to register")
     p.add_argument("--netuid", type=int, default=None,
-                   help="use this existing subnet (it must be the owner wallet's); default: the owner's "
+                   help="use this existing subnet (it must be the owner wallet's); None: the owner's "
                         "subnet if it has one, else a new one")
     p.add_argument("--weights-rate-limit", type=int, default=30,
                    help="WeightsSetRateLimit in blocks (chain default 100, more than a fast-blocks tempo)")
     p.add_argument("--admin-freeze-window", type=int, default=0,
                    help="AdminFreezeWindow in blocks (chain default 10 blocks out of a 10-block tempo)")
-    p.add_argument("--tempo", type=int, default=None, help="set the subnet tempo (default: keep the chain's)")
+    p.add_argument("--tempo", type=int, default=None, help="set the subnet tempo (None: keep the chain's)")
     p.add_argument("--validator-stake", type=float, default=500.0, help="TAO the validator stakes on its hotkey")
     p.add_argument("--miner-funds", type=float, default=20.0, help="TAO each miner coldkey holds beyond the burn")
     p.add_argument("--sudo-uri", default="//Alice", help="the chain's sudo key (localnet: //Alice)")
@@ -405,20 +405,20 @@ def neuron_command(args, netuid: int, member: Member, wallet_path: Path, state_d
 async def setup(args) -> dict:
     wallet_path = Path(args.wallet_path).expanduser().resolve()
     state_dir = Path(args.state_dir).expanduser().resolve()
-    wallet_path.mkdir(parents=True, exist_ok=True)
     faucet = bootstrap.DevWallet(args.faucet_uri)
     sudo_key = bootstrap.DevWallet(args.sudo_uri)
-
-    owner = Member("owner", "owner", bootstrap.create_wallet(wallet_path, "owner"))
-    validator = Member("validator", "validator", bootstrap.create_wallet(wallet_path, "validator"), args.axon_port)
-    miners = [Member(f"miner{i}", "miner", bootstrap.create_wallet(wallet_path, f"miner{i}"), args.axon_port + 1 + i)
-              for i in range(args.miners)]
-    logger.info("wallets in {}: owner, validator, {}", wallet_path,
-                ", ".join(m.name for m in miners) or "no miners")
 
     report: dict[str, Any] = {"network": args.network, "endpoint": endpoint_of(args)}
     client = await connect(args)
     try:
+        wallet_path.mkdir(parents=True, exist_ok=True)
+        owner = Member("owner", "owner", bootstrap.create_wallet(wallet_path, "owner"))
+        validator = Member("validator", "validator", bootstrap.create_wallet(wallet_path, "validator"),
+                           args.axon_port)
+        miners = [Member(f"miner{i}", "miner", bootstrap.create_wallet(wallet_path, f"miner{i}"),
+                         args.axon_port + 1 + i) for i in range(args.miners)]
+        logger.info("wallets in {}: owner, validator, {}", wallet_path,
+                    ", ".join(m.name for m in miners) or "no miners")
         report["block"] = await client.block()
         report["block_time"] = float(await client.block_time())
         try:

@@ -185,6 +185,17 @@ def find_duplicates(
     if len(deltas) < 2:
         return {}
     cosine, overlap = similarity_matrices([d for _, d in deltas], topk_fraction)
+    return duplicate_findings(keys, cosine, overlap, cosine_threshold, overlap_threshold)
+
+
+def duplicate_findings(
+    keys: Sequence[str],
+    cosine: torch.Tensor,
+    overlap: torch.Tensor,
+    cosine_threshold: float,
+    overlap_threshold: float,
+) -> dict[str, DuplicateFinding]:
+    """Findings from precomputed similarity matrices whose rows follow `keys` (earliest first)."""
     findings: dict[str, DuplicateFinding] = {}
     for j in range(1, len(keys)):
         for i in range(j):
@@ -205,3 +216,14 @@ def find_duplicates(
                 )
                 break
     return findings
+
+
+def duplicate_groups(findings: dict[str, DuplicateFinding]) -> list[set[str]]:
+    """Connected groups of near-identical contributions (each copy joined to its original)."""
+    groups: list[set[str]] = []
+    for finding in findings.values():
+        pair = {finding.key, finding.original}
+        touching = [g for g in groups if g & pair]
+        merged = pair.union(*touching)
+        groups = [g for g in groups if not g & pair] + [merged]
+    return groups

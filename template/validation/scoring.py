@@ -22,7 +22,9 @@ import torch
 from template.validation.aggregation import clip_to_norms, median_tensor_norms
 from template.validation.checks import (
     DuplicateFinding,
-    find_duplicates,
+    duplicate_findings,
+    duplicate_groups,
+    similarity_matrices,
     is_empty,
     non_finite,
     norm_outlier,
@@ -214,6 +216,58 @@ class _Gate:
                 )
 
 
+class _BaseLosses:
+    """Base-model losses per token object, computed once (keyed by identity: every token
+    object outlives the round)."""
+
+    def __init__(self, loss_fn: LossFn):
+        self.loss_fn = loss_fn
+        self.cache: dict[int, torch.Tensor] = {}
+
+    def __call__(self, tokens: Any) -> torch.Tensor:
+        if id(tokens) not in self.cache:
+            self.cache[id(tokens)] = self.loss_fn(None, 0.0, tokens)
+        return self.cache[id(tokens)]
+
+
+def _duplicates_originals_first(valid: Sequence[Contribution], loss_fn: LossFn, cfg: ScoringConfig,
+                                base_loss: "_BaseLosses | None" = None) -> dict[str, DuplicateFinding]:
+    """Duplicate findings where, inside each group of near-identical updates, the member with
+    the strongest evidence of training on its own assigned pages counts as the original.
+    Arrival order alone can be gamed (a copier that answers faster than its victim); the
+    assignment test cannot, since a copy helps the victim's pages, not the copier's. Ties and
+    members without pages keep arrival order."""
+    keys = [c.hotkey for c in valid]
+    if len(keys) < 2:
+        return {}
+    cosine, overlap = similarity_matrices([c.delta for c in valid], cfg.duplicate_topk_fraction)
+    findings = duplicate_findings(keys, cosine, overlap, cfg.duplicate_cosine, cfg.duplicate_overlap)
+    if not findings:
+        return findings
+    base_loss = base_loss or _BaseLosses(loss_fn)
+    by_key = {c.hotkey: c for c in valid}
+    order = list(keys)
+    for group in duplicate_groups(findings):
+        slots = sorted(order.index(k) for k in group)
+        evidence = {k: _assignment_z(by_key[k], loss_fn, cfg, base_loss) for k in group}
+        ranked = sorted(group, key=lambda k: (-evidence[k], order.index(k)))
+        for slot, key in zip(slots, ranked):
+            order[slot] = key
+    index = torch.tensor([keys.index(k) for k in order])
+    return duplicate_findings(order, cosine[index][:, index], overlap[index][:, index],
+                              cfg.duplicate_cosine, cfg.duplicate_overlap)
+
+
+def _assignment_z(c: Contribution, loss_fn: LossFn, cfg: ScoringConfig, base_loss: "_BaseLosses") -> float:
+    if c.assigned_tokens is None or c.control_tokens is None:
+        return -math.inf
+    return assigned_vs_random(
+        base_loss(c.assigned_tokens), loss_fn(c.delta, cfg.eval_scale, c.assigned_tokens),
+        base_loss(c.control_tokens), loss_fn(c.delta, cfg.eval_scale, c.control_tokens),
+        cfg.assignment_z_min,
+    ).z
+
+
 def score_round(
     contributions: Sequence[Contribution],
     loss_fn: LossFn,
@@ -267,12 +321,8 @@ def score_round(
 
     # Duplicates among all structurally valid ones: an earlier copy victim that failed the
     # norm gate still counts as the original.
-    dups = find_duplicates(
-        [(c.hotkey, c.delta) for c in valid],
-        cfg.duplicate_cosine,
-        cfg.duplicate_overlap,
-        cfg.duplicate_topk_fraction,
-    )
+    base_loss = _BaseLosses(loss_fn)
+    dups = _duplicates_originals_first(valid, loss_fn, cfg, base_loss)
     candidates = []
     for c in after_norm:
         finding = dups.get(c.hotkey)
@@ -282,14 +332,6 @@ def score_round(
 
     # Clip like the aggregate will, so the score measures what the update would contribute.
     clip_norms = median_tensor_norms([c.delta for c in candidates]) if candidates else {}
-    base_cache: dict[int, torch.Tensor] = {}
-
-    def base_loss(tokens: Any) -> torch.Tensor:
-        # Keyed by object identity: every token object outlives this call.
-        if id(tokens) not in base_cache:
-            base_cache[id(tokens)] = loss_fn(None, 0.0, tokens)
-        return base_cache[id(tokens)]
-
     for c in candidates:
         gate, report = gates[c.hotkey], reports[c.hotkey]
         delta = clip_to_norms(c.delta, clip_norms) if cfg.clip_before_eval else c.delta
