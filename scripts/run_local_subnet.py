@@ -103,12 +103,12 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
               "--axon.ip", "127.0.0.1", "--axon.port", str(neuron.port), "--neuron.state_dir", str(neuron.state_dir),
               "--neuron.cache_dir", args.cache_dir, "--data.preset", args.preset, "--no-neuron.register",
               *wallet_flags]
+    if args.wandb_off:
+        common.append("--wandb.off")
     if neuron.role == "validator":
         flags = ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks),
                  "--round.max_rounds", str(args.rounds), "--round.inner_steps", str(args.inner_steps),
                  "--round.pages_per_miner", str(args.pages_per_miner)]
-        if args.wandb_off:
-            flags.append("--wandb.off")
         return [sys.executable, "-m", "neurons.validator", *common, *flags]
     flags = ["--miner.behaviour", neuron.behaviour]
     if neuron.behaviour == "copy":

@@ -165,7 +165,7 @@ def test_setup_subnet_names_the_chain_error(simnet, first_run):
     (tmp / "other").mkdir(exist_ok=True)
     done = run_setup(url, tmp / "other", "--sudo-uri", "//Bob")
     assert done.returncode == 2
-    assert "sudo sudo_set_admin_freeze_window(window=0) failed: RequireSudo" in done.stderr, done.stderr
+    assert "failed: RequireSudo" in done.stderr, done.stderr
     assert "what to do: the sudo key is not this chain's sudo account" in done.stderr
 
 

@@ -164,34 +164,6 @@ def test_weight_above_max_limit_is_refused(sim, subnet, no_rate_limit):
     assert error_name(run(go())) == "MaxWeightExceeded"
 
 
-def test_commit_reveal_subnet_refuses_plain_weights_and_takes_commits(sim):
-    async def go():
-        async with sim.client() as client:
-            netuid = (await client.execute(bt.RegisterSubnet(), EXTRA)).data["netuid"]
-            assert await client.subnets.commit_reveal_enabled(netuid)
-            plain = await raw_weights(client, EXTRA, netuid, [0], [65535])
-            return netuid, plain
-    netuid, plain = run(go())
-    assert error_name(plain) == "CommitRevealEnabled"
-    sim.advance(101)
-
-    async def commit():
-        async with sim.client() as client:
-            result = await client.execute(bt.SetWeights(netuid=netuid, weights={0: 1.0}), EXTRA)
-            assert result.success, result.error
-            assert "reveal_round" in result.data
-            return (await client.subnets.metagraph(netuid)).neurons[0].last_update
-    last_update = run(commit())
-    assert last_update == sim.advance(0)
-    revealed = sim.reveal_weights(netuid, EXTRA.hotkey.ss58_address, [0], [65535])
-    assert revealed["success"], revealed
-
-    async def weights():
-        async with sim.client() as client:
-            return await client.read("weights", netuid=netuid)
-    assert run(weights()) == {0: {0: 1.0}}
-
-
 def test_start_call_by_non_owner_is_refused(sim, subnet):
     async def go():
         async with sim.client() as client:

@@ -24,3 +24,16 @@ def test_eight_compressed_rounds_cut_heldout_loss_by_a_quarter():
     # honest miners pass the assigned-vs-random test in most rounds
     positive = sum(g > 0 for g in result.assigned_minus_control)
     assert positive >= 0.75 * len(result.assigned_minus_control)
+
+
+def test_two_quick_rounds_on_fixture_text_reduce_heldout_loss(tmp_path):
+    from tests.fixture_text import fixture_text
+
+    configure_torch_threads(1)
+    cfg = TrainingConfig(vocab_size=300, page_len=32, inner_steps=8, batch_size=4,
+                         pages_per_assignment=8)
+    store = build_page_store(tmp_path, cfg.vocab_size, cfg.page_len, text=fixture_text())
+    result = run_simulation(cfg, store, rounds=2, miners=3, compression=cfg.compression,
+                            eval_pages=16, proof_pages=4)
+    assert len(result.heldout_loss) == 3 and result.heldout_loss[2] < result.heldout_loss[0]
+    assert len(result.inner_seconds) == 6 and result.compression_ratio > 1

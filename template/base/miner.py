@@ -20,6 +20,7 @@ from template.chain.neuron_chain import NeuronChain
 from template.config import Config, expand
 from template.training.assignment import assigned_pages
 from template.utils.logging import setup_logging
+from template.utils.wandb_run import open_run
 
 
 class PermitList:
@@ -53,8 +54,10 @@ async def run_miner(config: Config) -> None:
     uid = await chain.ensure_registered(config.neuron.register)
     workload = Workload.build(config.data, expand(config.neuron.cache_dir), torch_threads=config.neuron.torch_threads)
     device = pick_device(config.neuron.device)
+    run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"miner-uid{uid}",
+                   f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
     worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
-                         expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device)
+                         expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device, run)
 
     def check_assignment(order: TrainRequest) -> str | None:
         if order.dataset != workload.dataset_id:
@@ -85,6 +88,7 @@ async def run_miner(config: Config) -> None:
         await refresh_permits_until(stop, chain, permits)
     finally:
         server.stop()
+        run.finish()
         await chain.close()
         logger.info("miner stopped")
 

@@ -21,6 +21,7 @@ from protocol.limits import MAX_CHECKPOINT_BYTES, MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, TrainRequest
 from protocol.payload import decode_tensors, encode_tensors
 from template.base.workload import Workload
+from template.utils.wandb_run import WandbRun
 from template.training.checkpoint import load_checkpoint_bytes, load_checkpoint, save_checkpoint, state_hash
 from template.training.compression import compress
 from template.training.inner_loop import pseudo_gradient, train_inner
@@ -94,7 +95,7 @@ class Outbox:
 
 class MinerWorker:
     def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
-                 device: torch.device):
+                 device: torch.device, run: WandbRun | None = None):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
         self.workload = workload
@@ -107,6 +108,7 @@ class MinerWorker:
         self.jobs: queue.Queue[TrainRequest] = queue.Queue()
         self.outcomes: dict[int, Outcome] = {}
         self.lock = threading.Lock()
+        self.run = run or WandbRun()
 
     def submit(self, request: TrainRequest) -> str:
         with self.lock:
@@ -176,7 +178,10 @@ class MinerWorker:
         if stats:
             logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s",
                         request.round_index, stats.steps, stats.loss_first, stats.loss_last,
-                        stats.tokens / max(stats.seconds, 1e-9))
+                        stats.tokens_per_second)
+            self.run.log({"inner_loss_first": stats.loss_first, "inner_loss_last": stats.loss_last,
+                          "tokens_per_second": stats.tokens_per_second, "inner_steps": stats.steps,
+                          "train_seconds": stats.seconds}, step=request.round_index)
         return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
 
     def _copied(self, request: TrainRequest) -> bytes:

@@ -70,8 +70,10 @@ async def sudo(client: bt.Client, sudo_wallet, call) -> None:
 
 async def configure_local_subnet(client: bt.Client, netuid: int, owner, sudo_wallet, weights_rate_limit: int,
                                  tempo: int | None = None) -> None:
-    """What a local run needs: no commit-reveal (drand is unreachable offline), a short weights
-    rate limit, optionally a tempo, then start emissions."""
+    """What a local run needs: no admin freeze window (subtensor's 10 blocks would block admin
+    calls most of a short tempo), no commit-reveal (drand is unreachable offline), a short
+    weights rate limit, optionally a tempo, then start emissions."""
+    await sudo(client, sudo_wallet, bt.calls.AdminUtils.sudo_set_admin_freeze_window(window=0))
     _check(await client.execute(bt.SetHyperparameter(netuid=netuid, name="commit_reveal_weights_enabled",
                                                      value=False), owner), "disable commit-reveal")
     await sudo(client, sudo_wallet, bt.calls.AdminUtils.sudo_set_weights_set_rate_limit(

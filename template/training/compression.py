@@ -157,13 +157,13 @@ def _layout(shape: tuple[int, ...], chunk: int, topk: int) -> _Layout:
 
 def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
     """Non-negative ints < 2**bits -> uint8 bytes, little-endian bit order, zero tail bits."""
-    v = values.to(torch.int64).numpy().astype(np.uint32)
+    v = values.detach().to("cpu", torch.int64).numpy().astype(np.uint32)
     bit_matrix = ((v[:, None] >> np.arange(bits, dtype=np.uint32)) & 1).astype(np.uint8)
     return torch.from_numpy(np.packbits(bit_matrix.reshape(-1), bitorder="little").copy())
 
 
 def unpack_bits(data: torch.Tensor, bits: int, count: int) -> torch.Tensor:
-    raw = np.unpackbits(data.numpy(), bitorder="little")
+    raw = np.unpackbits(data.detach().cpu().contiguous().numpy(), bitorder="little")
     if raw[count * bits:].any():
         raise MalformedUpdate("non-zero padding bits after the last packed value")
     bit_matrix = raw[: count * bits].reshape(count, bits).astype(np.int64)
@@ -287,6 +287,8 @@ def compress(delta: dict[str, torch.Tensor], residual: dict[str, torch.Tensor] |
         if not torch.isfinite(d).all():
             raise ValueError(f"{name}: delta has non-finite values")
         prev = residual.get(name) if residual else None
+        if prev is not None and prev.shape != d.shape:
+            raise ValueError(f"{name}: residual shape {tuple(prev.shape)} != {tuple(d.shape)}")
         e = d.clone() if prev is None else cfg.ef_beta * prev.to(torch.float32) + d
         part, sent = _encode_tensor(e, cfg)
         update.parts[name] = part

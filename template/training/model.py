@@ -92,7 +92,7 @@ def build_model(preset_name: str, vocab_size: int, seed: int,
 def load_pretrained_model(name_or_path: str, device: torch.device | str | None = None
                           ) -> PreTrainedModel:
     """Production path: any causal LM from the hub or a save_pretrained directory (fp32)."""
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, torch_dtype=torch.float32,
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32,
                                                  attn_implementation="sdpa")
     return model.to(torch.device(device) if device is not None else default_device())
 

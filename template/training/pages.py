@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,7 @@ def build_page_store(cache_dir: Path, vocab_size: int, page_len: int,
         raise ValueError(f"token id {int(tokens.max())} outside vocab_size {vocab_size}")
     store = make_page_store(tokens, heldout_fraction)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # per-process: neurons may race
     # int32 halves the file; ids fit any realistic vocabulary.
     save_file({"tokens": tokens.to(torch.int32).contiguous()}, str(tmp),
               metadata={"page_len": str(page_len), "digest": store.digest})

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -53,13 +55,12 @@ def build_tokenizer(cache_dir: Path, text: str, vocab_size: int) -> PreTrainedTo
     t0 = time.perf_counter()
     tokenizer = train_bpe_tokenizer(text, vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")  # per-process: neurons may race
     tokenizer.save_pretrained(str(tmp))
-    if path.exists():  # another process won the race; keep its copy
-        import shutil
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
+    try:
         tmp.replace(path)
+    except OSError:  # another process finished first; both trained the same tokenizer
+        shutil.rmtree(tmp, ignore_errors=True)
     dt = time.perf_counter() - t0
     logger.info(f"tokenizer: trained byte-level BPE vocab={len(tokenizer)} on {len(text):,} chars "
                 f"in {dt:.1f}s ({len(text) / max(dt, 1e-9) / 1e6:.1f} Mchar/s) -> {path}")

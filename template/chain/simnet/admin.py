@@ -1,5 +1,12 @@
 """AdminUtils ``sudo_set_*``: root (``Sudo.sudo`` from //Alice) or, for the owner-settable
-subset (``bittensor/intents/hyperparameters.py``), the subnet owner's coldkey."""
+subset (``bittensor/intents/hyperparameters.py``), the subnet owner's coldkey.
+
+Order of checks, as in ``pallets/admin-utils``: origin (``BadOrigin`` for a signed key that is
+neither root nor, where allowed, the owner), then for the gated calls the admin freeze window
+(``AdminActionProhibitedDuringWeightsWindow``, root included), then the value checks. The
+window: the last ``AdminFreezeWindow`` blocks before the subnet's next automatic epoch
+(``LastEpochBlock + tempo - now < window``), or while an owner-triggered epoch is pending.
+"""
 
 from __future__ import annotations
 
@@ -52,9 +59,15 @@ FIELDS: dict[str, str] = {
     "sudo_set_owner_immune_neuron_limit": "owner_immune_neuron_limit",
     "sudo_set_toggle_transfer": "transfers_enabled",
     "sudo_set_owner_cut_enabled": "owner_cut_enabled",
-    "sudo_set_stake_threshold": "stake_threshold",
     "sudo_set_epoch_consensus": "epoch_consensus",
+    "sudo_set_min_non_immune_uids": "min_non_immune_uids",
 }
+# Calls the chain does NOT gate by the admin freeze window (admin-utils ``lib.rs``).
+UNGATED = {"sudo_set_weights_set_rate_limit", "sudo_set_adjustment_interval", "sudo_set_kappa",
+           "sudo_set_min_non_immune_uids", "sudo_set_stake_threshold", "sudo_set_burn"}
+# Global (no netuid) root-only setters -> meta key.
+GLOBAL = {"sudo_set_admin_freeze_window": ("admin_freeze_window", "window", 65535),
+          "sudo_set_stake_threshold": ("stake_threshold", "min_stake", 2**64 - 1)}
 OWNER_SETTABLE = {method for method, _ in OWNER_HYPERPARAMETERS.values()}
 BOOLEAN = {f for f, field in FIELDS.items() if field.endswith(("enabled", "allowed"))} | {
     "sudo_set_toggle_transfer"}
@@ -65,6 +78,8 @@ U16_FIELDS = {"max_weights_limit", "kappa", "bonds_penalty", "min_allowed_weight
 def dispatch(state: ChainState, call: SimCall, origin: str) -> Events:
     p = call.params
     netuid = p.get("netuid")
+    if call.function in GLOBAL:
+        return _set_global(state, call.function, origin, p)
     if call.function == "sudo_set_alpha_values":
         return _set_alpha_values(state, origin, p)
     field = FIELDS.get(call.function)
@@ -74,8 +89,18 @@ def dispatch(state: ChainState, call: SimCall, origin: str) -> Events:
         raise DispatchError("SubnetDoesNotExist", "AdminUtils")
     subnet = state.subnet(netuid)
     if subnet is None:
+        # A signed non-root origin fails the owner check first (SubnetOwner is the zero account).
+        if origin != ROOT:
+            raise DispatchError("BadOrigin", "System")
         raise DispatchError("SubnetDoesNotExist", "AdminUtils")
     _ensure_origin(subnet, origin, owner_ok=call.function in OWNER_SETTABLE)
+    if call.function == "sudo_set_tempo" and origin != ROOT:
+        value = p.get("tempo")
+        if not isinstance(value, int) or not 360 <= value <= 50_400:
+            raise DispatchError("TempoOutOfBounds")  # checked before the window (do_set_tempo)
+    if call.function not in UNGATED and not (
+            call.function == "sudo_set_activity_cutoff_factor" and origin == ROOT):
+        ensure_admin_window_open(state, subnet)
     values = [v for k, v in p.items() if k != "netuid"]
     if len(values) != 1:
         raise DispatchError("InvalidValue", "AdminUtils")
@@ -87,12 +112,45 @@ def dispatch(state: ChainState, call: SimCall, origin: str) -> Events:
     if field == "activity_cutoff_factor" and not 1000 <= value <= 50_000:
         raise DispatchError("ActivityCutoffFactorMilliOutOfBounds")
     if field == "tempo":
-        if origin != ROOT and not 360 <= value <= 50_400:
-            raise DispatchError("TempoOutOfBounds")
         subnet["last_epoch_block"] = state.head  # apply_tempo_with_cycle_reset
     subnet[field] = value
     state.save_subnet(subnet)
     return [("AdminUtils", "HyperparameterSet", {"netuid": netuid, "name": field})]
+
+
+def admin_freeze_window(state: ChainState) -> int:
+    """``SubtensorModule.AdminFreezeWindow`` (global). simnet's genesis value is the node's
+    ``--admin-freeze-window`` (default 0; subtensor's genesis value is 10)."""
+    return int(state.store.get("meta", "admin_freeze_window") or 0)
+
+
+def in_admin_freeze_window(state: ChainState, subnet: dict, block: int) -> bool:
+    """``is_in_admin_freeze_window`` (``utils/misc.rs``)."""
+    tempo = int(subnet["tempo"])
+    if tempo == 0:
+        return False
+    pending = int(subnet["pending_epoch_at"])
+    if pending > 0 and pending > block:
+        return True
+    remaining = max(0, int(subnet["last_epoch_block"]) + tempo - block)
+    return remaining < admin_freeze_window(state)
+
+
+def ensure_admin_window_open(state: ChainState, subnet: dict) -> None:
+    if in_admin_freeze_window(state, subnet, state.head):
+        raise DispatchError("AdminActionProhibitedDuringWeightsWindow")
+
+
+def _set_global(state: ChainState, function: str, origin: str, p: dict) -> Events:
+    key, param, top = GLOBAL[function]
+    if origin != ROOT:  # ensure_root
+        raise DispatchError("BadOrigin", "System")
+    value = p.get(param)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        raise DispatchError("InvalidValue", "AdminUtils")
+    state.store.put("meta", key, value)
+    event = "AdminFreezeWindowSet" if key == "admin_freeze_window" else "StakeThresholdSet"
+    return [("SubtensorModule", event, (value,))]
 
 
 def _ensure_origin(subnet: dict, origin: str, *, owner_ok: bool) -> None:
@@ -127,6 +185,7 @@ def _set_alpha_values(state: ChainState, origin: str, p: dict) -> Events:
     if subnet is None:
         raise DispatchError("SubnetDoesNotExist", "AdminUtils")
     _ensure_origin(subnet, origin, owner_ok=True)
+    ensure_admin_window_open(state, subnet)
     low, high = p.get("alpha_low"), p.get("alpha_high")
     if not all(isinstance(v, int) for v in (low, high)) or not 1638 <= low <= high <= 65535:
         raise DispatchError("AlphaLowOutOfRange")

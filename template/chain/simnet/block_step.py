@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from . import coinbase, registration
+from . import coinbase, registration, weights
 from .state import DELEGATE_TAKE_U16, MAX_TEMPO, SUBNET_OWNER_CUT_U16, ChainState
 
 EpochFn = Callable[[dict, int, int], dict]
@@ -33,7 +33,11 @@ def step(state: ChainState, epoch_fn: Optional[EpochFn]) -> list[int]:
         if subnet["first_emission_block"] is not None and block >= subnet["first_emission_block"]:
             accrue(subnet)
         subnet["blocks_since_last_step"] += 1
-        if should_run_epoch(subnet, block):
+        due = should_run_epoch(subnet, block)
+        state.save_subnet(subnet)
+        weights.reveal_due(state, subnet, due)  # §4.1 step 3, before the epoch
+        subnet = state.subnet(netuid)
+        if due:
             pending = coinbase.PendingEmission(
                 server=subnet["pending_server"], validator=subnet["pending_validator"],
                 root=subnet["pending_root"], owner_cut=subnet["pending_owner"])
@@ -102,7 +106,7 @@ def epoch_inputs(state: ChainState, subnet: dict) -> dict[str, Any]:
         "alpha_high": int(subnet["alpha_high"]),
         "steepness": int(subnet["alpha_sigmoid_steepness"]),
         "max_validators": int(subnet["max_allowed_validators"]),
-        "stake_threshold": int(subnet["stake_threshold"]),
+        "stake_threshold": state.stake_threshold,
         "activity_factor": int(subnet["activity_cutoff_factor"]),
         "commit_reveal": bool(subnet["commit_reveal_weights_enabled"]),
         "commit_block": [min((c["block"] for c in cs), default=None) if cs else None

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--block-time", type=float, default=0.25, help="seconds per block")
     serve.add_argument("--manual-clock", action="store_true",
                        help="blocks advance only on POST /admin/advance")
+    serve.add_argument("--admin-freeze-window", type=int, default=None,
+                       help="set AdminFreezeWindow (blocks) at start; genesis value 0, "
+                            "subtensor's is 10")
     serve.add_argument("--log-level", default="INFO")
     for name, needs_netuid in (("status", False), ("subnets", False),
                                ("hyperparams", True), ("metagraph", True)):
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        serve(args.db, args.host, args.port, args.block_time, args.manual_clock)
+        serve(args.db, args.host, args.port, args.block_time, args.manual_clock,
+              args.admin_freeze_window)
         return 0
     if args.command == "advance":
         response = httpx.post(f"{args.url}/admin/advance", json={"blocks": args.blocks})
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _gather(args: argparse.Namespace) -> Any:
-    """Read what a view shows through the SDK over simnet."""
+    """Read what a view shows through the SDK over simnet (the same data for table and JSON)."""
     from template.chain.client import open_client
 
     async with open_client("sim", args.url) as client:
@@ -92,7 +96,7 @@ async def _gather(args: argparse.Namespace) -> Any:
                 mg = await client.subnets.metagraph(info.netuid, commitments=False)
                 rows.append({"netuid": info.netuid, "owner": mg.owner_coldkey if mg else None,
                              "neurons": info.neuron_count, "tempo": info.tempo,
-                             "burn_tao": float(info.burn.tao),
+                             "burn_tao": float(info.burn.tao), "burn_rao": int(info.burn.rao),
                              "last_step": mg.last_step if mg else None,
                              "commit_reveal": mg.raw.get("commit_reveal_weights_enabled")
                              if mg else None})
@@ -107,11 +111,12 @@ async def _gather(args: argparse.Namespace) -> Any:
         return {"block": block, "netuid": args.netuid, "tempo": mg.tempo,
                 "last_step": mg.last_step, "neurons": [
                     {"uid": n.uid, "hotkey": n.hotkey, "coldkey": n.coldkey,
-                     "stake": n.total_stake.rao / 1e9, "permit": n.validator_permit,
+                     "stake": n.total_stake.rao / 1e9, "stake_rao": int(n.total_stake.rao),
+                     "permit": bool(n.validator_permit),
                      "incentive": n.incentive, "dividends": n.dividends,
                      "consensus": n.consensus, "vtrust": _vtrust(mg, n.uid),
-                     "emission": n.emission.rao / 1e9, "last_update": n.last_update,
-                     "active": n.active, "axon": n.axon,
+                     "emission": n.emission.rao / 1e9, "emission_rao": int(n.emission.rao),
+                     "last_update": n.last_update, "active": n.active, "axon": n.axon,
                      "commitment": n.commitment.value if n.commitment else None}
                     for n in mg.neurons]}
 
@@ -121,41 +126,76 @@ def _vtrust(mg: Any, uid: int) -> float:
     return values[uid] / 65535 if uid < len(values) else 0.0
 
 
-def _render(command: str, data: dict) -> None:
-    from rich.console import Console
+def short_key(ss58: str | None) -> str:
+    """First 6 and last 4 characters of an ss58 address."""
+    if not ss58:
+        return ""
+    return ss58 if len(ss58) <= 11 else f"{ss58[:6]}…{ss58[-4:]}"
+
+
+def fmt_alpha(value: float) -> str:
+    """Alpha/TAO amounts: 4 decimals below 1000, 2 with thousands separators above."""
+    if value == 0:
+        return "0"
+    return f"{value:,.2f}" if abs(value) >= 1000 else f"{value:.4f}"
+
+
+def fmt_unit(value: float) -> str:
+    """0..1 fractions (incentive, dividends, consensus, vtrust): 4 decimals."""
+    return f"{value:.4f}"
+
+
+def _table(title: str) -> Any:
+    from rich import box
     from rich.table import Table
 
-    console = Console()
+    return Table(title=title, box=box.SIMPLE_HEAD, padding=0,
+                 pad_edge=False, title_justify="left")
+
+
+def _render(command: str, data: dict) -> None:
+    from rich.console import Console
+
+    # Tables take their natural width (about 100 columns for the metagraph); the console is
+    # wide enough that rich never squeezes or truncates a column, even on a pipe (where it
+    # would assume 80 columns).
+    console = Console(width=max(160, Console().width), soft_wrap=False)
     if command == "status":
-        console.print(f"simnet {data['url']}: block [bold]{data['block']}[/], "
-                      f"{data['block_time']}s/block, {data['subnets']} subnet(s)")
+        console.print(f"simnet {data['url']}: block {data['block']}, "
+                      f"{data['block_time']}s/block, {data['subnets']} subnet(s)",
+                      markup=False, highlight=False)
         return
     if command == "subnets":
-        table = Table(title=f"subnets at block {data['block']}")
+        table = _table(f"subnets at block {data['block']}")
         for column in ("netuid", "owner", "neurons", "tempo", "burn τ", "last step", "CR"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=True,
+                             justify="left" if column == "owner" else "right")
         for row in data["subnets"]:
-            table.add_row(str(row["netuid"]), (row["owner"] or "")[:10], str(row["neurons"]),
-                          str(row["tempo"]), f"{row['burn_tao']:.4f}", str(row["last_step"]),
-                          str(row["commit_reveal"]))
+            table.add_row(str(row["netuid"]), short_key(row["owner"]), str(row["neurons"]),
+                          str(row["tempo"]), fmt_alpha(row["burn_tao"]),
+                          str(row["last_step"]), "on" if row["commit_reveal"] else "off")
         console.print(table)
         return
     if command == "hyperparams":
-        table = Table(title=f"netuid {data['netuid']} hyperparameters at block {data['block']}")
-        table.add_column("name")
-        table.add_column("value")
+        table = _table(f"netuid {data['netuid']} hyperparameters at block {data['block']}")
+        table.add_column("name", no_wrap=True)
+        table.add_column("value", overflow="fold")
         for name, value in sorted(data["hyperparameters"].items()):
             table.add_row(name, str(value))
         console.print(table)
         return
-    table = Table(title=f"netuid {data['netuid']} metagraph at block {data['block']} "
-                        f"(tempo {data['tempo']}, last epoch {data['last_step']})")
-    for column in ("uid", "hotkey", "stake α", "permit", "incentive", "dividends",
-                   "consensus", "vtrust", "emission α", "last update", "axon"):
-        table.add_column(column, justify="right" if column not in ("hotkey", "axon") else "left")
+    table = _table(f"netuid {data['netuid']} metagraph at block {data['block']} "
+                   f"(tempo {data['tempo']}, last epoch {data['last_step']})")
+    for column in ("uid", "hotkey", "stake α", "vp", "incentive", "dividends",
+                   "consensus", "vtrust", "emission α", "updated", "axon"):
+        table.add_column(column, no_wrap=column != "axon", overflow="fold",
+                         justify="left" if column in ("hotkey", "axon", "vp") else "right")
     for n in data["neurons"]:
-        table.add_row(str(n["uid"]), n["hotkey"][:10], f"{n['stake']:.3f}",
-                      "✓" if n["permit"] else "", f"{n['incentive']:.4f}",
-                      f"{n['dividends']:.4f}", f"{n['consensus']:.4f}", f"{n['vtrust']:.4f}",
-                      f"{n['emission']:.4f}", str(n["last_update"]), n["axon"] or "")
+        table.add_row(str(n["uid"]), short_key(n["hotkey"]), fmt_alpha(n["stake"]),
+                      "✓" if n["permit"] else "", fmt_unit(n["incentive"]),
+                      fmt_unit(n["dividends"]), fmt_unit(n["consensus"]),
+                      fmt_unit(n["vtrust"]), fmt_alpha(n["emission"]), str(n["last_update"]),
+                      n["axon"] or "")
     console.print(table)
+    console.print("vp: validator permit; stake and emission in alpha (emission: last epoch)",
+                  style="dim", markup=False)

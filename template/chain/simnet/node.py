@@ -31,9 +31,13 @@ class RequestError(Exception):
 
 
 class Node:
-    def __init__(self, db_path: str, block_time: float = 0.25, manual_clock: bool = False):
+    def __init__(self, db_path: str, block_time: float = 0.25, manual_clock: bool = False,
+                 admin_freeze_window: Optional[int] = None):
         self.store = Store(db_path)
         self.state = ChainState(self.store, block_time)
+        if admin_freeze_window is not None:  # chain-spec override (subtensor's genesis: 10)
+            self.store.put("meta", "admin_freeze_window", int(admin_freeze_window))
+            self.store.flush()
         self.block_time = block_time
         self.manual_clock = manual_clock
         self.lock = threading.RLock()
@@ -164,12 +168,13 @@ class Node:
         with self.lock:
             snapshot = _snapshot(self.store)
             try:
-                uid = weights.reveal(self.state, netuid, hotkey, dests, values, version_key)
+                info = weights.provide_plaintext(self.state, netuid, hotkey, dests, values,
+                                                 version_key)
             except DispatchError as failure:
                 _restore(self.store, snapshot)
                 return {"success": False, "error": failure.name}
             self.store.flush()
-            return {"success": True, "uid": uid}
+            return {"success": True, "head": self.state.head, **info}
 
 
 def _record(index: int, module: str, event: str, attributes: Any) -> dict:

@@ -58,7 +58,8 @@ SUBNET_ITEMS: dict[str, tuple[str, Any]] = {
     "SubnetTAO": ("tao_in", 0), "SubnetAlphaIn": ("alpha_in", 0),
     "SubnetAlphaOut": ("alpha_out", 0), "PendingServerEmission": ("pending_server", 0),
     "PendingValidatorEmission": ("pending_validator", 0),
-    "PendingOwnerCut": ("pending_owner", 0), "StakeThreshold": ("stake_threshold", 0),
+    "PendingOwnerCut": ("pending_owner", 0),
+    "MinNonImmuneUids": ("min_non_immune_uids", 10),
 }
 # Per-UID vectors indexed by netuid_index (mechanism 0 -> netuid) -> neuron column.
 UID_VECTORS: dict[str, tuple[str, Any]] = {
@@ -117,6 +118,10 @@ def _subtensor_query(state: ChainState, item: str, p: list) -> Any:
         field, kind = UID_VECTORS[item]
         netuid = (p[0] % 4096) if p else None
         return [kind(n[field]) for n in state.neurons(netuid)] if netuid is not None else []
+    if item == "AdminFreezeWindow":
+        return int(state.store.get("meta", "admin_freeze_window") or 0)
+    if item == "StakeThreshold":
+        return state.stake_threshold
     if item in ZERO_DEFAULTS:
         return ZERO_DEFAULTS[item]
     subnet = state.subnet(p[0]) if p and isinstance(p[0], int) else None
@@ -159,6 +164,14 @@ def _subtensor_query(state: ChainState, item: str, p: list) -> Any:
         if subnet is None or len(p) != 2 or not 0 <= p[1] < len(subnet["hotkeys"]):
             return []
         return [tuple(x) for x in state.neuron(netuid, p[1])[item.lower()]]
+    if item == "TimelockedWeightCommits":  # [netuid_index, commit_epoch]
+        if len(p) != 2 or state.subnet(p[0] % 4096) is None:
+            return []
+        netuid = p[0] % 4096
+        return [(c["hotkey"], c["block"], c.get("commit", "0x"), c["reveal_round"] or 0)
+                for uid in range(len(state.subnet(netuid)["hotkeys"]))
+                for c in state.store.get("commits", f"{netuid}/{uid}") or []
+                if c["epoch"] == p[1]]
     if item == "TotalHotkeyAlpha":
         return state.total_stake(p[0], p[1]) if len(p) == 2 else 0
     if item == "Alpha":  # [hotkey, coldkey, netuid] -> {"bits": shares}
@@ -256,6 +269,45 @@ def _price(state: ChainState, netuid: Any, *_: Any) -> Optional[int]:
     return alpha_price_rao(subnet) if subnet is not None else None
 
 
+def _stake_info(state: ChainState, hotkey: str, coldkey: str, netuid: int) -> dict:
+    return {"hotkey": hotkey, "coldkey": coldkey, "netuid": netuid,
+            "stake": state.stake_of(hotkey, netuid).get(coldkey, 0), "locked": 0,
+            "emission": 0, "tao_emission": 0, "drain": 0,
+            "is_registered": state.uid_of(netuid, hotkey) is not None}
+
+
+def _stake_info_for_hotkey_coldkey_netuid(state: ChainState, _netuid: Any, params: Any,
+                                          args: dict) -> Optional[dict]:
+    """``StakeInfoRuntimeApi.get_stake_info_for_hotkey_coldkey_netuid(hotkey, coldkey, netuid)``."""
+    if args:
+        hotkey, coldkey, netuid = args.get("hotkey_account"), args.get("coldkey_account"), \
+            args.get("netuid")
+    else:
+        hotkey, coldkey, netuid = (list(params) + [None] * 3)[:3]
+    if not isinstance(netuid, int) or state.subnet(netuid) is None:
+        return None
+    return _stake_info(state, str(hotkey), str(coldkey), netuid)
+
+
+def _stake_positions(state: ChainState, coldkey: str) -> list[dict]:
+    positions = []
+    for key, position in sorted(state.store.data["stake"].items()):
+        hotkey, _, netuid = key.rpartition("/")
+        if coldkey in position:
+            positions.append(_stake_info(state, hotkey, coldkey, int(netuid)))
+    return positions
+
+
+def _stake_info_for_coldkey(state: ChainState, _netuid: Any, params: Any, args: dict) -> list:
+    coldkey = args.get("coldkey_account") if args else (params[0] if params else None)
+    return _stake_positions(state, str(coldkey))
+
+
+def _stake_info_for_coldkeys(state: ChainState, _netuid: Any, params: Any, args: dict) -> list:
+    coldkeys = args.get("coldkey_accounts") if args else (params[0] if params else [])
+    return [(c, _stake_positions(state, str(c))) for c in coldkeys or []]
+
+
 def _lazy(name: str) -> Callable:
     def call(state: ChainState, netuid: Any, params: Any, args: dict) -> Any:
         from . import records
@@ -275,6 +327,10 @@ RUNTIME_APIS: dict[tuple[str, str], Callable] = {
     ("NeuronInfoRuntimeApi", "get_neurons"): _lazy("neurons_full"),
     ("SwapRuntimeApi", "current_alpha_price"): _price,
     ("SwapRuntimeApi", "sim_swap_tao_for_alpha"): _sim_swap,
+    ("StakeInfoRuntimeApi", "get_stake_info_for_hotkey_coldkey_netuid"):
+        _stake_info_for_hotkey_coldkey_netuid,
+    ("StakeInfoRuntimeApi", "get_stake_info_for_coldkey"): _stake_info_for_coldkey,
+    ("StakeInfoRuntimeApi", "get_stake_info_for_coldkeys"): _stake_info_for_coldkeys,
     ("SubnetRegistrationRuntimeApi", "get_network_registration_cost"):
         lambda *_: NETWORK_LOCK_RAO,
 }

@@ -6,8 +6,10 @@ Routes:
                                 (tagged JSON, see ``codec``); one method per ``Substrate`` need
   POST /admin/advance           {"blocks": N} -> {"block": head}   (manual-clock tests; N <= 10000)
   POST /admin/reveal_weights    {"netuid", "hotkey", "uids", "weights", "version_key"}
-                                -> apply plaintext weights for a pending timelocked commit
-                                (drand is unreachable offline; runs the chain's reveal checks)
+                                -> attach plaintext weights to the hotkey's oldest pending
+                                timelocked commit (drand is unreachable offline); the chain's
+                                reveal checks run now (422 + error name), the weights are
+                                applied at the start of the commit's reveal-epoch block
 
 Errors are JSON ``{"error": {"message", "name"?}}``: 400 for a malformed request, 404 for an
 unknown route or method, 422 for a well-formed read the chain refuses (unknown storage
@@ -219,8 +221,10 @@ def make_handler(node: Node) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(db: str, host: str, port: int, block_time: float, manual_clock: bool) -> None:
-    node = Node(db, block_time=block_time, manual_clock=manual_clock)
+def serve(db: str, host: str, port: int, block_time: float, manual_clock: bool,
+          admin_freeze_window: int | None = None) -> None:
+    node = Node(db, block_time=block_time, manual_clock=manual_clock,
+                admin_freeze_window=admin_freeze_window)
     httpd = ThreadingHTTPServer((host, port), make_handler(node))
     httpd.daemon_threads = True
     node.start()

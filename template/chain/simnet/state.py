@@ -128,6 +128,11 @@ class ChainState:
     def block_ms(self) -> int:
         return int(self.store.get("meta", "block_ms"))
 
+    @property
+    def stake_threshold(self) -> int:
+        """``StakeThreshold`` (global, ``sudo_set_stake_threshold``)."""
+        return int(self.store.get("meta", "stake_threshold") or 0)
+
     def timestamp_ms(self, block: Optional[int] = None) -> int:
         block = self.head if block is None else block
         return int(self.store.get("meta", "genesis_ms")) + block * self.block_ms

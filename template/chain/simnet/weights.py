@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .extrinsics import DispatchError, Events
@@ -41,7 +42,7 @@ def check_and_store(state: ChainState, netuid: int, hotkey: str, dests: Any, val
     if uid is None:
         raise DispatchError("HotKeyNotRegisteredInSubNet")
     is_owner = hotkey == subnet["owner_hotkey"]
-    if not is_owner and state.total_stake(hotkey, netuid) < int(subnet["stake_threshold"]):
+    if not is_owner and state.total_stake(hotkey, netuid) < state.stake_threshold:
         raise DispatchError("NotEnoughStakeToSetWeights")
     required = int(subnet["weights_version_key"])
     if not isinstance(version_key, int) or (required != 0 and version_key < required):
@@ -87,12 +88,22 @@ def set_weights(state: ChainState, origin: str, p: dict) -> Events:
     return [("SubtensorModule", "WeightsSet", (netuid, uid))]
 
 
+MAX_COMMITS_PER_EPOCH = 10
+
+
 def commit_timelocked(state: ChainState, origin: str, p: dict) -> Events:
-    """Store an opaque drand-timelocked commit; ``POST /admin/reveal_weights`` applies it."""
+    """§9.3: store an opaque drand-timelocked commit in the commit epoch's bucket.
+
+    drand is unreachable offline, so the ciphertext is never decrypted: the test hook
+    ``POST /admin/reveal_weights`` supplies the plaintext (``provide_plaintext``) and the
+    block step applies it when the chain would (``reveal_due``)."""
     netuid = p.get("netuid")
-    subnet = state.subnet(netuid) if isinstance(netuid, int) else None
+    subnet = state.subnet(netuid) if isinstance(netuid, int) and \
+        not isinstance(netuid, bool) else None
     if subnet is None:
         raise DispatchError("SubnetNotExists")
+    if int(p.get("mecid") or 0) != 0:
+        raise DispatchError("MechanismDoesNotExist")
     if not subnet["commit_reveal_weights_enabled"]:
         raise DispatchError("CommitRevealDisabled")
     if p.get("commit_reveal_version", 4) != 4:
@@ -109,31 +120,84 @@ def commit_timelocked(state: ChainState, origin: str, p: dict) -> Events:
         raise DispatchError("CommittingWeightsTooFast")
     key = f"{netuid}/{uid}"
     pending = list(state.store.get("commits", key) or [])
-    pending.append({"hotkey": origin, "block": state.head, "epoch": subnet["epoch_index"],
-                    "reveal_round": p.get("reveal_round"), "size": len(commit)})
-    state.store.put("commits", key, pending[-10:])
+    epoch = int(subnet["epoch_index"])  # current_epoch_with_lookahead, inside a block
+    if sum(1 for c in pending if c["epoch"] == epoch) >= MAX_COMMITS_PER_EPOCH:
+        raise DispatchError("TooManyUnrevealedCommits")
+    pending.append({"hotkey": origin, "block": state.head, "epoch": epoch,
+                    "reveal_round": p.get("reveal_round"), "size": len(commit),
+                    "commit": "0x" + (commit.encode() if isinstance(commit, str)
+                                      else bytes(commit)).hex(),
+                    "plaintext": None})
+    state.store.put("commits", key, pending)
     neuron["last_update"] = state.head
     state.save_neuron(netuid, uid, neuron)
     return [("SubtensorModule", "TimelockedWeightsCommitted",
              (origin, netuid, p.get("reveal_round")))]
 
 
-def reveal(state: ChainState, netuid: int, hotkey: str, dests: list[int], values: list[int],
-           version_key: int) -> int:
-    """Test hook: apply plaintext weights for a pending commit (drand is offline).
+def provide_plaintext(state: ChainState, netuid: int, hotkey: str, dests: list[int],
+                      values: list[int], version_key: int) -> dict:
+    """Test hook (drand offline): attach plaintext weights to the hotkey's oldest pending
+    timelocked commit that has none yet.
 
-    Runs the §9.1 checks without the rate limit and without touching ``LastUpdate``, as
-    the chain's reveal does; consumes the oldest pending commit of the hotkey."""
+    The §9.1 checks (minus the rate limit) run now against the current state as a dry run,
+    so a bad payload is refused at once with the chain's error name; nothing is stored
+    then. The weights are applied by ``reveal_due`` at the start of the block whose
+    reveal epoch is the commit's epoch (the block in which epoch ``commit_epoch +
+    RevealPeriodEpochs`` fires, or the next block if that epoch is already current), as
+    the chain does when the drand pulse is available. ``LastUpdate`` is not written."""
+    subnet = state.subnet(netuid)
+    if subnet is None:
+        raise DispatchError("SubnetNotExists")
     uid = state.uid_of(netuid, hotkey)
     if uid is None:
         raise DispatchError("HotKeyNotRegisteredInSubNet")
     key = f"{netuid}/{uid}"
     pending = list(state.store.get("commits", key) or [])
-    if not pending:
+    index = next((i for i, c in enumerate(pending) if not c.get("plaintext")), None)
+    if index is None:
         raise DispatchError("NoWeightsCommitFound")
+    before = copy.deepcopy(state.neuron(netuid, uid))
     check_and_store(state, netuid, hotkey, dests, values, version_key, rate_limit=False)
-    if pending[1:]:
-        state.store.put("commits", key, pending[1:])
-    else:
-        state.store.delete("commits", key)
-    return uid
+    state.save_neuron(netuid, uid, before)  # dry run only
+    commit = dict(pending[index], plaintext={"uids": list(dests), "values": list(values),
+                                             "version_key": int(version_key)})
+    pending[index] = commit
+    state.store.put("commits", key, pending)
+    return {"uid": uid, "commit_block": commit["block"], "commit_epoch": commit["epoch"],
+            "reveal_epoch": commit["epoch"] + int(subnet["commit_reveal_period"])}
+
+
+def reveal_due(state: ChainState, subnet: dict, epoch_fires: bool) -> list[tuple[int, str]]:
+    """§9.3 reveal at the start of a block (before the epoch): drop commits older than the
+    reveal epoch, apply those of the reveal epoch that have plaintext (a failing one is
+    dropped, as on the chain), keep the rest. Returns ``(uid, outcome)`` pairs."""
+    netuid = subnet["netuid"]
+    lookahead = int(subnet["epoch_index"]) + (1 if epoch_fires else 0)
+    reveal_epoch = lookahead - int(subnet["commit_reveal_period"])
+    outcomes = []
+    for uid in range(len(subnet["hotkeys"])):
+        key = f"{netuid}/{uid}"
+        pending = state.store.get("commits", key)
+        if not pending:
+            continue
+        keep = []
+        for commit in pending:
+            if commit["epoch"] < reveal_epoch:
+                outcomes.append((uid, "ExpiredWeightCommit"))
+                continue
+            plain = commit.get("plaintext")
+            if commit["epoch"] == reveal_epoch and plain:
+                try:
+                    check_and_store(state, netuid, commit["hotkey"], plain["uids"],
+                                    plain["values"], plain["version_key"], rate_limit=False)
+                    outcomes.append((uid, "TimelockedWeightsRevealed"))
+                except DispatchError as failure:
+                    outcomes.append((uid, failure.name))
+                continue
+            keep.append(commit)
+        if keep:
+            state.store.put("commits", key, keep)
+        else:
+            state.store.delete("commits", key)
+    return outcomes
