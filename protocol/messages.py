@@ -60,6 +60,7 @@ class TrainRequest(_Message):
     inner_steps: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=4096)
     learning_rate: float = Field(gt=0, le=1.0)
+    warmup_steps: int = Field(default=0, ge=0, le=10_000)
     deadline_block: int = Field(ge=0)
     deadline_unix: float = Field(gt=0, description="wall clock seconds by which to be done")
 

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from scripts.local_summary import MinerRow, render_summary, write_outputs  # noq
 from template.base.workload import Workload  # noqa: E402
 from template.chain import bootstrap  # noqa: E402
 from template.config import DataConfig  # noqa: E402
+from template.utils.net import free_port  # noqa: E402
 from template.chain.client import open_client, start_simnet_process, wait_until_ready  # noqa: E402
 
 BEHAVIOURS = ["honest", "honest", "honest", "zero", "copy"]
@@ -48,12 +48,6 @@ class Neuron:
     state_dir: Path
     process: subprocess.Popen | None = None
     uid: int = -1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def setup_chain(args, workdir: Path, neurons: list[Neuron], sim_url: str) -> int:
     wallets = workdir / "wallets"
-    alice = bootstrap.DevWallet("//Alice")
+    alice = bootstrap.DevWallet.from_uri("//Alice")
     owner = bootstrap.create_wallet(wallets, "owner")
     client = await open_client("sim", sim_url).connect()
     try:

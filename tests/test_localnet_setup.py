@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import bittensor as bt
 import pytest
+
+from template.utils.net import free_port
 
 from template.chain.client import open_client, start_simnet_process, wait_until_ready
 
@@ -23,12 +24,6 @@ START = REPO / "scripts" / "localnet" / "start_node.sh"
 STOP = REPO / "scripts" / "localnet" / "stop_node.sh"
 MINERS = 2
 RATE_LIMIT = 7
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_setup(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
 import pytest
+
+from template.utils.net import free_port
 import torch
 from bittensor.sp_core import Keypair
 
@@ -22,12 +23,6 @@ MINER = Keypair.create_from_uri("//MinerUnderTest")
 VALIDATOR = Keypair.create_from_uri("//Validator")
 STRANGER = Keypair.create_from_uri("//Stranger")
 HASH = "ab" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train_request(**overrides) -> TrainRequest:

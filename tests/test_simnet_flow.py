@@ -7,7 +7,7 @@ import asyncio
 import bittensor as bt
 import pytest
 
-from template.chain.simnet.testing import DevWallet, SimnetProcess, file_wallet
+from template.chain.simnet.testing import DevWallet, SimnetProcess, create_wallet
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def run(coro):
 
 def test_subnet_lifecycle_and_restart(sim, tmp_path):
     owner = DevWallet.from_uri("//Alice")
-    validator = file_wallet(tmp_path, "validator")
-    miners = [file_wallet(tmp_path, f"miner{i}") for i in range(3)]
+    validator = create_wallet(tmp_path, "validator")
+    miners = [create_wallet(tmp_path, f"miner{i}") for i in range(3)]
     state = {}
 
     async def setup():

@@ -405,8 +405,8 @@ def neuron_command(args, netuid: int, member: Member, wallet_path: Path, state_d
 async def setup(args) -> dict:
     wallet_path = Path(args.wallet_path).expanduser().resolve()
     state_dir = Path(args.state_dir).expanduser().resolve()
-    faucet = bootstrap.DevWallet(args.faucet_uri)
-    sudo_key = bootstrap.DevWallet(args.sudo_uri)
+    faucet = bootstrap.DevWallet.from_uri(args.faucet_uri)
+    sudo_key = bootstrap.DevWallet.from_uri(args.sudo_uri)
 
     report: dict[str, Any] = {"network": args.network, "endpoint": endpoint_of(args)}
     client = await connect(args)

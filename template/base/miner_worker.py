@@ -108,7 +108,7 @@ class MinerWorker:
         self.jobs: queue.Queue[TrainRequest] = queue.Queue()
         self.outcomes: dict[int, Outcome] = {}
         self.lock = threading.Lock()
-        self.run = run or WandbRun()
+        self.wandb = run or WandbRun()
 
     def submit(self, request: TrainRequest) -> str:
         with self.lock:
@@ -162,7 +162,8 @@ class MinerWorker:
             stats = None
         else:
             stats = train_inner(model, tokens, steps=request.inner_steps, batch_size=request.batch_size,
-                                lr=request.learning_rate, deadline=request.deadline_unix - 1.0,
+                                lr=request.learning_rate, warmup=request.warmup_steps,
+                                deadline=request.deadline_unix - 1.0,
                                 seed=int(request.seed[:8], 16))
             delta = pseudo_gradient(base, model)
         residual = load_checkpoint(self.residual_path) if self.residual_path.exists() else None
@@ -179,7 +180,7 @@ class MinerWorker:
             logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s",
                         request.round_index, stats.steps, stats.loss_first, stats.loss_last,
                         stats.tokens_per_second)
-            self.run.log({"inner_loss_first": stats.loss_first, "inner_loss_last": stats.loss_last,
+            self.wandb.log({"inner_loss_first": stats.loss_first, "inner_loss_last": stats.loss_last,
                           "tokens_per_second": stats.tokens_per_second, "inner_steps": stats.steps,
                           "train_seconds": stats.seconds}, step=request.round_index)
         return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))

@@ -3,7 +3,7 @@ torch-side work for one round, with no networking and no chain."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from loguru import logger
@@ -73,7 +73,7 @@ def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str,
 
 def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tensor], received: list[Received],
                         ctx: RoundContext, pages: PageStore, compression: CompressionConfig,
-                        scoring: ScoringConfig, heldout_count: int, control_count: int
+                        scoring: ScoringConfig, heldout_count: int, control_count: int, outer_lr: float = 1.0
                         ) -> tuple[dict[str, ScoreReport], dict[str, dict[str, torch.Tensor]]]:
     """Score every contribution; returns the reports and the decoded deltas of the accepted."""
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
@@ -95,6 +95,9 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
         with applied_delta(model, delta, scale):
             return per_sequence_loss(model, tokens)
 
+    # Score each update at the scale it will have in the aggregate (outer lr / contributors):
+    # a single miner's full step overshoots, the averaged one does not.
+    scoring = replace(scoring, eval_scale=outer_lr / max(1, len(deltas)))
     reports = score_round(contributions, loss_fn, scoring, heldout_tokens=heldout, expected_shapes=shapes)
     accepted = {hk: deltas[hk] for hk, report in reports.items() if report.accepted}
     return reports, accepted

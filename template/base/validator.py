@@ -185,7 +185,8 @@ class Validator:
         base_state = model_state(self.model)
         reports, accepted = await asyncio.to_thread(
             score_contributions, self.model, base_state, received, ctx, self.workload.pages,
-            self.workload.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages)
+            self.workload.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
+            self.rounds.outer_lr)
         uids = {m.hotkey: m.uid for m in miners}
         self.scores.update({hk: r.score for hk, r in reports.items()}, uids)
         loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
@@ -217,7 +218,8 @@ class Validator:
                 model_preset=self.workload.preset_name,
                 checkpoint_url=f"{my_url}/v1/checkpoint/{self.state.checkpoint}", unit=UnitOfWork(),
                 pages=assignments[miner.hotkey], inner_steps=self.plan.inner_steps, batch_size=self.plan.batch_size,
-                learning_rate=self.plan.learning_rate, deadline_block=window.deadline_block,
+                learning_rate=self.plan.learning_rate, warmup_steps=self.plan.warmup_steps,
+                deadline_block=window.deadline_block,
                 deadline_unix=deadline_unix)
 
         replies = await asyncio.gather(*(self.miners.send_work(m, order(m)) for m in miners))

@@ -13,21 +13,18 @@ from loguru import logger
 
 @dataclass(frozen=True)
 class DevWallet:
-    """A file-less wallet from a dev URI (//Alice): coldkey and hotkey are the same key."""
+    """A file-less wallet from dev URIs (the SDK's KeyedWallet shape): `DevWallet.from_uri("//Alice")`."""
 
-    uri: str
-
-    @property
-    def coldkey(self) -> Keypair:
-        return Keypair.create_from_uri(self.uri)
+    coldkey: Keypair
+    hotkey: Keypair
 
     @property
     def coldkeypub(self) -> Keypair:
         return self.coldkey
 
-    @property
-    def hotkey(self) -> Keypair:
-        return self.coldkey
+    @classmethod
+    def from_uri(cls, cold_uri: str, hot_uri: str | None = None) -> "DevWallet":
+        return cls(Keypair.create_from_uri(cold_uri), Keypair.create_from_uri(hot_uri or f"{cold_uri}//hot"))
 
 
 class SetupError(RuntimeError):

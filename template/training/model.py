@@ -24,7 +24,8 @@ class ModelPreset:
 
 
 PRESETS: dict[str, ModelPreset] = {
-    # CPU tests and the local demo: ~0.7M params at vocab 1024, a 30-step round in ~5 s/thread.
+    # CPU tests and the local demo: 0.69M params at vocab 1024; a 30-step round takes ~3 s on one
+    # thread (template/training/README.md).
     "tiny": ModelPreset("tiny", n_layers=2, d_model=128, n_heads=4, n_kv_heads=4, d_ff=384,
                         max_seq_len=256),
     # ~14M at vocab 8192: the measurement size of DESIGN.md's shard study.

@@ -135,10 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="override inner lr")
     parser.add_argument("--pages", type=int, default=None, help="override pages per assignment")
     parser.add_argument("--batch", type=int, default=None, help="override batch size")
+    parser.add_argument("--warmup", type=int, default=None, help="override inner warmup steps")
     args = parser.parse_args(argv)
     configure_torch_threads(args.threads)
     overrides = {"inner_steps": args.steps, "lr": args.lr, "pages_per_assignment": args.pages,
-                 "batch_size": args.batch}
+                 "batch_size": args.batch, "warmup": args.warmup}
     cfg = dataclasses.replace(TrainingConfig(),
                               **{k: v for k, v in overrides.items() if v is not None})
     comp = None if args.no_compression else cfg.compression
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     res = run_simulation(cfg, store, args.rounds, args.miners, comp)
     label = "off" if comp is None else f"topk={comp.topk}/{comp.chunk_elems} bits={comp.bits}"
     print(f"config: H={cfg.inner_steps} batch={cfg.batch_size}x{cfg.page_len} lr={cfg.lr} "
+          f"warmup={cfg.warmup} "
           f"pages={cfg.pages_per_assignment} preset={cfg.preset} vocab={cfg.vocab_size}")
     print(f"compression: {label}  (ratio vs fp32 {res.compression_ratio:.0f}x)")
     for r, loss in enumerate(res.heldout_loss):

@@ -16,38 +16,11 @@ import bittensor as bt
 import httpx
 from bittensor.sp_core import Keypair
 
+from template.chain.bootstrap import DevWallet, create_wallet
 from template.chain.client import open_client, start_simnet_process, wait_until_ready
+from template.utils.net import free_port
 
-
-@dataclass
-class DevWallet:
-    """A file-less wallet from dev URIs (``bt.KeyedWallet`` shape)."""
-
-    coldkey: Any
-    hotkey: Any
-
-    @property
-    def coldkeypub(self) -> Any:
-        return self.coldkey
-
-    @classmethod
-    def from_uri(cls, cold_uri: str, hot_uri: Optional[str] = None) -> "DevWallet":
-        return cls(Keypair.create_from_uri(cold_uri),
-                   Keypair.create_from_uri(hot_uri or f"{cold_uri}//hot"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def file_wallet(path: Path, name: str, hotkey: str = "default") -> bt.Wallet:
-    """An unencrypted on-disk wallet (coldkey and hotkey), created without prompts."""
-    wallet = bt.Wallet(name, hotkey, path=str(path))
-    wallet.create_new_coldkey(use_password=False, overwrite=True, suppress=True)
-    wallet.create_new_hotkey(use_password=False, overwrite=True, suppress=True)
-    return wallet
+__all__ = ["DevWallet", "SimnetProcess", "create_wallet", "free_port"]
 
 
 class SimnetProcess:

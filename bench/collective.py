@@ -1,0 +1,316 @@
+"""K in-process miners training DiLoCo-style vs one centralised data-parallel run.
+
+Every miner runs the miner's code: train_inner -> pseudo_gradient -> compress (error feedback)
+-> decompress; the aggregator clips to the median norm and averages (`aggregate`; shard units
+joined with `coverage_mean`) and takes the outer step. Arms see the same pages each round, so
+all arms train on the same tokens; the data-parallel run takes R*H AdamW steps with K times the
+batch (the same pages) and the same inner optimiser settings.
+
+    python -m bench.collective --out bench/results/collective.json --plot bench/results/collective.png
+    python -m bench.collective --smoke
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench.common import page_store, print_table, write_json
+from template.base.workload import PRESET_DEFAULTS
+from template.training.assignment import assigned_pages, heldout_pages, round_seed
+from template.training.compression import (CompressionConfig, compress, decompress, dense_bytes,
+                                            wire_bytes)
+from template.training.evaluation import per_sequence_loss
+from template.training.inner_loop import (_make_optimizer, batch_order, causal_lm_loss, lr_at,
+                                          pseudo_gradient, train_inner)
+from template.training.model import (PRESETS, ModelPreset, build_model, configure_torch_threads,
+                                     load_model_state, model_state)
+from template.training.outer_step import NesterovOuterOptimizer, apply_outer_step
+from template.training.shards import (ShardSpec, coverage_mean, delta_to_full, extract,
+                                      shard_mask, shard_plan, sub_shapes, sub_state)
+from template.validation.aggregation import aggregate
+
+ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lr0.8", "diloco-avg-dense", "layers",
+        "width")
+DEFAULT_ARMS = ("dp", "diloco-avg", "diloco-nesterov", "layers", "width")
+
+
+@dataclass
+class Setting:
+    preset: str
+    vocab_size: int
+    seq_len: int
+    batch_size: int
+    inner_steps: int
+    rounds: int
+    miners: int
+    lr: float
+    warmup: int
+    eval_pages: int
+    compression: CompressionConfig | None
+    shard_count: int
+    seed: int = 0
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    heldout: list[float]  # index 0 before training, r after round r
+    tokens_per_round: int
+    flops_per_token: float  # per miner, forward + backward as the shard actually runs it
+    trained_fraction: float
+    seconds: float
+    miner_seconds: list[float] = field(default_factory=list)
+    wire_bytes: list[int] = field(default_factory=list)  # per contribution as sent
+    dense_bytes: list[int] = field(default_factory=list)  # the same tensors as dense fp32
+
+    def compute_at(self, r: int) -> float:
+        return r * self.tokens_per_round * self.flops_per_token
+
+
+def fake_block_hash(r: int) -> str:
+    return "0x" + hashlib.sha256(f"bench-block-{r}".encode()).hexdigest()
+
+
+def round_pages(store, s: Setting, r: int) -> list[list[int]]:
+    """Pages of each miner in round r (the same for every arm): H * B pages, one pass."""
+    seed = round_seed(fake_block_hash(r), r)
+    return [assigned_pages(seed, f"miner-{m}", store.train_ids, s.inner_steps * s.batch_size)
+            for m in range(s.miners)]
+
+
+# ------------------------------------------------------------------ miner FLOPs
+
+
+def miner_flops_per_token(spec: ShardSpec, preset: ModelPreset, vocab: int,
+                          shapes: dict[str, tuple[int, ...]], seq: int) -> tuple[float, float]:
+    """(FLOPs per trained token, trained fraction): 2*N_fwd + 2*N_backprop (activation grads
+    from the top down to the lowest trained unit) + 2*N_trained (weight grads) + attention."""
+    plan = shard_plan(spec, preset, vocab, shapes)
+    masks = shard_mask(spec, preset, vocab, shapes)
+    n_total = sum(math.prod(v) for v in shapes.values())
+    n_trained = sum(int(m.sum()) for m in masks.values())
+    hd = preset.d_model // preset.n_heads
+    attn_fwd_layer = 4.0 * seq * preset.n_heads * hd
+    if spec.scheme == "width":
+        sub = sub_shapes(plan, shapes)
+        # the sub-model runs all its (sliced) weights plus the full-vocab head and embedding
+        n_fwd = sum(math.prod(v) for k, v in sub.items() if ".table." not in k) + \
+            2 * vocab * preset.d_model
+        frac_heads = sub[next(k for k in sub if k.endswith("q_proj.weight"))][0] / preset.d_model
+        attn = 3 * attn_fwd_layer * preset.n_layers * frac_heads
+        return 2 * n_fwd + 2 * n_fwd + 2 * n_trained + attn, n_trained / n_total
+    lowest = min((int(n.split(".")[2]) for n in plan if n.startswith("model.layers.")),
+                 default=preset.n_layers)
+    if any(n.startswith("model.embed_tokens.") for n in plan):
+        lowest = 0
+    n_above = sum(math.prod(v) for n, v in shapes.items()
+                  if (n.startswith("model.layers.") and int(n.split(".")[2]) >= lowest)
+                  or n.startswith("lm_head.") or n.startswith("model.norm."))
+    attn = attn_fwd_layer * (preset.n_layers + 2 * (preset.n_layers - lowest))
+    return 2 * n_total + 2 * n_above + 2 * n_trained + attn, n_trained / n_total
+
+
+# ------------------------------------------------------------------ arms
+
+
+def run_dp(store, s: Setting, heldout: torch.Tensor) -> ArmResult:
+    """Centralised data parallel: one AdamW over R*H steps of K*B pages (the same pages)."""
+    model = build_model(s.preset, s.vocab_size, s.seed, "cpu")
+    steps_total = s.rounds * s.inner_steps
+    opt = _make_optimizer(model, s.lr, 0.1, (0.9, 0.95))
+    params = [p for p in model.parameters() if p.requires_grad]
+    losses = [float(per_sequence_loss(model, heldout).mean())]
+    t0 = time.perf_counter()
+    step = 0
+    for r in range(1, s.rounds + 1):
+        pages = [p for miner in round_pages(store, s, r) for p in miner]
+        tokens = store.pages(pages)
+        model.train()
+        for idx in batch_order(len(pages), s.inner_steps, s.batch_size * s.miners, s.seed + r):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, steps_total, s.lr, s.warmup, 0.1)
+            loss = causal_lm_loss(model, tokens[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+        losses.append(float(per_sequence_loss(model, heldout).mean()))
+        print(f"  dp round {r}: held-out {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)",
+              flush=True)
+    shapes = {n: tuple(t.shape) for n, t in model_state(model).items()}
+    fpt, _ = miner_flops_per_token(ShardSpec("full"), PRESETS[s.preset], s.vocab_size, shapes,
+                                   s.seq_len)
+    return ArmResult("dp", losses, s.miners * s.inner_steps * s.batch_size * s.seq_len, fpt, 1.0,
+                     time.perf_counter() - t0)
+
+
+def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
+    """K miners, full model or `count` shards of one scheme (miner m keeps shard m % count)."""
+    preset = PRESETS[s.preset]
+    eval_model = build_model(s.preset, s.vocab_size, s.seed, "cpu")
+    base = model_state(eval_model)
+    shapes = {n: tuple(t.shape) for n, t in base.items()}
+    scheme = arm if arm in ("layers", "width") else "full"
+    specs = [ShardSpec(scheme, m % s.shard_count, s.shard_count) if scheme != "full"
+             else ShardSpec("full") for m in range(s.miners)]
+    comp = None if arm == "diloco-avg-dense" else s.compression
+    outer_lr = 0.8 if arm == "diloco-lr0.8" else 1.0
+    nesterov = NesterovOuterOptimizer(0.7, 0.9) if arm == "diloco-nesterov" else None
+    masks = [shard_mask(sp, preset, s.vocab_size, shapes) for sp in specs]
+    fpts = [miner_flops_per_token(sp, preset, s.vocab_size, shapes, s.seq_len) for sp in specs]
+    residuals: list[dict | None] = [None] * s.miners
+    losses = [float(per_sequence_loss(eval_model, heldout).mean())]
+    result = ArmResult(arm, losses, s.miners * s.inner_steps * s.batch_size * s.seq_len,
+                       sum(f for f, _ in fpts) / len(fpts), sum(f for _, f in fpts) / len(fpts),
+                       0.0)
+    t0 = time.perf_counter()
+    for r in range(1, s.rounds + 1):
+        contributions: dict[ShardSpec, list[dict]] = {}
+        for m, pages in enumerate(round_pages(store, s, r)):
+            sub, plan = extract(base, specs[m], preset, s.vocab_size)
+            sub_base = sub_state(sub)
+            stats = train_inner(sub, store.pages(pages), s.inner_steps, s.batch_size, s.lr,
+                                warmup=s.warmup, seed=s.seed + 1000 * r + m)
+            result.miner_seconds.append(stats.seconds)
+            delta = pseudo_gradient(sub_base, sub)
+            if comp is not None:
+                update, residuals[m] = compress(delta, residuals[m], comp)
+                result.wire_bytes.append(wire_bytes(update))
+                result.dense_bytes.append(dense_bytes({n: tuple(t.shape) for n, t in delta.items()}))
+                delta = decompress(update, {n: tuple(t.shape) for n, t in delta.items()})
+            contributions.setdefault(specs[m], []).append(delta_to_full(delta, plan, shapes))
+        if scheme == "full":
+            agg = aggregate(contributions[ShardSpec("full")], min_contributions=2)
+        else:  # clip within each unit, then average every coordinate over its trainers
+            units = sorted(contributions, key=lambda sp: sp.index)
+            per_unit = [aggregate(contributions[sp], min_contributions=1) for sp in units]
+            agg = coverage_mean(per_unit, [masks[specs.index(sp)] for sp in units])
+        assert agg is not None
+        base = nesterov.step(base, agg) if nesterov else apply_outer_step(base, agg, outer_lr)
+        load_model_state(eval_model, base)
+        losses.append(float(per_sequence_loss(eval_model, heldout).mean()))
+        print(f"  {arm} round {r}: held-out {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)",
+              flush=True)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def loss_at_compute(res: ArmResult, compute: float) -> float:
+    """Held-out loss of `res` interpolated (linearly in rounds) at cumulative miner compute."""
+    per_round = res.compute_at(1)
+    x = compute / per_round
+    if x >= len(res.heldout) - 1:
+        return res.heldout[-1]
+    lo = int(math.floor(x))
+    return res.heldout[lo] + (x - lo) * (res.heldout[lo + 1] - res.heldout[lo])
+
+
+def plot(results: list[ArmResult], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for res in results:
+        rounds = range(len(res.heldout))
+        axes[0].plot([r * res.tokens_per_round / 1e6 for r in rounds], res.heldout, label=res.arm)
+        axes[1].plot([res.compute_at(r) / 1e12 for r in rounds], res.heldout, label=res.arm)
+    axes[0].set_xlabel("tokens trained (M)")
+    axes[1].set_xlabel("compute per miner (TFLOP; dp: the whole run)")
+    for ax in axes:
+        ax.set_ylabel("held-out loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> list[ArmResult]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--vocab", type=int, default=None)
+    p.add_argument("--seq", type=int, default=128, help="page length (tokens per sequence)")
+    p.add_argument("--batch", type=int, default=8, help="sequences per miner inner step")
+    p.add_argument("--steps", type=int, default=10, help="H, inner steps per round")
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--miners", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--eval-pages", type=int, default=64)
+    p.add_argument("--topk", type=int, default=None, help="per 4096-chunk; 0 = no compression")
+    p.add_argument("--shard-count", type=int, default=4, help="shards per model (4: quarters)")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma list of {ARMS}")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--plot", type=Path, default=None)
+    p.add_argument("--smoke", action="store_true", help="tiny preset, 2 rounds, seconds")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.preset, a.seq, a.batch, a.steps, a.rounds, a.miners, a.eval_pages = \
+            "tiny", 32, 2, 2, 2, 4, 8
+    configure_torch_threads(a.threads)
+    defaults = PRESET_DEFAULTS[a.preset]
+    vocab = a.vocab or defaults.vocab_size
+    comp = defaults.compression
+    if a.topk is not None:
+        comp = None if a.topk == 0 else dataclasses.replace(comp, topk=a.topk)
+    s = Setting(a.preset, vocab, a.seq, a.batch, a.steps, a.rounds, a.miners, a.lr, a.warmup,
+                a.eval_pages, comp, a.shard_count)
+    store = page_store(vocab, a.seq)
+    heldout = store.pages(heldout_pages(b"bench-eval", store.heldout_ids, a.eval_pages))
+    arms = [x.strip() for x in a.arms.split(",") if x.strip()]
+    unknown = sorted(set(arms) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"unknown arms {unknown}; choose from {ARMS}")
+    comp_label = "off" if comp is None else f"top-{comp.topk}/{comp.chunk_elems} {comp.bits}-bit EF"
+    print(f"collective: preset={a.preset} vocab={vocab} K={a.miners} R={a.rounds} H={a.steps} "
+          f"batch={a.batch}x{a.seq} lr={a.lr} warmup={a.warmup} compression={comp_label} "
+          f"shards={a.shard_count} threads={a.threads} held-out={a.eval_pages} pages")
+    t0 = time.perf_counter()
+    results = []
+    for arm in arms:
+        print(f"arm {arm}", flush=True)
+        results.append(run_dp(store, s, heldout) if arm == "dp"
+                       else run_diloco(store, s, heldout, arm))
+    by = {r.arm: r for r in results}
+    ref = by.get("diloco-avg")
+    rows = []
+    for res in results:
+        row = {"arm": res.arm, "final": res.heldout[-1], "trained": res.trained_fraction,
+               "tokens": len(res.heldout[:-1]) * res.tokens_per_round / 1e6,
+               "fpt": res.flops_per_token / 1e6, "seconds": res.seconds}
+        if "dp" in by:
+            row["vs_dp"] = res.heldout[-1] / by["dp"].heldout[-1]
+        if ref is not None:
+            row["vs_diloco"] = res.heldout[-1] / ref.heldout[-1]
+            if res.arm != "dp":
+                row["vs_diloco_eq_compute"] = res.heldout[-1] / loss_at_compute(
+                    ref, res.compute_at(len(res.heldout) - 1))
+        rows.append(row)
+    print_table(rows, [("arm", "arm", "s"), ("final", "final loss", ".4f"),
+                       ("vs_dp", "/dp", ".3f"), ("vs_diloco", "/diloco (eq tokens)", ".3f"),
+                       ("vs_diloco_eq_compute", "/diloco (eq miner compute)", ".3f"),
+                       ("trained", "trained frac", ".3f"), ("fpt", "MFLOP/token", ".1f"),
+                       ("tokens", "Mtokens", ".2f"), ("seconds", "seconds", ".0f")],
+                title=f"held-out loss after {a.rounds} rounds (initial "
+                      f"{results[0].heldout[0]:.4f})")
+    print(f"total {time.perf_counter() - t0:.0f}s")
+    write_json(a.out, {"setting": dataclasses.asdict(s), "rows": rows,
+                       "curves": {r.arm: r.heldout for r in results},
+                       "miner_seconds": {r.arm: r.miner_seconds for r in results}})
+    if a.plot is not None:
+        plot(results, a.plot)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Shared pieces of the benchmarks: data, FLOP accounting, peak matmul, table printing, and
+the compiled training step (`compiled_train_step`) that the miner's inner loop should adopt."""
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from template.training.model import PRESETS, ModelPreset
+from template.training.pages import PageStore, build_page_store
+
+DEFAULT_CACHE = Path.home() / ".cache" / "deai"
+
+
+def page_store(vocab_size: int, page_len: int, cache_dir: Path = DEFAULT_CACHE) -> PageStore:
+    return build_page_store(cache_dir, vocab_size, page_len)
+
+
+# ------------------------------------------------------------------ FLOP accounting
+
+
+def attention_flops_per_token(preset: ModelPreset, seq_len: int, n_heads: int | None = None
+                              ) -> float:
+    """Forward+backward FLOPs of QK^T and AV per token (causal mask not discounted, as in the
+    PaLM MFU convention): 6 * 2 * n_layers * seq * heads * head_dim."""
+    hd = preset.d_model // preset.n_heads
+    heads = preset.n_heads if n_heads is None else n_heads
+    return 12.0 * preset.n_layers * seq_len * heads * hd
+
+
+def model_flops_per_token(n_params: int, preset: ModelPreset, seq_len: int) -> float:
+    """6 N + attention, the usual MFU numerator (embedding lookups included in N: a slight
+    overcount, the same for every arm)."""
+    return 6.0 * n_params + attention_flops_per_token(preset, seq_len)
+
+
+def measure_matmul_peak(device: torch.device, dtype: torch.dtype, n: int | None = None,
+                        seconds: float = 1.0) -> float:
+    """FLOP/s of a large square matmul on this device (the MFU denominator)."""
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or reps < 3:
+        a @ b
+        reps += 1
+    sync(device)
+    return 2.0 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_bytes() -> int:
+    """This process's high-water resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+# ------------------------------------------------------------------ the compiled step
+
+
+def compiled_train_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
+                        params: Sequence[torch.nn.Parameter], compile: bool = True,
+                        grad_clip: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One AdamW step as `train_inner` does it (bf16 autocast on CUDA, SDPA from the preset,
+    fused AdamW when on CUDA, grad clip), with forward+loss+backward under torch.compile.
+
+    `train_inner` does not compile today; wiring this into it is the proposed change (the
+    optimizer step stays eager: fused AdamW is already one kernel per group).
+    """
+    device = next(model.parameters()).device
+
+    def fwd_bwd(batch: torch.Tensor) -> torch.Tensor:
+        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+               else torch.autocast("cpu", enabled=False))
+        with ctx:
+            logits = model(input_ids=batch).logits
+            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                   batch[:, 1:].reshape(-1))
+        loss.backward()
+        return loss.detach()
+
+    fn = torch.compile(fwd_bwd) if compile else fwd_bwd
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = fn(batch)
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        return loss
+
+    return step
+
+
+# ------------------------------------------------------------------ output
+
+
+def print_table(rows: list[dict], columns: list[tuple[str, str, str]], title: str = "") -> None:
+    """columns: (key, header, format spec)."""
+    cells = [[("-" if r.get(k) is None else format(r[k], fmt)) for k, _, fmt in columns]
+             for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, (_, h, _) in enumerate(columns)]
+    if title:
+        print(title)
+    print("  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths)))
+    for c in cells:
+        print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
+
+
+def write_json(path: Path | None, payload: dict) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=_jsonable))
+    print(f"wrote {path}")
+
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (torch.Tensor,)):
+        return x.tolist()
+    return str(x)
+
+
+def preset(name: str) -> ModelPreset:
+    return PRESETS[name]

@@ -1,0 +1,80 @@
+"""Bytes on the wire per contribution vs dense fp32, and held-out loss after the same rounds
+with and without compression (K miners, full-model DiLoCo, plain averaging).
+
+Runs the miner code of bench/collective.py (train_inner -> pseudo_gradient -> compress with
+error feedback -> decompress -> aggregate -> apply_outer_step) once per density.
+
+    python -m bench.compression --out bench/results/compression.json
+    python -m bench.compression --smoke
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+from bench.collective import Setting, run_diloco
+from bench.common import page_store, print_table, write_json
+from template.base.workload import PRESET_DEFAULTS
+from template.training.assignment import heldout_pages
+from template.training.compression import CompressionConfig
+from template.training.model import configure_torch_threads
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=30, help="H")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--miners", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--topks", default="0,32,64,128", help="per 4096-chunk; 0 = dense fp32")
+    p.add_argument("--bits", type=int, default=2)
+    p.add_argument("--eval-pages", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--smoke", action="store_true")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.seq, a.batch, a.steps, a.rounds, a.miners, a.topks, a.eval_pages = \
+            32, 2, 2, 2, 2, "0,32", 8
+    configure_torch_threads(a.threads)
+    vocab = PRESET_DEFAULTS[a.preset].vocab_size
+    store = page_store(vocab, a.seq)
+    heldout = store.pages(heldout_pages(b"bench-eval", store.heldout_ids, a.eval_pages))
+    print(f"compression: preset={a.preset} vocab={vocab} K={a.miners} R={a.rounds} H={a.steps} "
+          f"batch={a.batch}x{a.seq} lr={a.lr} bits={a.bits} threads={a.threads}", flush=True)
+    rows, t0 = [], time.perf_counter()
+    for k in [int(x) for x in a.topks.split(",")]:
+        comp = None if k == 0 else CompressionConfig(chunk=64, topk=k, bits=a.bits, ef_beta=0.95)
+        s = Setting(a.preset, vocab, a.seq, a.batch, a.steps, a.rounds, a.miners, a.lr, 2,
+                    a.eval_pages, comp, 1)
+        res = run_diloco(store, s, heldout, "diloco-avg" if comp else "diloco-avg-dense")
+        wire = statistics.mean(res.wire_bytes) if res.wire_bytes else None
+        dense = statistics.mean(res.dense_bytes) if res.dense_bytes else None
+        rows.append({"topk": k, "density": k / 4096 if k else 1.0,
+                     "wire_kb": (wire or 0) / 1e3 if wire else None,
+                     "dense_kb": dense / 1e3 if dense else None,
+                     "ratio": dense / wire if wire else 1.0,
+                     "final": res.heldout[-1], "curve": res.heldout})
+    dense_final = next((r["final"] for r in rows if r["topk"] == 0), None)
+    for r in rows:
+        if dense_final:
+            r["vs_dense"] = r["final"] / dense_final - 1
+    print_table(rows, [("topk", "top-k/4096", "d"), ("density", "density", ".2%"),
+                       ("wire_kb", "wire kB", ",.1f"), ("dense_kb", "fp32 kB", ",.1f"),
+                       ("ratio", "x smaller", ".0f"), ("final", "final loss", ".4f"),
+                       ("vs_dense", "vs dense", "+.2%")],
+                title=f"per contribution, {a.bits}-bit values, error feedback 0.95; held-out "
+                      f"loss after {a.rounds} rounds (initial {rows[0]['curve'][0]:.4f})")
+    print(f"total {time.perf_counter() - t0:.0f}s")
+    write_json(a.out, {"setting": vars(a) | {"out": str(a.out)}, "rows": rows})
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Miner inner-loop throughput: tokens/s, MFU, step time and peak memory per preset, for
+full-model and shard training side by side, against a plain compiled HF Llama step.
+
+Rows per preset (same batch x seq for every row):
+  miner-full       `train_inner` on the whole model (today's miner path)
+  miner-full-comp  the same step under torch.compile (`bench.common.compiled_train_step`)
+  miner-width      `train_inner` on a quarter width shard (template/training/shards.py)
+  miner-layers     `train_inner` on a quarter layer-range shard (shard 0: embeddings + block 0)
+  hf-compiled      baseline: plain LlamaForCausalLM + fused AdamW (CUDA) under torch.compile
+
+MFU = executed model FLOPs (6N + attention for full models; the shard's own forward/backward
+count for shards) x tokens/s / peak, where peak is measured here with a large matmul:
+bf16 8192^2 on CUDA, fp32 1024^2 on CPU (CPU rows run fp32: bf16 autocast is slow there).
+Each row runs in its own subprocess so peak memory (CUDA: max_memory_allocated; CPU: peak RSS
+above the pre-model baseline) belongs to that row alone.
+
+    python -m bench.throughput --out bench/results/throughput.json
+    python -m bench.throughput --smoke
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import (compiled_train_step, current_rss_bytes, measure_matmul_peak,
+                          peak_rss_bytes, print_table, sync, write_json)
+from template.base.workload import PRESET_DEFAULTS
+from template.training.inner_loop import _make_optimizer, train_inner
+from template.training.model import (PRESETS, build_model, configure_torch_threads, llama_config,
+                                     model_state)
+from template.training.shards import ShardSpec, extract
+
+ROWS = ("miner-full", "miner-full-comp", "miner-width", "miner-layers", "hf-compiled")
+
+
+def _flops_per_token(row: str, preset_name: str, vocab: int, seq: int) -> tuple[float, int]:
+    from bench.collective import miner_flops_per_token
+    preset = PRESETS[preset_name]
+    with torch.device("meta"):
+        shapes = {n: tuple(p.shape) for n, p in
+                  __import__("transformers").LlamaForCausalLM(
+                      llama_config(preset, vocab)).named_parameters()}
+    spec = {"miner-width": ShardSpec("width", 0, 4),
+            "miner-layers": ShardSpec("layers", 0, 4)}.get(row, ShardSpec("full"))
+    fpt, frac = miner_flops_per_token(spec, preset, vocab, shapes, seq)
+    n = sum(int(torch.tensor(s).prod()) for s in shapes.values())
+    return fpt, int(round(frac * n))
+
+
+def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, steps: int,
+                warmup: int, device: torch.device) -> dict:
+    """Time `steps` inner steps after `warmup` steps; returns the row's figures."""
+    tokens = torch.randint(0, vocab, (max(batch * 4, 16), seq), generator=torch.Generator()
+                           .manual_seed(0))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base_mem = torch.cuda.memory_allocated(device)
+    else:
+        base_mem = current_rss_bytes()
+    t_compile = 0.0
+    if row in ("miner-full", "miner-width", "miner-layers"):
+        full = build_model(preset_name, vocab, seed=0, device="cpu")
+        if row == "miner-full":
+            model = full.to(device)
+        else:
+            spec = ShardSpec("width" if row == "miner-width" else "layers", 0, 4)
+            model, _ = extract(model_state(full), spec, preset_name, vocab, device=device)
+            del full
+        t0 = time.perf_counter()
+        train_inner(model, tokens, warmup, batch, 1e-3, warmup=0)
+        sync(device)
+        t_compile = time.perf_counter() - t0
+        stats = train_inner(model, tokens, steps, batch, 1e-3, warmup=0, seed=1)
+        sync(device)
+        seconds = stats.seconds
+    else:
+        if row == "miner-full-comp":
+            model = build_model(preset_name, vocab, seed=0, device=device)
+            opt = _make_optimizer(model, 1e-3, 0.1, (0.9, 0.95))
+        else:  # the plain HF baseline: no project code in the step
+            from transformers import LlamaForCausalLM
+            model = LlamaForCausalLM(llama_config(PRESETS[preset_name], vocab)).to(device)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1,
+                                    fused=device.type == "cuda" or None)
+        params = [p for p in model.parameters() if p.requires_grad]
+        step = compiled_train_step(model, opt, params, compile=True)
+        model.train()
+        tok = tokens.to(device)
+        t0 = time.perf_counter()
+        for i in range(max(2, warmup)):  # compile, then the first real backward
+            step(tok[:batch].clone())
+        sync(device)
+        t_compile = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(steps):
+            j = (i * batch) % (tok.shape[0] - batch + 1)
+            step(tok[j:j + batch].clone())  # fresh tensor: no offset guards
+        sync(device)
+        seconds = time.perf_counter() - t0
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) - base_mem
+    else:
+        peak = peak_rss_bytes() - base_mem
+    fpt, n_trained = _flops_per_token(row, preset_name, vocab, seq)
+    tps = steps * batch * seq / seconds
+    return {"row": row, "preset": preset_name, "batch": batch, "seq": seq,
+            "step_ms": 1e3 * seconds / steps, "tokens_per_s": tps, "flops_per_token": fpt,
+            "achieved_flops": fpt * tps, "peak_mem_mb": peak / 2**20,
+            "trained_params": n_trained, "warmup_s": t_compile}
+
+
+def _run_subprocess(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.throughput", *args], capture_output=True,
+                         text=True, check=False)
+    for line in out.stdout.splitlines()[::-1]:
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"worker failed: {' '.join(args)}\n{out.stderr[-2000:]}")
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", default=None, help="comma list (default: CUDA all, CPU tiny,small)")
+    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--batch", type=int, default=None, help="default: preset batch (CPU: 8)")
+    p.add_argument("--seq", type=int, default=None, help="default: preset page_len (CPU: 128)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (CUDA 20, CPU 5)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="untimed (CUDA 5, CPU 2)")
+    p.add_argument("--no-compile", action="store_true", help="skip the compiled rows")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--inprocess", action="store_true", help="no subprocess per row (memory "
+                   "figures then include earlier rows)")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    configure_torch_threads(a.threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if a.device == "auto" else a.device)
+    if a.worker:
+        w = json.loads(a.worker)
+        print(json.dumps(measure_row(w["row"], w["preset"], w["vocab"], w["batch"], w["seq"],
+                                     w["steps"], w["warmup"], device)))
+        return []
+    cpu = device.type == "cpu"
+    if a.smoke:
+        a.presets, a.batch, a.seq, a.steps, a.warmup_steps, a.inprocess = "tiny", 2, 32, 2, 1, True
+        a.no_compile = True
+    presets = (a.presets.split(",") if a.presets
+               else ["tiny", "small"] if cpu else list(PRESETS))
+    rows = [r for r in a.rows.split(",") if r]
+    if a.no_compile:
+        rows = [r for r in rows if r not in ("miner-full-comp", "hf-compiled")]
+    steps = a.steps or (5 if cpu else 20)
+    warm = a.warmup_steps or (2 if cpu else 5)
+    dtype = torch.float32 if cpu else torch.bfloat16
+    peak = measure_matmul_peak(device, dtype)
+    print(f"throughput: device={device} threads={a.threads} peak={peak / 1e12:.3f} TFLOP/s "
+          f"({'fp32 1024^2' if cpu else 'bf16 8192^2'} matmul, measured here); "
+          f"{'fp32, no autocast' if cpu else 'bf16 autocast, fused AdamW, SDPA'}; "
+          f"{steps} timed steps after {warm} warmup", flush=True)
+    results = []
+    for name in presets:
+        d = PRESET_DEFAULTS[name]
+        batch = a.batch or (8 if cpu else d.batch_size)
+        seq = a.seq or (128 if cpu else d.page_len)
+        if not cpu:  # skip presets that cannot fit: ~16 bytes/param + activations
+            need = 16 * build_param_count(name, d.vocab_size)
+            if need > 0.8 * torch.cuda.get_device_properties(device).total_memory:
+                print(f"skip {name}: needs ~{need / 2**30:.1f} GiB for weights+Adam")
+                continue
+        for row in rows:
+            spec = {"row": row, "preset": name, "vocab": d.vocab_size, "batch": batch,
+                    "seq": seq, "steps": steps, "warmup": warm}
+            try:
+                res = (measure_row(row, name, d.vocab_size, batch, seq, steps, warm, device)
+                       if a.inprocess else
+                       _run_subprocess(["--worker", json.dumps(spec), "--threads",
+                                        str(a.threads), "--device", str(device)]))
+            except Exception as exc:  # a failed row (e.g. compile unavailable) is reported
+                print(f"  {name} {row}: failed: {str(exc).splitlines()[-1][:200]}")
+                continue
+            res["mfu"] = res["achieved_flops"] / peak
+            results.append(res)
+            print(f"  {name} {row}: {res['tokens_per_s']:.0f} tok/s", flush=True)
+    for name in presets:
+        full = next((r for r in results if r["preset"] == name and r["row"] == "miner-full"),
+                    None)
+        for r in results:
+            if r["preset"] == name and full:
+                r["mem_vs_full"] = r["peak_mem_mb"] / full["peak_mem_mb"]
+    print_table(results, [("preset", "preset", "s"), ("row", "row", "s"),
+                          ("batch", "batch", "d"), ("seq", "seq", "d"),
+                          ("tokens_per_s", "tok/s", ",.0f"), ("step_ms", "step ms", ".1f"),
+                          ("mfu", "MFU", ".1%"), ("peak_mem_mb", "peak MiB", ".0f"),
+                          ("mem_vs_full", "mem/full", ".2f"),
+                          ("trained_params", "trained params", ",d"),
+                          ("warmup_s", "warmup s", ".1f")],
+                title=f"miner inner loop on {device} (MFU vs measured "
+                      f"{'fp32' if cpu else 'bf16'} peak {peak / 1e12:.3f} TFLOP/s)")
+    write_json(a.out, {"device": str(device), "peak_flops": peak, "dtype": str(dtype),
+                       "threads": a.threads, "rows": results})
+    return results
+
+
+def build_param_count(name: str, vocab: int) -> int:
+    from transformers import LlamaForCausalLM
+    with torch.device("meta"):
+        m = LlamaForCausalLM(llama_config(PRESETS[name], vocab))
+    return sum(p.numel() for p in m.parameters())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Shards: units of work smaller than the whole model, for miners whose device cannot hold it.
+
+Two schemes, both mapped back into full-model coordinates so the validator aggregates them
+next to whole-model contributions (DESIGN.md "Shards: measured, not assumed"):
+
+- ``layers``: a contiguous range of the units [embeddings, block 0..n-1, final norm + head],
+  balanced by parameter count. The miner holds the full model, but only the range gets
+  gradients and AdamW state, and autograd does no backward below the lowest trained unit.
+  Measured about 2x worse than full-model DiLoCo at equal tokens (kept as the baseline).
+- ``width``: a real smaller Llama cut out of every block (HeteroFL / FedRolex style): a window
+  of KV groups (with their query heads) and a window of FFN units per block, plus a contiguous
+  slice of the vocabulary rows of the embedding and the LM head; RMSNorm weights (0.1% of the
+  model) are shared by every shard. The sub-model is trained standalone: its attention and FFN
+  activations, gradients and optimizer state are those of the smaller model. Outputs of the
+  dropped heads/units are compensated as in HeteroFL's scaler: the kept o_proj/down_proj
+  columns are multiplied by (total / kept) at extraction (inverted-dropout scaling), so the
+  sub-model starts as an unbiased estimate of the full block, and the delta is scaled back by
+  (kept / total) when it returns to full coordinates. Windows are rolling (``index`` may rotate
+  with the round, FedRolex), so every coordinate is covered by some shard of a round.
+
+Aggregating shard deltas: every coordinate is the mean over the contributions that trained it
+(``coverage_mean``); coordinates nobody trained this round stay unchanged. Robust clipping
+(median-norm) is done per unit, among contributions for the same ``ShardSpec`` (they live in the
+same coordinates and have comparable norms); the coverage mean then joins the units. A unit with
+fewer accepted contributions than the validator's minimum should be dropped before the join,
+exactly as a whole-model unit would be (its coordinates then simply stay unchanged).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LlamaForCausalLM
+
+from template.training.model import PRESETS, ModelPreset, llama_config, load_model_state
+
+SCHEMES = ("full", "layers", "width")
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Shard `index` of `count` under `scheme`; ("full", 0, 1) is the whole model."""
+
+    scheme: str
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"unknown shard scheme {self.scheme!r}; choose one of {SCHEMES}")
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"shard index {self.index} out of range for count {self.count}")
+        if self.scheme == "full" and self.count != 1:
+            raise ValueError("the full scheme has exactly one shard")
+
+    @property
+    def label(self) -> str:
+        return "full" if self.scheme == "full" else f"{self.scheme}-{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Where a full tensor's trained part lives in the shard: full[rows][:, cols] * scale."""
+
+    sub_name: str
+    rows: torch.Tensor | None = None  # int64 row ids of the full tensor (None: all)
+    cols: torch.Tensor | None = None  # int64 column ids (None: all)
+    scale: float = 1.0  # sub = full * scale at extraction; delta_full = delta_sub * scale
+
+
+Mapping_ = dict[str, Slice]  # full parameter name -> its slice in the shard
+
+
+# ------------------------------------------------------------------------ plans (pure)
+
+
+def _layer_units(preset: ModelPreset, shapes: Mapping[str, tuple[int, ...]]) -> list[list[str]]:
+    """Names grouped by unit: [embeddings], block 0..n-1, [final norm (+ head)]."""
+    units: list[list[str]] = [[n for n in shapes if n.startswith("model.embed_tokens.")]]
+    for i in range(preset.n_layers):
+        units.append([n for n in shapes if n.startswith(f"model.layers.{i}.")])
+    units.append([n for n in shapes if n.startswith("model.norm.") or n.startswith("lm_head.")])
+    return units
+
+
+def _balanced_ranges(sizes: list[int], count: int) -> list[tuple[int, int]]:
+    """Split sizes into `count` contiguous non-empty ranges minimising the largest sum."""
+    if count > len(sizes):
+        raise ValueError(f"{count} layer shards but only {len(sizes)} units")
+    lo, hi = max(sizes), sum(sizes)
+    while lo < hi:  # binary search the smallest feasible max-range size
+        mid = (lo + hi) // 2
+        groups, acc = 1, 0
+        for s in sizes:
+            if acc + s > mid:
+                groups, acc = groups + 1, s
+            else:
+                acc += s
+        lo, hi = (lo, mid) if groups <= count else (mid + 1, hi)
+    ranges, start, acc = [], 0, 0
+    for i, s in enumerate(sizes):
+        units_left, groups_left = len(sizes) - i, count - len(ranges)
+        if (acc + s > lo or units_left < groups_left) and i > start:
+            ranges.append((start, i))
+            start, acc = i, 0
+        acc += s
+    ranges.append((start, len(sizes)))
+    return ranges
+
+
+def _window(index: int, count: int, total: int) -> torch.Tensor:
+    """FedRolex rolling window: round(total/count) ids from floor(index*total/count), mod total."""
+    keep = max(1, min(total, round(total / count)))
+    start = index * total // count
+    return (torch.arange(keep) + start) % total
+
+
+def shard_plan(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
+               shapes: Mapping[str, tuple[int, ...]]) -> Mapping_:
+    """Which full coordinates the shard trains and under which sub-model names (pure)."""
+    preset = PRESETS[preset] if isinstance(preset, str) else preset
+    if spec.scheme == "full":
+        return {n: Slice(n) for n in shapes}
+    if spec.scheme == "layers":
+        units = _layer_units(preset, shapes)
+        sizes = [sum(math.prod(shapes[n]) for n in u) for u in units]
+        start, stop = _balanced_ranges(sizes, spec.count)[spec.index]
+        return {n: Slice(n) for u in units[start:stop] for n in u}
+    return _width_plan(spec, preset, vocab_size, shapes)
+
+
+def _width_plan(spec: ShardSpec, preset: ModelPreset, vocab_size: int,
+                shapes: Mapping[str, tuple[int, ...]]) -> Mapping_:
+    hd = preset.d_model // preset.n_heads
+    group = preset.n_heads // preset.n_kv_heads
+    kv = _window(spec.index, spec.count, preset.n_kv_heads)
+    q_heads = (kv[:, None] * group + torch.arange(group)[None, :]).reshape(-1)
+
+    def head_rows(heads: torch.Tensor) -> torch.Tensor:
+        return (heads[:, None] * hd + torch.arange(hd)[None, :]).reshape(-1)
+
+    q_rows, kv_rows = head_rows(q_heads), head_rows(kv)
+    ff = _window(spec.index, spec.count, preset.d_ff)
+    attn_scale = preset.n_heads / len(q_heads)
+    ff_scale = preset.d_ff / len(ff)
+    v0, v1 = spec.index * vocab_size // spec.count, (spec.index + 1) * vocab_size // spec.count
+    vocab = torch.arange(v0, v1)
+    plan: Mapping_ = {}
+    for name in shapes:
+        if name.startswith("model.layers."):
+            leaf = name.split(".", 3)[3]  # e.g. self_attn.q_proj.weight
+            if leaf == "self_attn.q_proj.weight":
+                plan[name] = Slice(name, rows=q_rows)
+            elif leaf in ("self_attn.k_proj.weight", "self_attn.v_proj.weight"):
+                plan[name] = Slice(name, rows=kv_rows)
+            elif leaf == "self_attn.o_proj.weight":
+                plan[name] = Slice(name, cols=q_rows, scale=attn_scale)
+            elif leaf in ("mlp.gate_proj.weight", "mlp.up_proj.weight"):
+                plan[name] = Slice(name, rows=ff)
+            elif leaf == "mlp.down_proj.weight":
+                plan[name] = Slice(name, cols=ff, scale=ff_scale)
+            elif leaf.endswith("layernorm.weight"):
+                plan[name] = Slice(name)  # shared: every shard trains the norms
+            else:
+                raise ValueError(f"width shards do not know how to slice {name}")
+        elif name == "model.embed_tokens.weight":
+            plan[name] = Slice("model.embed_tokens.part", rows=vocab)
+        elif name == "lm_head.weight":
+            plan[name] = Slice("lm_head.part", rows=vocab)
+        elif name == "model.norm.weight":
+            plan[name] = Slice(name)
+        else:
+            raise ValueError(f"width shards do not know how to slice {name}")
+    return plan
+
+
+def _take(t: torch.Tensor, s: Slice) -> torch.Tensor:
+    if s.rows is not None:
+        t = t.index_select(0, s.rows)
+    if s.cols is not None:
+        t = t.index_select(1, s.cols)
+    return t
+
+
+def shard_mask(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
+               shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """bool tensor per full parameter: True where this shard trains the coordinate."""
+    plan = shard_plan(spec, preset, vocab_size, shapes)
+    masks: dict[str, torch.Tensor] = {}
+    for name, shape in shapes.items():
+        m = torch.zeros(shape, dtype=torch.bool)
+        s = plan.get(name)
+        if s is not None:
+            sub = torch.zeros(shape, dtype=torch.bool)
+            if s.rows is None and s.cols is None:
+                sub[...] = True
+            elif s.cols is None:
+                sub[s.rows] = True
+            elif s.rows is None:
+                sub[:, s.cols] = True
+            else:
+                sub[s.rows[:, None], s.cols[None, :]] = True
+            m |= sub
+        masks[name] = m
+    return masks
+
+
+def trained_fraction(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
+                     shapes: Mapping[str, tuple[int, ...]]) -> float:
+    masks = shard_mask(spec, preset, vocab_size, shapes)
+    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+
+
+# ------------------------------------------------------------------------ the sub-model
+
+
+class RowSlicedWeight(nn.Module):
+    """A [V, d] matrix whose rows [v0, v1) are a trainable Parameter `part`; the rest are
+    frozen buffers (no gradient, no optimizer state). Serves as embedding and/or LM head."""
+
+    def __init__(self, full: torch.Tensor, v0: int, v1: int) -> None:
+        super().__init__()
+        self.register_buffer("lo", full[:v0].detach().clone(), persistent=False)
+        self.part = nn.Parameter(full[v0:v1].detach().clone())
+        self.register_buffer("hi", full[v1:].detach().clone(), persistent=False)
+
+    def weight(self) -> torch.Tensor:
+        return torch.cat([self.lo, self.part, self.hi])
+
+
+class RowSlicedEmbedding(nn.Module):
+    def __init__(self, table: RowSlicedWeight) -> None:
+        super().__init__()
+        self.table = table
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(input_ids, self.table.weight())
+
+
+class RowSlicedHead(nn.Module):
+    def __init__(self, table: RowSlicedWeight) -> None:
+        super().__init__()
+        self.table = table
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.table.weight())
+
+
+def _sub_name(name: str) -> str:
+    """Sub-model parameter name under the row-sliced modules."""
+    return {"model.embed_tokens.part": "model.embed_tokens.table.part",
+            "lm_head.part": "lm_head.table.part"}.get(name, name)
+
+
+@torch.no_grad()
+def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: ModelPreset | str,
+            vocab_size: int, device: torch.device | str = "cpu"
+            ) -> tuple[nn.Module, Mapping_]:
+    """The module a miner trains for `spec` and the plan mapping it back to full coordinates.
+
+    Only the shard's parameters have requires_grad=True, so `train_inner` builds gradients and
+    AdamW state for them alone. For ``width`` the module is a smaller LlamaForCausalLM (fewer
+    heads and FFN units; frozen vocabulary rows as buffers); for ``layers``/``full`` it is the
+    full model with the other parameters frozen."""
+    preset = PRESETS[preset] if isinstance(preset, str) else preset
+    shapes = {n: tuple(t.shape) for n, t in full_state.items()}
+    plan = shard_plan(spec, preset, vocab_size, shapes)
+    if spec.scheme in ("full", "layers"):
+        with torch.random.fork_rng(devices=[]):
+            model = LlamaForCausalLM(llama_config(preset, vocab_size))
+        load_model_state(model, dict(full_state))
+        for name, p in model.named_parameters():
+            p.requires_grad_(name in plan)
+        return model.to(device), plan
+    if preset.tie_embeddings and spec.count > 1:
+        pass  # the one tied table is row-sliced once and serves as both embedding and head
+    first = next(iter(s for n, s in plan.items() if n.endswith("self_attn.k_proj.weight")))
+    hd = preset.d_model // preset.n_heads
+    kept_kv = len(first.rows) // hd
+    kept_q = kept_kv * (preset.n_heads // preset.n_kv_heads)
+    kept_ff = len(next(s for n, s in plan.items() if n.endswith("mlp.up_proj.weight")).rows)
+    sub_preset = replace(preset, n_heads=kept_q, n_kv_heads=kept_kv, d_ff=kept_ff)
+    cfg = llama_config(sub_preset, vocab_size)
+    cfg.head_dim = hd  # keep the full model's head size (and so its rotary frequencies)
+    with torch.random.fork_rng(devices=[]):
+        model = LlamaForCausalLM(cfg)
+    emb = plan["model.embed_tokens.weight"]
+    v0, v1 = int(emb.rows[0]), int(emb.rows[-1]) + 1
+    table = RowSlicedWeight(full_state["model.embed_tokens.weight"], v0, v1)
+    model.model.embed_tokens = RowSlicedEmbedding(table)
+    if preset.tie_embeddings:
+        model.lm_head = RowSlicedHead(table)
+    else:
+        model.lm_head = RowSlicedHead(RowSlicedWeight(full_state["lm_head.weight"], v0, v1))
+    params = dict(model.named_parameters())
+    for name, s in plan.items():
+        sub = _sub_name(s.sub_name)
+        if sub == "model.embed_tokens.table.part" or sub == "lm_head.table.part":
+            continue  # already copied into RowSlicedWeight
+        params[sub].copy_(_take(full_state[name], s) * s.scale)
+    return model.to(device), plan
+
+
+@torch.no_grad()
+def sub_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """fp32 CPU copy of the trainable parameters (the base for `pseudo_gradient`)."""
+    return {n: p.detach().to("cpu", torch.float32).clone()
+            for n, p in model.named_parameters() if p.requires_grad}
+
+
+def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: Mapping_,
+                  shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """Full-shape deltas for the tensors the shard touches (zeros outside its slice); tensors
+    the shard does not touch are absent."""
+    out: dict[str, torch.Tensor] = {}
+    for name, s in plan.items():
+        d = sub_delta[_sub_name(s.sub_name)].to("cpu", torch.float32)
+        if s.rows is None and s.cols is None:
+            out[name] = d * s.scale if s.scale != 1.0 else d.clone()
+            continue
+        full = torch.zeros(shapes[name], dtype=torch.float32)
+        if s.cols is None:
+            full.index_copy_(0, s.rows, d * s.scale)
+        elif s.rows is None:
+            full.index_copy_(1, s.cols, d * s.scale)
+        else:
+            full[s.rows[:, None], s.cols[None, :]] = d * s.scale
+        out[name] = full
+    return out
+
+
+def sub_shapes(plan: Mapping_, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Shapes of the shard's own tensors (what goes on the wire), keyed by sub-model name."""
+    out = {}
+    for name, s in plan.items():
+        shape = list(shapes[name])
+        if s.rows is not None:
+            shape[0] = len(s.rows)
+        if s.cols is not None:
+            shape[1] = len(s.cols)
+        out[_sub_name(s.sub_name)] = tuple(shape)
+    return out
+
+
+def coverage_mean(deltas: Sequence[Mapping[str, torch.Tensor]],
+                  masks: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Per coordinate, the mean over the contributions whose mask covers it (0 if none).
+
+    `deltas[i]` holds full-shape tensors (absent = not touched); `masks[i]` the shard mask of
+    contribution i. Summation is in the given order (replayable)."""
+    names = sorted({n for d in deltas for n in d})
+    out: dict[str, torch.Tensor] = {}
+    for name in names:
+        total: torch.Tensor | None = None
+        count: torch.Tensor | None = None
+        for d, m in zip(deltas, masks):
+            if name not in d:
+                continue
+            mask = m[name]
+            v = torch.where(mask, d[name].float(), torch.zeros((), dtype=torch.float32))
+            total = v if total is None else total + v
+            c = mask.to(torch.float32)
+            count = c if count is None else count + c
+        assert total is not None and count is not None
+        out[name] = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+    return out

@@ -1,0 +1,28 @@
+"""Each benchmark runs end to end at a tiny --smoke setting and prints its table (no timing
+assertions: benchmarks are never asserted)."""
+import pytest
+
+from bench import collective, compression, throughput
+
+
+def test_throughput_bench_prints_its_table(capsys):
+    rows = throughput.main(["--smoke"])
+    out = capsys.readouterr().out
+    assert "tok/s" in out and "MFU" in out
+    assert {r["row"] for r in rows} >= {"miner-full", "miner-width", "miner-layers"}
+
+
+def test_compression_bench_prints_its_table(capsys):
+    rows = compression.main(["--smoke"])
+    out = capsys.readouterr().out
+    assert "x smaller" in out
+    assert rows[1]["ratio"] > 200
+
+
+def test_collective_bench_prints_its_table(capsys, tmp_path):
+    results = collective.main(["--smoke", "--plot", str(tmp_path / "c.png"),
+                               "--out", str(tmp_path / "c.json")])
+    out = capsys.readouterr().out
+    assert "/diloco (eq tokens)" in out
+    assert {r.arm for r in results} == set(collective.DEFAULT_ARMS)
+    assert (tmp_path / "c.png").exists() and (tmp_path / "c.json").exists()
