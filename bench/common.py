@@ -109,6 +109,20 @@ def compiled_train_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
     return step
 
 
+def contribution_wire_bytes(shapes: dict[str, tuple[int, ...]], topk: int = 32, bits: int = 2,
+                            chunk: int = 64) -> int:
+    """Bytes a compressed contribution of these tensors takes on the wire (same layout as
+    `compression.compress`: packed 12-bit indices, packed codes, one fp16 scale per chunk)."""
+    from template.training.compression import CompressionConfig, _layout, _packed_len
+    cfg = CompressionConfig(chunk=chunk, topk=topk, bits=bits)
+    total = 0
+    for shape in shapes.values():
+        lay = _layout(tuple(shape), chunk, topk)
+        total += (_packed_len(lay.total_k, cfg.index_bits) + _packed_len(lay.total_k, bits)
+                  + 2 * lay.n_chunks)
+    return total
+
+
 # ------------------------------------------------------------------ output
 
 

@@ -7,6 +7,7 @@ Rows per preset (same batch x seq for every row):
   miner-width      `train_inner` on a quarter width shard (template/training/shards.py)
   miner-layers     `train_inner` on a quarter layer-range shard (shard 0: embeddings + block 0)
   hf-compiled      baseline: plain LlamaForCausalLM + fused AdamW (CUDA) under torch.compile
+  validator-eval   `per_sequence_loss` forward over held-out-sized batches (validator memory)
 
 MFU = executed model FLOPs (6N + attention for full models; the shard's own forward/backward
 count for shards) x tokens/s / peak, where peak is measured here with a large matmul:
@@ -28,15 +29,17 @@ from pathlib import Path
 
 import torch
 
-from bench.common import (compiled_train_step, current_rss_bytes, measure_matmul_peak,
+from bench.common import (compiled_train_step, contribution_wire_bytes, current_rss_bytes, measure_matmul_peak,
                           peak_rss_bytes, print_table, sync, write_json)
 from template.base.workload import PRESET_DEFAULTS
+from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import _make_optimizer, train_inner
 from template.training.model import (PRESETS, build_model, configure_torch_threads, llama_config,
                                      model_state)
 from template.training.shards import ShardSpec, extract
 
-ROWS = ("miner-full", "miner-full-comp", "miner-width", "miner-layers", "hf-compiled")
+ROWS = ("miner-full", "miner-full-comp", "miner-width", "miner-layers", "hf-compiled",
+        "validator-eval")
 
 
 def _flops_per_token(row: str, preset_name: str, vocab: int, seq: int) -> tuple[float, int]:
@@ -64,7 +67,15 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
     else:
         base_mem = current_rss_bytes()
     t_compile = 0.0
-    if row in ("miner-full", "miner-width", "miner-layers"):
+    if row == "validator-eval":
+        model = build_model(preset_name, vocab, seed=0, device=device)
+        per_sequence_loss(model, tokens[:batch], batch_size=batch)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            per_sequence_loss(model, tokens[:batch], batch_size=batch)
+        sync(device)
+        seconds = time.perf_counter() - t0
+    elif row in ("miner-full", "miner-width", "miner-layers"):
         full = build_model(preset_name, vocab, seed=0, device="cpu")
         if row == "miner-full":
             model = full.to(device)
@@ -108,6 +119,8 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
     else:
         peak = peak_rss_bytes() - base_mem
     fpt, n_trained = _flops_per_token(row, preset_name, vocab, seq)
+    if row == "validator-eval":
+        fpt, n_trained = fpt / 3, 0  # forward only
     tps = steps * batch * seq / seconds
     return {"row": row, "preset": preset_name, "batch": batch, "seq": seq,
             "step_ms": 1e3 * seconds / steps, "tokens_per_s": tps, "flops_per_token": fpt,
@@ -205,16 +218,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
                           ("warmup_s", "warmup s", ".1f")],
                 title=f"miner inner loop on {device} (MFU vs measured "
                       f"{'fp32' if cpu else 'bf16'} peak {peak / 1e12:.3f} TFLOP/s)")
+    wire = []
+    for name in presets:
+        shapes = param_shapes(name, PRESET_DEFAULTS[name].vocab_size)
+        dense = sum(4 * int(torch.tensor(s).prod()) for s in shapes.values())
+        w = contribution_wire_bytes(shapes, topk=32, bits=2)
+        wire.append({"preset": name, "params": dense // 4, "dense_mb": dense / 1e6,
+                     "wire_mb": w / 1e6, "ratio": dense / w})
+    print_table(wire, [("preset", "preset", "s"), ("params", "params", ",d"),
+                       ("dense_mb", "fp32 MB", ".2f"), ("wire_mb", "top-32 2-bit MB", ".3f"),
+                       ("ratio", "x smaller", ".0f")],
+                title="bytes per whole-model contribution (one per miner per round)")
     write_json(a.out, {"device": str(device), "peak_flops": peak, "dtype": str(dtype),
-                       "threads": a.threads, "rows": results})
+                       "threads": a.threads, "rows": results, "wire": wire})
     return results
 
 
-def build_param_count(name: str, vocab: int) -> int:
+def param_shapes(name: str, vocab: int) -> dict[str, tuple[int, ...]]:
     from transformers import LlamaForCausalLM
     with torch.device("meta"):
         m = LlamaForCausalLM(llama_config(PRESETS[name], vocab))
-    return sum(p.numel() for p in m.parameters())
+    return {n: tuple(p.shape) for n, p in m.named_parameters()}
+
+
+def build_param_count(name: str, vocab: int) -> int:
+    return sum(int(torch.tensor(s).prod()) for s in param_shapes(name, vocab).values())
 
 
 if __name__ == "__main__":

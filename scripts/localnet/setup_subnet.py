@@ -219,9 +219,9 @@ async def top_up(client: bt.Client, faucet, member: Member, need_tao: float) -> 
         logger.info("{}: balance {:.3f} TAO is enough (need {:.3f})", member.name, have, need_tao)
         return
     amount = math.ceil((need_tao - have) * 1000) / 1000
-    await run_step(f"transfer {amount} TAO from {faucet.uri} to {member.name} ({member.coldkey})",
+    await run_step(f"transfer {amount} TAO from {faucet.coldkey.ss58_address[:10]} to {member.name} ({member.coldkey})",
                    client.execute(bt.Transfer(dest_ss58=member.coldkey, amount_tao=amount), faucet))
-    logger.info("{}: funded {:.3f} TAO from {}", member.name, amount, faucet.uri)
+    logger.info("{}: funded {:.3f} TAO from {}", member.name, amount, faucet.coldkey.ss58_address[:10])
 
 
 async def sudo(client: bt.Client, sudo_key, call) -> None:
