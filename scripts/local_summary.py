@@ -41,7 +41,7 @@ def mean_scores(validator_dir: Path) -> dict[str, tuple[float, int, int]]:
 
 
 def write_outputs(out: Path, records: list[dict], rows: list[MinerRow], validator_dir: Path, use_wandb: bool,
-                  seconds: float) -> dict:
+                  seconds: float, extra: dict | None = None) -> dict:
     scores = mean_scores(validator_dir)
     for row in rows:
         row.mean_score, row.rounds_accepted, _ = scores.get(row.hotkey, (0.0, 0, 0))
@@ -53,6 +53,7 @@ def write_outputs(out: Path, records: list[dict], rows: list[MinerRow], validato
                     "accepted": len(r["accepted"]), "checkpoint": r["new_checkpoint"]} for r in records],
         "miners": [asdict(row) for row in rows],
         "seconds": round(seconds, 1),
+        **(extra or {}),
     }
     total_incentive = sum(r.incentive for r in rows) or 1.0
     summary["honest_incentive_share"] = sum(r.incentive for r in rows if r.behaviour == "honest") / total_incentive

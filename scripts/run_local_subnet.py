@@ -95,7 +95,7 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
                     "--wallet.path", str(workdir / "wallets")]
     common = ["--netuid", str(netuid), "--subtensor.network", "sim", "--subtensor.chain_endpoint", sim_url,
               "--axon.ip", "127.0.0.1", "--axon.port", str(neuron.port), "--neuron.state_dir", str(neuron.state_dir),
-              "--neuron.cache_dir", args.cache_dir, "--data.preset", args.preset, "--no-neuron.register",
+              "--neuron.cache_dir", args.cache_dir, "--data.preset", args.preset,
               *wallet_flags]
     if args.wandb_off:
         common.append("--wandb.off")
@@ -117,6 +117,17 @@ def start(neuron: Neuron, command: list[str], logs: Path) -> None:
                                       start_new_session=True)
 
 
+def peak_memory_mb(process: subprocess.Popen | None) -> float | None:
+    """The process's peak resident memory (Linux VmHWM), for min_compute.yml."""
+    try:
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
 def stop(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
     if process is None or process.poll() is not None:
         return
@@ -135,7 +146,7 @@ def rounds_done(validator: Neuron) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console) -> list[dict]:
+def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console, memory: dict) -> list[dict]:
     kill_name, _, kill_round = args.kill_miner.partition("@")
     killed = False
     deadline = time.monotonic() + 60 + args.rounds * args.round_blocks * args.block_time * 3
@@ -144,6 +155,9 @@ def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console
     with progress:
         task = progress.add_task("starting", total=args.rounds)
         while True:
+            for neuron in [validator, *miners]:
+                if neuron.process.poll() is None:
+                    memory[neuron.name] = peak_memory_mb(neuron.process) or memory.get(neuron.name)
             records = rounds_done(validator)
             if records:
                 last = records[-1]
@@ -207,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim), logs)
         console.log(f"subnet {netuid}: validator uid {validator.uid}, miners "
                     + ", ".join(f"{m.name}=uid{m.uid}" for m in miners))
-        records = watch_rounds(args, validator, miners, console)
+        memory: dict[str, float | None] = {}
+        records = watch_rounds(args, validator, miners, console, memory)
         validator.process.wait(timeout=120)
         outcome = asyncio.run(read_chain_outcome(sim_url, netuid))
     finally:
@@ -218,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                      incentive=outcome[m.uid]["incentive"], emission=outcome[m.uid]["emission"])
             for m in miners]
     summary = write_outputs(workdir, records, rows, validator.state_dir, not args.wandb_off,
-                            seconds=time.monotonic() - started)
+                            seconds=time.monotonic() - started, extra={"peak_memory_mb": memory})
     render_summary(console, summary)
     console.log(f"wrote {workdir / 'summary.json'} (logs in {logs})")
     return 0

@@ -56,7 +56,7 @@ class NeuronConfig:
     cache_dir: str = _f("~/.cache/deai", "corpus, tokenizer and page-store cache")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     torch_threads: int = _f(1, "CPU threads torch may use")
-    register: bool = _f(True, "burn-register the hotkey if it is not registered yet")
+    register: bool = _f(False, "burn-register the hotkey if it is not registered yet (spends TAO; always on for sim)")
 
 
 @dataclass

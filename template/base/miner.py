@@ -51,7 +51,7 @@ async def run_miner(config: Config) -> None:
     keypair = wallet.hotkey
     chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
                               config.netuid).connect()
-    uid = await chain.ensure_registered(config.neuron.register)
+    uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim")
     workload = Workload.build(config.data, expand(config.neuron.cache_dir), torch_threads=config.neuron.torch_threads)
     device = pick_device(config.neuron.device)
     run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"miner-uid{uid}",

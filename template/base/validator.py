@@ -324,7 +324,7 @@ async def run_validator(config: Config) -> None:
     wallet = bt.Wallet(name=config.wallet.name, hotkey=config.wallet.hotkey, path=str(expand(config.wallet.path)))
     chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
                               config.netuid).connect()
-    uid = await chain.ensure_registered(config.neuron.register)
+    uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim")
     workload = Workload.build(config.data, expand(config.neuron.cache_dir), torch_threads=config.neuron.torch_threads)
     run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"validator-uid{uid}",
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")

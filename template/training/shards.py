@@ -72,7 +72,7 @@ class Slice:
     scale: float = 1.0  # sub = full * scale at extraction; delta_full = delta_sub * scale
 
 
-Mapping_ = dict[str, Slice]  # full parameter name -> its slice in the shard
+ShardPlan = dict[str, Slice]  # full parameter name -> its slice in the shard
 
 
 # ------------------------------------------------------------------------ plans (pure)
@@ -120,7 +120,7 @@ def _window(index: int, count: int, total: int) -> torch.Tensor:
 
 
 def shard_plan(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
-               shapes: Mapping[str, tuple[int, ...]]) -> Mapping_:
+               shapes: Mapping[str, tuple[int, ...]]) -> ShardPlan:
     """Which full coordinates the shard trains and under which sub-model names (pure)."""
     preset = PRESETS[preset] if isinstance(preset, str) else preset
     if spec.scheme == "full":
@@ -134,7 +134,7 @@ def shard_plan(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
 
 
 def _width_plan(spec: ShardSpec, preset: ModelPreset, vocab_size: int,
-                shapes: Mapping[str, tuple[int, ...]]) -> Mapping_:
+                shapes: Mapping[str, tuple[int, ...]]) -> ShardPlan:
     hd = preset.d_model // preset.n_heads
     group = preset.n_heads // preset.n_kv_heads
     kv = _window(spec.index, spec.count, preset.n_kv_heads)
@@ -149,7 +149,7 @@ def _width_plan(spec: ShardSpec, preset: ModelPreset, vocab_size: int,
     ff_scale = preset.d_ff / len(ff)
     v0, v1 = spec.index * vocab_size // spec.count, (spec.index + 1) * vocab_size // spec.count
     vocab = torch.arange(v0, v1)
-    plan: Mapping_ = {}
+    plan: ShardPlan = {}
     for name in shapes:
         if name.startswith("model.layers."):
             leaf = name.split(".", 3)[3]  # e.g. self_attn.q_proj.weight
@@ -259,7 +259,7 @@ def _sub_name(name: str) -> str:
 @torch.no_grad()
 def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: ModelPreset | str,
             vocab_size: int, device: torch.device | str = "cpu"
-            ) -> tuple[nn.Module, Mapping_]:
+            ) -> tuple[nn.Module, ShardPlan]:
     """The module a miner trains for `spec` and the plan mapping it back to full coordinates.
 
     Only the shard's parameters have requires_grad=True, so `train_inner` builds gradients and
@@ -276,8 +276,6 @@ def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: Mod
         for name, p in model.named_parameters():
             p.requires_grad_(name in plan)
         return model.to(device), plan
-    if preset.tie_embeddings and spec.count > 1:
-        pass  # the one tied table is row-sliced once and serves as both embedding and head
     first = next(iter(s for n, s in plan.items() if n.endswith("self_attn.k_proj.weight")))
     hd = preset.d_model // preset.n_heads
     kept_kv = len(first.rows) // hd
@@ -292,7 +290,7 @@ def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: Mod
     v0, v1 = int(emb.rows[0]), int(emb.rows[-1]) + 1
     table = RowSlicedWeight(full_state["model.embed_tokens.weight"], v0, v1)
     model.model.embed_tokens = RowSlicedEmbedding(table)
-    if preset.tie_embeddings:
+    if preset.tie_embeddings:  # the one tied table is sliced once and serves as both
         model.lm_head = RowSlicedHead(table)
     else:
         model.lm_head = RowSlicedHead(RowSlicedWeight(full_state["lm_head.weight"], v0, v1))
@@ -312,7 +310,7 @@ def sub_state(model: nn.Module) -> dict[str, torch.Tensor]:
             for n, p in model.named_parameters() if p.requires_grad}
 
 
-def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: Mapping_,
+def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: ShardPlan,
                   shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """Full-shape deltas for the tensors the shard touches (zeros outside its slice); tensors
     the shard does not touch are absent."""
@@ -333,7 +331,7 @@ def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: Mapping_,
     return out
 
 
-def sub_shapes(plan: Mapping_, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+def sub_shapes(plan: ShardPlan, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """Shapes of the shard's own tensors (what goes on the wire), keyed by sub-model name."""
     out = {}
     for name, s in plan.items():
