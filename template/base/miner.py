@@ -18,7 +18,7 @@ from template.base.miner_worker import MinerWorker
 from template.base.workload import Workload, pick_device
 from template.chain.neuron_chain import NeuronChain
 from template.config import Config, expand
-from template.training.assignment import assigned_pages
+from template.training.assignment import assigned_pages, round_seed
 from template.utils.logging import setup_logging
 from template.utils.wandb_run import open_run
 
@@ -59,13 +59,23 @@ async def run_miner(config: Config) -> None:
     worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
                          expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device, run)
 
-    def check_assignment(order: TrainRequest) -> str | None:
+    main_loop = asyncio.get_running_loop()
+
+    async def check_assignment(order: TrainRequest) -> str | None:
+        """Everything in a work order must be what the chain and the shared data say it is."""
         if order.dataset != workload.dataset_id:
             return f"dataset mismatch: validator uses {order.dataset[:12]}, this miner {workload.dataset_id[:12]}"
         if order.model_preset != workload.preset_name:
             return f"model preset mismatch: validator uses {order.model_preset}, this miner {workload.preset_name}"
-        expected = assigned_pages(bytes.fromhex(order.seed), keypair.ss58_address, workload.pages.train_ids,
-                                  len(order.pages))
+        try:  # the chain client lives on the main loop; the HTTP server runs on its own
+            block_hash = await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(chain.block_hash(order.round_block), main_loop))
+        except Exception as exc:
+            return f"cannot read block {order.round_block} to verify the round seed: {exc}"
+        seed = round_seed(block_hash, order.round_index)
+        if seed.hex() != order.seed:
+            return f"seed is not sha256(hash of block {order.round_block}, round {order.round_index})"
+        expected = assigned_pages(seed, keypair.ss58_address, workload.pages.train_ids, len(order.pages))
         if list(order.pages) != expected:
             return "pages do not match the public assignment for this round seed and hotkey"
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -21,7 +21,8 @@ from template.base.miner_worker import MinerWorker
 
 
 def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int,
-                     check_assignment: Callable[[TrainRequest], str | None], info: InfoResponse) -> FastAPI:
+                     check_assignment: Callable[[TrainRequest], Awaitable[str | None]], info: InfoResponse
+                     ) -> FastAPI:
     app = FastAPI(title="deai miner", version=info.version)
 
     @app.post("/v1/train", status_code=202)
@@ -34,7 +35,7 @@ def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int
             raise HTTPException(400, f"invalid train request: {_first_error(exc)}") from exc
         if order.netuid != netuid:
             raise HTTPException(400, f"wrong subnet: this miner serves netuid {netuid}, got {order.netuid}")
-        problem = check_assignment(order)
+        problem = await check_assignment(order)
         if problem is not None:
             raise HTTPException(409, problem)
         status = worker.submit(order)
