@@ -223,7 +223,7 @@ def plot(results: list[ArmResult], path: Path) -> None:
         axes[0].plot([r * res.tokens_per_round / 1e6 for r in rounds], res.heldout, label=res.arm)
         axes[1].plot([res.compute_at(r) / 1e12 for r in rounds], res.heldout, label=res.arm)
     axes[0].set_xlabel("tokens trained (M)")
-    axes[1].set_xlabel("compute per miner (TFLOP; dp: the whole run)")
+    axes[1].set_xlabel("training compute, all miners (TFLOP)")
     for ax in axes:
         ax.set_ylabel("held-out loss")
         ax.grid(alpha=0.3)
