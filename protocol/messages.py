@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from protocol.version import PROTOCOL_VERSION, is_compatible
 
@@ -39,9 +39,21 @@ class UnitOfWork(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["full", "shard"] = "full"
-    scheme: str = "full"
+    scheme: Literal["full", "layers", "width"] = "full"
     index: int = Field(default=0, ge=0, le=4096)
     count: int = Field(default=1, ge=1, le=4096)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "UnitOfWork":
+        if self.index >= self.count:
+            raise ValueError(f"shard index {self.index} out of range for count {self.count}")
+        if (self.kind == "full") != (self.scheme == "full") or (self.kind == "full" and self.count != 1):
+            raise ValueError("a full unit is scheme 'full', index 0, count 1; a shard names another scheme")
+        return self
+
+    @property
+    def label(self) -> str:
+        return "full" if self.kind == "full" else f"{self.scheme}-{self.index}/{self.count}"
 
 
 class TrainRequest(_Message):

@@ -36,6 +36,7 @@ from template.utils.net import free_port  # noqa: E402
 from template.chain.client import open_client, start_simnet_process, wait_until_ready  # noqa: E402
 
 BEHAVIOURS = ["honest", "honest", "honest", "zero", "copy"]
+SMALL_MINER_GB = 0.51  # below what the tiny preset's full-model training needs: gets width shards
 
 
 @dataclass
@@ -61,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--inner-steps", type=int, default=0, help="inner steps per round (0: the preset's)")
     p.add_argument("--pages-per-miner", type=int, default=0, help="pages per miner per round (0: the preset's)")
     p.add_argument("--tempo", type=int, default=10, help="subnet tempo in blocks")
+    p.add_argument("--small-miners", type=int, default=0,
+                   help="extra honest miners declaring too little memory for the model: they train width shards")
     p.add_argument("--kill-miner", default="", help="chaos: NAME@ROUND kills that miner after that round")
     p.add_argument("--wandb.off", dest="wandb_off", action="store_true", help="no wandb runs")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "deai"), help="corpus/tokenizer cache")
@@ -105,6 +108,8 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
                  "--round.pages_per_miner", str(args.pages_per_miner)]
         return [sys.executable, "-m", "neurons.validator", *common, *flags]
     flags = ["--miner.behaviour", neuron.behaviour]
+    if neuron.name.endswith("-small"):
+        flags += ["--miner.capacity_gb", str(SMALL_MINER_GB)]
     if neuron.behaviour == "copy":
         flags += ["--miner.copy_from_dir", str(victim.state_dir)]
     return [sys.executable, "-m", "neurons.miner", *common, *flags]
@@ -207,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         wallets = workdir / "wallets"
         neurons.append(Neuron("validator", "validator", "validator", bootstrap.create_wallet(wallets, "validator"),
                               free_port(), workdir / "validator"))
-        for i, behaviour in enumerate(BEHAVIOURS):
-            name = f"miner{i}-{behaviour}"
+        for i, behaviour in enumerate(BEHAVIOURS + ["honest"] * args.small_miners):
+            name = f"miner{i}-{behaviour}" + ("-small" if i >= len(BEHAVIOURS) else "")
             neurons.append(Neuron(name, "miner", behaviour, bootstrap.create_wallet(wallets, name), free_port(),
                                   workdir / name))
         console.log("preparing the corpus, tokenizer and pages (cached after the first run)")

@@ -19,6 +19,7 @@ class RoundRecord:
     new_checkpoint: str
     outer_lr: float
     assignments: dict[str, list[int]] = field(default_factory=dict)  # hotkey -> page ids
+    units: dict[str, str] = field(default_factory=dict)  # hotkey -> unit of work ("full", "width-1/4")
     contributions: dict[str, str] = field(default_factory=dict)  # hotkey -> sha256 of the bytes received
     accepted: list[str] = field(default_factory=list)  # in aggregation order
     scores: dict[str, float] = field(default_factory=dict)

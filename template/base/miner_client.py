@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import httpx
 
 from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, sign_request, verify_contribution
-from protocol.limits import MAX_CONTRIBUTION_BYTES
-from protocol.messages import TrainRequest
+from protocol.limits import MAX_CONTRIBUTION_BYTES, MAX_INFO_BYTES
+from protocol.messages import InfoResponse, TrainRequest
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,15 @@ class MinerClient:
         if response.status_code == 202:
             return Reply("ok", response.json().get("status", ""))
         return Reply("refused", f"{response.status_code} {_detail(response)}")
+
+    async def info(self, miner: MinerEndpoint) -> InfoResponse | None:
+        try:
+            response = await self.http.get(miner.url + "/v1/info")
+            if response.status_code == 200 and len(response.content) <= MAX_INFO_BYTES:
+                return InfoResponse.model_validate_json(response.content)
+        except (httpx.HTTPError, ValueError):
+            pass
+        return None
 
     async def fetch_contribution(self, miner: MinerEndpoint, round_index: int, wait: float = 0.0) -> Reply:
         path = f"/v1/contribution?round={round_index}" + (f"&wait={wait:.2f}" if wait > 0 else "")

@@ -25,6 +25,7 @@ from template.utils.wandb_run import WandbRun
 from template.training.checkpoint import load_checkpoint_bytes, load_checkpoint, save_checkpoint, state_hash
 from template.training.compression import compress
 from template.training.inner_loop import pseudo_gradient, train_inner
+from template.training.shards import ShardSpec, delta_to_full, extract, sub_state
 
 
 @dataclass
@@ -155,17 +156,11 @@ class MinerWorker:
             return self._copied(request)
         started = time.monotonic()
         base = self.checkpoints.get(request.checkpoint_url, request.base_checkpoint)
-        model = self.workload.model_from(base, self.device)
-        tokens = self.workload.pages.tokens[request.pages]
         if self.behaviour == "zero":
             delta = {name: torch.zeros_like(t, dtype=torch.float32) for name, t in base.items()}
             stats = None
         else:
-            stats = train_inner(model, tokens, steps=request.inner_steps, batch_size=request.batch_size,
-                                lr=request.learning_rate, warmup=request.warmup_steps,
-                                deadline=request.deadline_unix - 1.0,
-                                seed=int(request.seed[:8], 16))
-            delta = pseudo_gradient(base, model)
+            delta, stats = self._train(request, base)
         residual = load_checkpoint(self.residual_path) if self.residual_path.exists() else None
         update, residual = compress(delta, residual, self.workload.compression)
         save_checkpoint(self.residual_path, residual)
@@ -184,6 +179,25 @@ class MinerWorker:
                           "tokens_per_second": stats.tokens_per_second, "inner_steps": stats.steps,
                           "train_seconds": stats.seconds}, step=request.round_index)
         return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
+
+    def _train(self, request: TrainRequest, base: dict[str, torch.Tensor]):
+        """H inner steps on the assigned unit; the pseudo-gradient in full-model coordinates."""
+        spec = ShardSpec(request.unit.scheme, request.unit.index, request.unit.count)
+        if spec.scheme == "full":
+            model = self.workload.model_from(base, self.device)
+            start = base
+        else:
+            model, plan = extract(base, spec, self.workload.preset_name, self.workload.vocab_size, self.device)
+            start = sub_state(model)
+        stats = train_inner(model, self.workload.pages.tokens[request.pages], steps=request.inner_steps,
+                            batch_size=request.batch_size, lr=request.learning_rate, warmup=request.warmup_steps,
+                            deadline=request.deadline_unix - 1.0, seed=int(request.seed[:8], 16))
+        delta = pseudo_gradient(start, model)
+        if spec.scheme != "full":
+            shapes = {name: tuple(t.shape) for name, t in base.items()}
+            touched = delta_to_full(delta, plan, shapes)
+            delta = {name: touched.get(name, torch.zeros(shape)) for name, shape in shapes.items()}
+        return delta, stats
 
     def _copied(self, request: TrainRequest) -> bytes:
         """Freeloader: replay another miner's contribution for this round as its own."""

@@ -10,13 +10,14 @@ from loguru import logger
 from pydantic import ValidationError
 
 from protocol.limits import MAX_CONTRIBUTION_BYTES
-from protocol.messages import ContributionMeta
+from protocol.messages import ContributionMeta, UnitOfWork
 from protocol.payload import PayloadError, decode_tensors
 from template.training.assignment import control_pages, heldout_pages
 from template.training.compression import CompressedUpdate, CompressionConfig, MalformedUpdate, decompress
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.pages import PageStore
-from template.validation.aggregation import aggregate
+from template.training.shards import ShardSpec, coverage_mean, shard_mask
+from template.validation.aggregation import aggregate, median_norm_clip
 from template.validation.scoring import Contribution, ScoreReport, ScoringConfig, score_round
 
 
@@ -30,6 +31,7 @@ class Received:
     body: bytes | None
     arrival_index: int
     failure: str | None = None
+    unit: UnitOfWork = UnitOfWork()
 
     @property
     def digest(self) -> str:
@@ -64,6 +66,8 @@ def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str,
         return None, f"trained from checkpoint {meta.base_checkpoint[:12]}, expected {ctx.base_checkpoint[:12]}"
     if meta.netuid != ctx.netuid:
         return None, f"netuid {meta.netuid} expected {ctx.netuid}"
+    if meta.unit != received.unit:
+        return None, f"trained unit {meta.unit.label}, assigned {received.unit.label}"
     try:
         update = CompressedUpdate.from_tensors(tensors, shapes, compression)
         return decompress(update, shapes), None
@@ -75,17 +79,19 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
                         ctx: RoundContext, pages: PageStore, compression: CompressionConfig,
                         scoring: ScoringConfig, heldout_count: int, control_count: int, outer_lr: float = 1.0
                         ) -> tuple[dict[str, ScoreReport], dict[str, dict[str, torch.Tensor]]]:
-    """Score every contribution; returns the reports and the decoded deltas of the accepted."""
+    """Score every contribution, each unit of work (whole model, or one shard) among its own
+    peers; returns the reports and the decoded deltas of the accepted."""
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
     heldout = pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, heldout_count))
-    contributions, deltas = [], {}
+    by_unit: dict[str, list[Contribution]] = {}
+    deltas = {}
     for item in received:
         delta, problem = decode_contribution(item, ctx, shapes, compression)
         if delta is not None:
             deltas[item.hotkey] = delta
         assigned_sample = heldout_pages(ctx.eval_seed, item.assigned, min(control_count, len(item.assigned)))
         control = control_pages(ctx.eval_seed, item.hotkey, pages.train_ids, item.assigned, control_count)
-        contributions.append(Contribution(
+        by_unit.setdefault(item.unit.label, []).append(Contribution(
             hotkey=item.hotkey, uid=item.uid, delta=delta, arrival_index=item.arrival_index,
             rejected_reason=problem, assigned_tokens=pages.pages(assigned_sample), control_tokens=pages.pages(control)))
 
@@ -95,21 +101,47 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
         with applied_delta(model, delta, scale):
             return per_sequence_loss(model, tokens)
 
-    # Score each update at the scale it will have in the aggregate (outer lr / contributors):
-    # a single miner's full step overshoots, the averaged one does not.
-    scoring = replace(scoring, eval_scale=outer_lr / max(1, len(deltas)))
-    reports = score_round(contributions, loss_fn, scoring, heldout_tokens=heldout, expected_shapes=shapes)
+    reports: dict[str, ScoreReport] = {}
+    for contributions in by_unit.values():
+        # Score each update at the scale it will have in the aggregate (outer lr / peers on the
+        # same unit): a single miner's full step overshoots, the averaged one does not.
+        peers = sum(c.delta is not None for c in contributions)
+        unit_scoring = replace(scoring, eval_scale=outer_lr / max(1, peers))
+        reports.update(score_round(contributions, loss_fn, unit_scoring, heldout_tokens=heldout,
+                                   expected_shapes=shapes))
     accepted = {hk: deltas[hk] for hk, report in reports.items() if report.accepted}
     return reports, accepted
 
 
-def aggregate_in_arrival_order(accepted: dict[str, dict[str, torch.Tensor]], reports: dict[str, ScoreReport]
+def aggregate_in_arrival_order(accepted: dict[str, dict[str, torch.Tensor]], reports: dict[str, ScoreReport],
+                               units: dict[str, UnitOfWork], preset: str, vocab_size: int, min_per_unit: int = 2
                                ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
-    """Fixed order (arrival, then hotkey) so a replay sums in the same order, bit for bit."""
+    """The outer step's update. Fixed order (arrival, then hotkey) so a replay sums in the same
+    order, bit for bit. Whole-model contributions: median-norm clip and mean. With shards, each
+    unit is clipped among its own peers, a unit with fewer than `min_per_unit` accepted is left
+    out, and every coordinate is the mean over the contributions that trained it."""
     order = sorted(accepted, key=lambda hk: (reports[hk].arrival_index, hk))
-    if not order:
-        return order, None
-    merged = aggregate([accepted[hk] for hk in order])
-    if merged is None:
-        logger.info("fewer accepted contributions than the aggregation minimum: model unchanged")
-    return order, merged
+    groups: dict[str, list[str]] = {}
+    for hk in order:
+        groups.setdefault(units[hk].label, []).append(hk)
+    if set(groups) <= {"full"}:
+        merged = aggregate([accepted[hk] for hk in order], min_per_unit) if order else None
+        if merged is None and order:
+            logger.info("fewer accepted contributions than the aggregation minimum: model unchanged")
+        return order, merged
+    kept, clipped, masks = [], [], []
+    for label, members in groups.items():
+        if len(members) < min_per_unit:
+            logger.info("unit {}: {} accepted, fewer than {}: left unchanged", label, len(members), min_per_unit)
+            continue
+        unit = units[members[0]]
+        spec = ShardSpec(unit.scheme, unit.index, unit.count)
+        shapes = {name: tuple(t.shape) for name, t in accepted[members[0]].items()}
+        mask = shard_mask(spec, preset, vocab_size, shapes)
+        for hk, delta in zip(members, median_norm_clip([accepted[hk] for hk in members])):
+            kept.append(hk)
+            clipped.append(delta)
+            masks.append(mask)
+    if not kept:
+        return [], None
+    return kept, coverage_mean(clipped, masks)

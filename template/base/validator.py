@@ -27,7 +27,7 @@ from template.base.miner_client import MinerClient, MinerEndpoint, Reply
 from template.base.miner import published_ip
 from template.base.round_schedule import RoundWindow, next_round, round_at
 from template.base.round_scoring import Received, RoundContext, aggregate_in_arrival_order, score_contributions
-from template.base.workload import Workload, initial_seed, pick_device
+from template.base.workload import Workload, full_training_gb, initial_seed, pick_device, unit_for
 from template.chain.neuron_chain import MetagraphView, NeuronChain
 from template.config import Config, expand
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
@@ -91,6 +91,7 @@ class Validator:
             heldout_pages(GLOBAL_EVAL_SEED, workload.pages.heldout_ids, config.round.global_eval_pages))
         self.miners = MinerClient(chain.wallet.hotkey, timeout=config.validator.query_timeout + 6.0)
         self.base_url = ""
+        self.capacities: dict[str, float] = {}  # hotkey -> declared GB (from /v1/info)
 
     # --- checkpoints -------------------------------------------------------------------------
     def ensure_checkpoint(self) -> None:
@@ -175,10 +176,11 @@ class Validator:
                   if n.axon and n.hotkey != self.chain.hotkey]
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
                                                 self.plan.pages_per_miner) for m in miners}
+        units = await self.units_for(miners, window.index)
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
         if is_lead:
-            await self.send_work(window, seed, miners, assignments, deadline_unix, lead_url)
-        received = await self.collect(window, miners, assignments, deadline_unix)
+            await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead_url)
+        received = await self.collect(window, miners, assignments, units, deadline_unix)
         await self.chain.wait_for_block(window.eval_block)
         ctx = RoundContext(self.config.netuid, window.index, self.state.checkpoint,
                            eval_seed(await self.chain.block_hash(window.eval_block)))
@@ -193,11 +195,11 @@ class Validator:
         record = RoundRecord(
             netuid=self.config.netuid, round_index=window.index, start_block=window.start_block, seed=seed.hex(),
             eval_block=window.eval_block, base_checkpoint=self.state.checkpoint, new_checkpoint=self.state.checkpoint,
-            outer_lr=self.rounds.outer_lr, assignments=assignments,
+            outer_lr=self.rounds.outer_lr, assignments=assignments, units={hk: u.label for hk, u in units.items()},
             contributions={r.hotkey: r.digest for r in received if r.body is not None},
             scores={hk: r.score for hk, r in reports.items()}, heldout_loss_before=loss_before)
         if is_lead:
-            await asyncio.to_thread(self.outer_step, accepted, reports, record)
+            await asyncio.to_thread(self.outer_step, accepted, reports, units, record)
         record.heldout_loss_after = await asyncio.to_thread(self.global_loss)
         self.state.heldout_history.append({"round": window.index, "heldout_loss": record.heldout_loss_after})
         digest = append_record(self.state_dir / "rounds.jsonl", record)
@@ -209,14 +211,26 @@ class Validator:
         self.state.save(self.state_path)
         self.report_round(window, reports, record, weights_set, time.monotonic() - t0)
 
+    async def units_for(self, miners: list[MinerEndpoint], round_index: int) -> dict[str, UnitOfWork]:
+        """Each miner's unit of work from its declared capacity (asked once, then cached)."""
+        unknown = [m for m in miners if m.hotkey not in self.capacities]
+        for miner, info in zip(unknown, await asyncio.gather(*(self.miners.info(m) for m in unknown))):
+            if info is not None:
+                self.capacities[miner.hotkey] = info.capacity_gb
+        required = full_training_gb(self.workload.preset_name, self.workload.vocab_size, self.plan.batch_size,
+                                    self.workload.pages.page_len)
+        return {m.hotkey: unit_for(self.capacities.get(m.hotkey, required), required, round_index,
+                                   self.workload.max_shards) for m in miners}
+
     async def send_work(self, window: RoundWindow, seed: bytes, miners: list[MinerEndpoint],
-                        assignments: dict[str, list[int]], deadline_unix: float, my_url: str) -> None:
+                        assignments: dict[str, list[int]], units: dict[str, UnitOfWork], deadline_unix: float,
+                        my_url: str) -> None:
         def order(miner: MinerEndpoint) -> TrainRequest:
             return TrainRequest(
                 netuid=self.config.netuid, round_index=window.index, round_block=window.start_block, seed=seed.hex(),
                 base_checkpoint=self.state.checkpoint, dataset=self.workload.dataset_id,
                 model_preset=self.workload.preset_name,
-                checkpoint_url=f"{my_url}/v1/checkpoint/{self.state.checkpoint}", unit=UnitOfWork(),
+                checkpoint_url=f"{my_url}/v1/checkpoint/{self.state.checkpoint}", unit=units[miner.hotkey],
                 pages=assignments[miner.hotkey], inner_steps=self.plan.inner_steps, batch_size=self.plan.batch_size,
                 learning_rate=self.plan.learning_rate, warmup_steps=self.plan.warmup_steps,
                 deadline_block=window.deadline_block,
@@ -229,7 +243,7 @@ class Validator:
                                reply.status, reply.detail)
 
     async def collect(self, window: RoundWindow, miners: list[MinerEndpoint], assignments: dict[str, list[int]],
-                      deadline_unix: float) -> list[Received]:
+                      units: dict[str, UnitOfWork], deadline_unix: float) -> list[Received]:
         """Long-poll every miner until its contribution arrives or the deadline passes; record
         arrival order (the duplicate check gives the earlier of two near-identical updates)."""
         arrivals: list[str] = []
@@ -266,11 +280,13 @@ class Validator:
             received.append(Received(uid=miner.uid, hotkey=miner.hotkey, assigned=assignments[miner.hotkey],
                                      body=reply.body if reply.status == "ok" else None,
                                      arrival_index=order.get(miner.hotkey, len(miners) + miner.uid),
+                                     unit=units[miner.hotkey],
                                      failure=None if reply.status == "ok" else f"{reply.status}: {reply.detail}"))
         return received
 
-    def outer_step(self, accepted: dict, reports: dict, record: RoundRecord) -> None:
-        order, merged = aggregate_in_arrival_order(accepted, reports)
+    def outer_step(self, accepted: dict, reports: dict, units: dict[str, UnitOfWork], record: RoundRecord) -> None:
+        order, merged = aggregate_in_arrival_order(accepted, reports, units, self.workload.preset_name,
+                                                   self.workload.vocab_size)
         record.accepted = order
         if merged is None:
             return

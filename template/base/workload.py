@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from protocol.messages import UnitOfWork
 from template.config import DataConfig, RoundConfig
 from template.training.compression import CompressionConfig
 from template.training.config import TrainingConfig
@@ -102,10 +103,44 @@ class Workload:
         load_model_state(model, state)
         return model
 
+    @property
+    def max_shards(self) -> int:
+        """Width shards split the KV heads, so there are at most that many."""
+        return PRESETS[self.preset_name].n_kv_heads
+
     def capacity_gb(self, device: torch.device) -> float:
         if device.type == "cuda":
             return torch.cuda.get_device_properties(device).total_memory / 2**30
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+# Full-model training holds fp32 weights, gradients and two AdamW moments (16 bytes a parameter),
+# activations, and the runtime itself (torch + transformers, ~0.5 GB measured on CPU).
+TRAINING_BYTES_PER_PARAM = 16
+RUNTIME_GB = 0.5
+MAX_SHARDS = 8
+
+
+def full_training_gb(preset_name: str, vocab_size: int, batch_size: int, page_len: int) -> float:
+    preset = PRESETS[preset_name]
+    params = preset.n_layers * (4 * preset.d_model ** 2 + 3 * preset.d_model * preset.d_ff) \
+        + 2 * vocab_size * preset.d_model
+    activations = batch_size * page_len * (preset.n_layers * 16 * preset.d_model + 2 * vocab_size) * 4
+    return (params * TRAINING_BYTES_PER_PARAM + activations) / 2**30 + RUNTIME_GB
+
+
+def unit_for(capacity_gb: float, required_gb: float, round_index: int, max_count: int = MAX_SHARDS) -> UnitOfWork:
+    """The whole model when the miner's declared capacity holds it; else the smallest number of
+    width shards whose share fits. Every such miner of a round gets the same window (peers on the
+    same coordinates make the norm, duplicate and aggregation statistics work), and the window
+    rolls over rounds (FedRolex) so every coordinate gets trained. DESIGN.md "Shards": width slices measured better than
+    layer ranges, and a shard's pay follows its measured gain."""
+    if capacity_gb >= required_gb:
+        return UnitOfWork()
+    count = 2
+    while count < min(MAX_SHARDS, max_count) and (required_gb - RUNTIME_GB) / count + RUNTIME_GB > capacity_gb:
+        count *= 2
+    return UnitOfWork(kind="shard", scheme="width", index=round_index % count, count=count)
 
 
 def pick_device(name: str) -> torch.device:

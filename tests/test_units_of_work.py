@@ -1,0 +1,126 @@
+"""Units of work: a miner whose declared capacity cannot hold the model trains a width shard;
+its contribution comes back in full-model coordinates, is scored among its unit's peers and
+merged by coverage."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from bittensor.sp_core import Keypair
+
+from protocol.limits import MAX_CONTRIBUTION_BYTES
+from protocol.messages import TrainRequest, UnitOfWork
+from protocol.payload import decode_tensors
+from template.base.miner_worker import MinerWorker
+from template.base.round_scoring import (Received, RoundContext, aggregate_in_arrival_order,
+                                         score_contributions)
+from template.base.workload import PRESET_DEFAULTS, Workload, full_training_gb, unit_for
+from template.training.assignment import assigned_pages, round_seed
+from template.training.checkpoint import save_checkpoint, state_hash
+from template.training.compression import CompressionConfig
+from template.training.model import build_model, model_state
+from template.training.pages import build_page_store
+from template.training.shards import ShardSpec, shard_mask
+from template.validation.scoring import ScoringConfig
+from tests.fixture_text import fixture_text
+
+VOCAB, PAGE_LEN = 300, 32
+SEED_HASH = "0x" + "11" * 32
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    pages = build_page_store(tmp_path_factory.mktemp("cache"), VOCAB, PAGE_LEN, text=fixture_text(1500))
+    return Workload("tiny", VOCAB, pages, CompressionConfig(topk=512), PRESET_DEFAULTS["tiny"])
+
+
+@pytest.fixture(scope="module")
+def base_state():
+    return model_state(build_model("tiny", VOCAB, seed=3, device="cpu"))
+
+
+def test_full_model_when_capacity_holds_it():
+    assert unit_for(8.0, 2.0, round_index=5) == UnitOfWork()
+
+
+def test_small_capacity_gets_width_shards_that_roll_with_the_round():
+    units = [unit_for(0.6, 2.0, round_index=r, max_count=4) for r in range(4)]
+    assert all(u.kind == "shard" and u.scheme == "width" and u.count == 4 for u in units)
+    assert sorted(u.index for u in units) == [0, 1, 2, 3]  # every window in turn
+
+
+def test_shard_count_never_exceeds_the_presets_limit():
+    assert unit_for(0.0001, 100.0, round_index=0, max_count=4).count == 4
+
+
+def test_full_training_estimate_grows_with_the_model():
+    assert full_training_gb("small", 8192, 16, 512) > full_training_gb("tiny", 1024, 16, 128)
+
+
+def contribution(workload, base_state, tmp_path, hotkey_uri: str, unit: UnitOfWork, round_index: int = 4):
+    keypair = Keypair.create_from_uri(hotkey_uri)
+    base_hash = state_hash(base_state)
+    worker = MinerWorker(keypair, workload, "honest", tmp_path / hotkey_uri.strip("/"), None, torch.device("cpu"))
+    save_checkpoint(worker.checkpoints.directory / f"{base_hash}.safetensors", base_state)  # no HTTP needed
+    seed = round_seed(SEED_HASH, round_index)
+    pages = assigned_pages(seed, keypair.ss58_address, workload.pages.train_ids, 16)
+    order = TrainRequest(netuid=1, round_index=round_index, round_block=40, seed=seed.hex(), base_checkpoint=base_hash,
+                         dataset=workload.dataset_id, model_preset="tiny", checkpoint_url="http://203.0.113.1:1/x",
+                         unit=unit, pages=pages, inner_steps=8, batch_size=8, learning_rate=3e-3,
+                         deadline_block=60, deadline_unix=time.time() + 120)
+    body = worker._contribution(order)
+    return Received(uid=int(hotkey_uri[-1]), hotkey=keypair.ss58_address, assigned=pages, body=body,
+                    arrival_index=int(hotkey_uri[-1]), unit=unit)
+
+
+def test_shard_contribution_touches_only_its_coordinates(workload, base_state, tmp_path):
+    unit = UnitOfWork(kind="shard", scheme="width", index=1, count=4)
+    received = contribution(workload, base_state, tmp_path, "//shard1", unit)
+    tensors, meta = decode_tensors(received.body, MAX_CONTRIBUTION_BYTES)
+    assert meta["unit"] == unit.model_dump()
+    ctx = RoundContext(1, 4, state_hash(base_state), b"\x02" * 32)
+    from template.base.round_scoring import decode_contribution
+
+    delta, problem = decode_contribution(received, ctx, {n: tuple(t.shape) for n, t in base_state.items()},
+                                         workload.compression)
+    assert problem is None
+    mask = shard_mask(ShardSpec("width", 1, 4), "tiny", VOCAB, {n: tuple(t.shape) for n, t in base_state.items()})
+    outside = sum(float(delta[n][~mask[n]].abs().sum()) for n in delta)
+    inside = sum(float(delta[n][mask[n]].abs().sum()) for n in delta)
+    assert outside == 0.0 and inside > 0.0
+
+
+def test_contribution_for_another_unit_than_assigned_is_rejected(workload, base_state, tmp_path):
+    received = contribution(workload, base_state, tmp_path, "//shard2", UnitOfWork(kind="shard", scheme="width",
+                                                                                   index=0, count=4))
+    received.unit = UnitOfWork()  # the validator assigned the whole model
+    ctx = RoundContext(1, 4, state_hash(base_state), b"\x02" * 32)
+    from template.base.round_scoring import decode_contribution
+
+    delta, problem = decode_contribution(received, ctx, {n: tuple(t.shape) for n, t in base_state.items()},
+                                         workload.compression)
+    assert delta is None and problem == "trained unit width-0/4, assigned full"
+
+
+def test_mixed_units_are_scored_per_unit_and_merged_by_coverage(workload, base_state, tmp_path):
+    shard = UnitOfWork(kind="shard", scheme="width", index=0, count=2)
+    received = [contribution(workload, base_state, tmp_path, f"//full{i}", UnitOfWork()) for i in (1, 2)]
+    received += [contribution(workload, base_state, tmp_path, f"//part{i}", shard) for i in (3, 4)]
+    model = build_model("tiny", VOCAB, seed=0, device="cpu")
+    from template.training.model import load_model_state
+
+    load_model_state(model, base_state)
+    ctx = RoundContext(1, 4, state_hash(base_state), b"\x02" * 32)
+    reports, accepted = score_contributions(model, base_state, received, ctx, workload.pages, workload.compression,
+                                            ScoringConfig(z_min=0.0, assignment_z_min=-10.0), 16, 8)
+    assert set(reports) == {r.hotkey for r in received}
+    for r in received:  # each unit's norm gate compares it with its own peers only
+        assert reports[r.hotkey].median_norm is not None
+    shard_norms = {reports[r.hotkey].median_norm for r in received[2:]}
+    full_norms = {reports[r.hotkey].median_norm for r in received[:2]}
+    assert shard_norms.isdisjoint(full_norms)
+    units = {r.hotkey: r.unit for r in received}
+    order, merged = aggregate_in_arrival_order(accepted, reports, units, "tiny", VOCAB)
+    assert merged is not None and set(order) == set(accepted)
+    assert all(torch.isfinite(t).all() for t in merged.values())
