@@ -62,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--inner-steps", type=int, default=0, help="inner steps per round (0: the preset's)")
     p.add_argument("--pages-per-miner", type=int, default=0, help="pages per miner per round (0: the preset's)")
     p.add_argument("--tempo", type=int, default=10, help="subnet tempo in blocks")
+    p.add_argument("--validators", type=int, default=1,
+                   help="validators to run; the first (most stake) leads, the others score and set weights too")
     p.add_argument("--small-miners", type=int, default=0,
                    help="extra honest miners declaring too little memory for the model: they train width shards")
     p.add_argument("--kill-miner", default="", help="chaos: NAME@ROUND kills that miner after that round")
@@ -85,8 +87,9 @@ async def setup_chain(args, workdir: Path, neurons: list[Neuron], sim_url: str) 
         for neuron in neurons:
             neuron.uid = await bootstrap.register(client, neuron.wallet, netuid)
             logger.info("registered {} as uid {}", neuron.name, neuron.uid)
-        validator = next(n for n in neurons if n.role == "validator")
-        await bootstrap.add_stake(client, validator.wallet, netuid, 500)
+        validators = [n for n in neurons if n.role == "validator"]
+        for rank, validator in enumerate(validators):  # the first has the most stake: the lead
+            await bootstrap.add_stake(client, validator.wallet, netuid, 500 / (rank + 1))
         await client.wait_for_epoch(netuid)  # permits are assigned at the epoch
         return netuid
     finally:
@@ -151,7 +154,8 @@ def rounds_done(validator: Neuron) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console, memory: dict) -> list[dict]:
+def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console, memory: dict,
+                 others: list[Neuron]) -> list[dict]:
     kill_name, _, kill_round = args.kill_miner.partition("@")
     killed = False
     deadline = time.monotonic() + 60 + args.rounds * args.round_blocks * args.block_time * 3
@@ -160,7 +164,7 @@ def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console
     with progress:
         task = progress.add_task("starting", total=args.rounds)
         while True:
-            for neuron in [validator, *miners]:
+            for neuron in [validator, *others, *miners]:
                 if neuron.process.poll() is None:
                     memory[neuron.name] = peak_memory_mb(neuron.process) or memory.get(neuron.name)
             records = rounds_done(validator)
@@ -210,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wait_until_ready(sim_url, timeout=60)
         wallets = workdir / "wallets"
-        neurons.append(Neuron("validator", "validator", "validator", bootstrap.create_wallet(wallets, "validator"),
-                              free_port(), workdir / "validator"))
+        for i in range(args.validators):
+            name = "validator" if i == 0 else f"validator{i}"
+            neurons.append(Neuron(name, "validator", "validator", bootstrap.create_wallet(wallets, name),
+                                  free_port(), workdir / name))
         for i, behaviour in enumerate(BEHAVIOURS + ["honest"] * args.small_miners):
             name = f"miner{i}-{behaviour}" + ("-small" if i >= len(BEHAVIOURS) else "")
             neurons.append(Neuron(name, "miner", behaviour, bootstrap.create_wallet(wallets, name), free_port(),
@@ -220,14 +226,17 @@ def main(argv: list[str] | None = None) -> int:
         Workload.build(DataConfig(preset=args.preset), Path(args.cache_dir).expanduser())
         console.log(f"simnet at {sim_url}; creating the subnet")
         netuid = asyncio.run(setup_chain(args, workdir, neurons, sim_url))
-        validator, miners = neurons[0], neurons[1:]
+        validator = neurons[0]
+        miners = [n for n in neurons if n.role == "miner"]
+        others = [n for n in neurons if n.role == "validator" and n is not validator]
         victim = miners[0]
         for neuron in neurons:
             start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim), logs)
-        console.log(f"subnet {netuid}: validator uid {validator.uid}, miners "
+        console.log(f"subnet {netuid}: validator uid {validator.uid} (lead)"
+                    + "".join(f", validator uid {v.uid}" for v in others) + "; miners "
                     + ", ".join(f"{m.name}=uid{m.uid}" for m in miners))
         memory: dict[str, float | None] = {}
-        records = watch_rounds(args, validator, miners, console, memory)
+        records = watch_rounds(args, validator, miners, console, memory, others)
         validator.process.wait(timeout=120)
         outcome = asyncio.run(read_chain_outcome(sim_url, netuid))
     finally:

@@ -31,8 +31,9 @@ def incentive_by_behaviour(summary: dict) -> tuple[float, list[float]]:
 
 
 def test_tiny_local_subnet_trains_and_pays_only_honest_miners(tmp_path):
+    """Two validators: the lead aggregates, the other scores the same contributions too."""
     summary, _ = run_main_job(tmp_path, "--rounds", "3", "--round-blocks", "56", "--train-blocks", "36",
-                              "--inner-steps", "15", timeout=540)
+                              "--inner-steps", "15", "--validators", "2", timeout=540)
     assert [r["round"] for r in summary["rounds"]] == sorted(r["round"] for r in summary["rounds"])
     assert len(summary["rounds"]) == 3
     assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"]
@@ -42,6 +43,10 @@ def test_tiny_local_subnet_trains_and_pays_only_honest_miners(tmp_path):
     assert {m["behaviour"] for m in summary["miners"]} == {"honest", "zero", "copy"}
     for name in ("heldout_loss.png", "emissions.png"):
         assert (tmp_path / name).stat().st_size > 1000
+    second = [json.loads(line) for line in (tmp_path / "validator1" / "scores.jsonl").read_text().splitlines()]
+    accepted = {hk for rnd in second for hk, report in rnd["reports"].items() if report["accepted"]}
+    honest = {m["hotkey"] for m in summary["miners"] if m["behaviour"] == "honest"}
+    assert accepted and accepted <= honest
 
 
 @pytest.mark.slow

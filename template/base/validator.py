@@ -169,18 +169,19 @@ class Validator:
         t0 = time.monotonic()
         graph = await self.chain.metagraph()
         is_lead, lead_url = self.lead_of(graph)
-        if not is_lead:
-            await self.sync_from_lead(lead_url)
         seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
         miners = [MinerEndpoint(n.uid, n.hotkey, f"http://{n.axon}") for n in graph.neurons
                   if n.axon and n.hotkey != self.chain.hotkey]
+        units = await self.units_for(miners, window.index)
+        miners = [m for m in miners if m.hotkey in units]
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
                                                 self.plan.pages_per_miner) for m in miners}
-        units = await self.units_for(miners, window.index)
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
         if is_lead:
             await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead_url)
         received = await self.collect(window, miners, assignments, units, deadline_unix)
+        if not is_lead:  # by the deadline the lead has served the checkpoint miners started from
+            await self.sync_from_lead(lead_url)
         await self.chain.wait_for_block(window.eval_block)
         ctx = RoundContext(self.config.netuid, window.index, self.state.checkpoint,
                            eval_seed(await self.chain.block_hash(window.eval_block)))
@@ -212,15 +213,16 @@ class Validator:
         self.report_round(window, reports, record, weights_set, time.monotonic() - t0)
 
     async def units_for(self, miners: list[MinerEndpoint], round_index: int) -> dict[str, UnitOfWork]:
-        """Each miner's unit of work from its declared capacity (asked once, then cached)."""
+        """Each miner's unit of work from its declared capacity (asked once, then cached). An axon
+        that has never answered /v1/info (another validator, a miner not up yet) gets no work."""
         unknown = [m for m in miners if m.hotkey not in self.capacities]
         for miner, info in zip(unknown, await asyncio.gather(*(self.miners.info(m) for m in unknown))):
             if info is not None:
                 self.capacities[miner.hotkey] = info.capacity_gb
         required = full_training_gb(self.workload.preset_name, self.workload.vocab_size, self.plan.batch_size,
                                     self.workload.pages.page_len)
-        return {m.hotkey: unit_for(self.capacities.get(m.hotkey, required), required, round_index,
-                                   self.workload.max_shards) for m in miners}
+        return {m.hotkey: unit_for(self.capacities[m.hotkey], required, round_index, self.workload.max_shards)
+                for m in miners if m.hotkey in self.capacities}
 
     async def send_work(self, window: RoundWindow, seed: bytes, miners: list[MinerEndpoint],
                         assignments: dict[str, list[int]], units: dict[str, UnitOfWork], deadline_unix: float,
@@ -260,13 +262,13 @@ class Validator:
                     arrivals.append(miner.hotkey)
                     results[miner.hotkey] = reply
                     return
-                if reply.status in ("refused", "unreachable"):
-                    results[miner.hotkey] = reply
-                    if reply.status == "unreachable":
-                        await asyncio.sleep(1.0)  # maybe restarting: retry until the deadline
-                        continue
-                    if reply.detail.startswith(("404", "410", "403")):
-                        return
+                results[miner.hotkey] = reply
+                if reply.status == "unreachable" or reply.detail.startswith("404"):
+                    # restarting, or the lead's work order has not reached it yet: retry until the deadline
+                    await asyncio.sleep(1.0 if reply.status == "unreachable" else 0.5)
+                    continue
+                if reply.detail.startswith(("410", "403")):
+                    return
                 await asyncio.sleep(0.05)
 
         await asyncio.gather(*(poll(m) for m in miners))
