@@ -124,3 +124,20 @@ def test_mixed_units_are_scored_per_unit_and_merged_by_coverage(workload, base_s
     order, merged = aggregate_in_arrival_order(accepted, reports, units, "tiny", VOCAB)
     assert merged is not None and set(order) == set(accepted)
     assert all(torch.isfinite(t).all() for t in merged.values())
+
+
+def test_error_feedback_is_kept_per_unit(workload, base_state, tmp_path):
+    """A full-model round's residual must not leak into a later shard's contribution."""
+    contribution(workload, base_state, tmp_path, "//mixed5", UnitOfWork(), round_index=4)
+    unit = UnitOfWork(kind="shard", scheme="width", index=1, count=4)
+    received = contribution(workload, base_state, tmp_path, "//mixed5", unit, round_index=5)
+    from template.base.round_scoring import decode_contribution
+
+    shapes = {n: tuple(t.shape) for n, t in base_state.items()}
+    delta, problem = decode_contribution(received, RoundContext(1, 5, state_hash(base_state), b"\x02" * 32), shapes,
+                                         workload.compression)
+    assert problem is None
+    mask = shard_mask(ShardSpec("width", 1, 4), "tiny", VOCAB, shapes)
+    assert sum(float(delta[n][~mask[n]].abs().sum()) for n in delta) == 0.0
+    assert sorted(p.name for p in (tmp_path / "mixed5").glob("residual-*")) == [
+        "residual-full.safetensors", "residual-width-1of4.safetensors"]

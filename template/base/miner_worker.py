@@ -105,7 +105,7 @@ class MinerWorker:
         self.copy_from = Outbox(copy_from_dir / "outbox") if copy_from_dir else None
         self.checkpoints = CheckpointCache(state_dir / "checkpoints")
         self.outbox = Outbox(state_dir / "outbox")
-        self.residual_path = state_dir / "residual.safetensors"
+        self.state_dir = state_dir
         self.jobs: queue.Queue[TrainRequest] = queue.Queue()
         self.outcomes: dict[int, Outcome] = {}
         self.lock = threading.Lock()
@@ -161,9 +161,11 @@ class MinerWorker:
             stats = None
         else:
             delta, stats = self._train(request, base)
-        residual = load_checkpoint(self.residual_path) if self.residual_path.exists() else None
+        # Error feedback is per unit of work: what a shard did not send belongs to that shard.
+        residual_path = self.state_dir / f"residual-{request.unit.label.replace('/', 'of')}.safetensors"
+        residual = load_checkpoint(residual_path) if residual_path.exists() else None
         update, residual = compress(delta, residual, self.workload.compression)
-        save_checkpoint(self.residual_path, residual)
+        save_checkpoint(residual_path, residual)
         meta = ContributionMeta(
             netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
             hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
