@@ -149,13 +149,18 @@ class Validator:
         done = 0
         attempted = self.state.last_round
         while not stop.is_set():
-            block = await self.chain.block()
-            window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks,
-                                join_slack_blocks=self.rounds.train_blocks // 4)
-            if window.index <= attempted:
-                window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
-            attempted = window.index
-            await self.chain.wait_for_block(window.start_block)
+            try:
+                block = await self.chain.block()
+                window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks,
+                                    join_slack_blocks=self.rounds.train_blocks // 4)
+                if window.index <= attempted:
+                    window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
+                attempted = window.index
+                await self.chain.wait_for_block(window.start_block)
+            except Exception as exc:  # the chain briefly unreachable: wait and try again
+                logger.warning("chain unreachable ({}); retrying in 5 s", exc)
+                await asyncio.sleep(5.0)
+                continue
             try:
                 await self.run_round(window)
             except Exception as exc:  # a broken round is logged; the next one starts on time
