@@ -55,6 +55,14 @@ class UnitOfWork(BaseModel):
     def label(self) -> str:
         return "full" if self.kind == "full" else f"{self.scheme}-{self.index}/{self.count}"
 
+    @classmethod
+    def from_label(cls, label: str) -> "UnitOfWork":
+        if label == "full":
+            return cls()
+        scheme, _, rest = label.partition("-")
+        index, _, count = rest.partition("/")
+        return cls(kind="shard", scheme=scheme, index=int(index), count=int(count))
+
 
 class TrainRequest(_Message):
     """A round's work order for one miner. Everything in it can be recomputed from the chain."""

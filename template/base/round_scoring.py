@@ -6,7 +6,6 @@ import hashlib
 from dataclasses import dataclass, replace
 
 import torch
-from loguru import logger
 from pydantic import ValidationError
 
 from protocol.limits import MAX_CONTRIBUTION_BYTES
@@ -16,8 +15,7 @@ from template.training.assignment import control_pages, heldout_pages
 from template.training.compression import CompressedUpdate, CompressionConfig, MalformedUpdate, decompress
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.pages import PageStore
-from template.training.shards import ShardSpec, coverage_mean, shard_mask
-from template.validation.aggregation import aggregate, median_norm_clip
+from template.validation.unit_merge import merge_units
 from template.validation.scoring import Contribution, ScoreReport, ScoringConfig, score_round
 
 
@@ -116,32 +114,7 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
 def aggregate_in_arrival_order(accepted: dict[str, dict[str, torch.Tensor]], reports: dict[str, ScoreReport],
                                units: dict[str, UnitOfWork], preset: str, vocab_size: int, min_per_unit: int = 2
                                ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
-    """The outer step's update. Fixed order (arrival, then hotkey) so a replay sums in the same
-    order, bit for bit. Whole-model contributions: median-norm clip and mean. With shards, each
-    unit is clipped among its own peers, a unit with fewer than `min_per_unit` accepted is left
-    out, and every coordinate is the mean over the contributions that trained it."""
+    """The outer step's update, summed in a fixed order (arrival, then hotkey) that the round
+    record keeps, so anyone can replay it bit for bit (`template.audit.replay`)."""
     order = sorted(accepted, key=lambda hk: (reports[hk].arrival_index, hk))
-    groups: dict[str, list[str]] = {}
-    for hk in order:
-        groups.setdefault(units[hk].label, []).append(hk)
-    if set(groups) <= {"full"}:
-        merged = aggregate([accepted[hk] for hk in order], min_per_unit) if order else None
-        if merged is None and order:
-            logger.info("fewer accepted contributions than the aggregation minimum: model unchanged")
-        return order, merged
-    kept, clipped, masks = [], [], []
-    for label, members in groups.items():
-        if len(members) < min_per_unit:
-            logger.info("unit {}: {} accepted, fewer than {}: left unchanged", label, len(members), min_per_unit)
-            continue
-        unit = units[members[0]]
-        spec = ShardSpec(unit.scheme, unit.index, unit.count)
-        shapes = {name: tuple(t.shape) for name, t in accepted[members[0]].items()}
-        mask = shard_mask(spec, preset, vocab_size, shapes)
-        for hk, delta in zip(members, median_norm_clip([accepted[hk] for hk in members])):
-            kept.append(hk)
-            clipped.append(delta)
-            masks.append(mask)
-    if not kept:
-        return [], None
-    return kept, coverage_mean(clipped, masks)
+    return merge_units(order, accepted, {hk: units[hk] for hk in order}, preset, vocab_size, min_per_unit)

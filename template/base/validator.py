@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from loguru import logger
 
 from protocol.messages import CheckpointInfo, TrainRequest, UnitOfWork
 from protocol.version import WEIGHTS_VERSION_KEY
+from template.audit.replay import archive_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.base.checkpoint_app import create_checkpoint_app
 from template.base.http_server import BackgroundServer
@@ -205,7 +207,8 @@ class Validator:
             contributions={r.hotkey: r.digest for r in received if r.body is not None},
             scores={hk: r.score for hk, r in reports.items()}, heldout_loss_before=loss_before)
         if is_lead:
-            await asyncio.to_thread(self.outer_step, accepted, reports, units, record)
+            bodies = {r.hotkey: r.body for r in received if r.body is not None}
+            await asyncio.to_thread(self.outer_step, accepted, reports, units, record, bodies)
         record.heldout_loss_after = await asyncio.to_thread(self.global_loss)
         self.state.heldout_history.append({"round": window.index, "heldout_loss": record.heldout_loss_after})
         digest = append_record(self.state_dir / "rounds.jsonl", record)
@@ -291,16 +294,28 @@ class Validator:
                                      failure=None if reply.status == "ok" else f"{reply.status}: {reply.detail}"))
         return received
 
-    def outer_step(self, accepted: dict, reports: dict, units: dict[str, UnitOfWork], record: RoundRecord) -> None:
+    def outer_step(self, accepted: dict, reports: dict, units: dict[str, UnitOfWork], record: RoundRecord,
+                   bodies: dict[str, bytes]) -> None:
         order, merged = aggregate_in_arrival_order(accepted, reports, units, self.workload.preset_name,
                                                    self.workload.vocab_size)
         record.accepted = order
+        self.archive(record.round_index, {hk: bodies[hk] for hk in order})
         if merged is None:
             return
         new_state = apply_outer_step(model_state(self.model), merged, self.rounds.outer_lr)
         load_model_state(self.model, new_state)
         self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, new_state)
         record.new_checkpoint = self.state.checkpoint
+
+    def archive(self, round_index: int, bodies: dict[str, bytes], keep_rounds: int = 32) -> None:
+        """Keep the merged contributions so anyone can replay the round (template.audit.replay)."""
+        folder = archive_dir(self.state_dir, round_index)
+        folder.mkdir(parents=True, exist_ok=True)
+        for hotkey, body in bodies.items():
+            (folder / f"{hotkey}.safetensors").write_bytes(body)
+        rounds = sorted(folder.parent.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+        for old in rounds[:-keep_rounds]:
+            shutil.rmtree(old, ignore_errors=True)
 
     async def maybe_set_weights(self, uids: dict[str, int]) -> bool:
         block = await self.chain.block()

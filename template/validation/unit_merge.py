@@ -1,0 +1,43 @@
+"""Merging accepted contributions of several units of work (whole model, width/layer shards)
+into one outer-step update, deterministically (the round record keeps the order)."""
+from __future__ import annotations
+
+import torch
+from loguru import logger
+
+from protocol.messages import UnitOfWork
+from template.training.shards import ShardSpec, coverage_mean, shard_mask
+from template.validation.aggregation import aggregate, median_norm_clip
+
+
+def merge_units(order: list[str], accepted: dict[str, dict[str, torch.Tensor]], units: dict[str, UnitOfWork],
+                preset: str, vocab_size: int, min_per_unit: int = 2
+                ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
+    """Whole-model contributions: median-norm clip and mean. With shards, each unit is clipped
+    among its own peers, a unit with fewer than `min_per_unit` accepted is left out, and every
+    coordinate is the mean over the contributions that trained it. Returns the hotkeys merged,
+    in order, and the update (None: the model stays unchanged)."""
+    groups: dict[str, list[str]] = {}
+    for hk in order:
+        groups.setdefault(units[hk].label, []).append(hk)
+    if set(groups) <= {"full"}:
+        merged = aggregate([accepted[hk] for hk in order], min_per_unit) if order else None
+        if merged is None and order:
+            logger.info("fewer accepted contributions than the aggregation minimum: model unchanged")
+        return order, merged
+    kept, clipped, masks = [], [], []
+    for label, members in groups.items():
+        if len(members) < min_per_unit:
+            logger.info("unit {}: {} accepted, fewer than {}: left unchanged", label, len(members), min_per_unit)
+            continue
+        unit = units[members[0]]
+        spec = ShardSpec(unit.scheme, unit.index, unit.count)
+        shapes = {name: tuple(t.shape) for name, t in accepted[members[0]].items()}
+        mask = shard_mask(spec, preset, vocab_size, shapes)
+        for hk, delta in zip(members, median_norm_clip([accepted[hk] for hk in members])):
+            kept.append(hk)
+            clipped.append(delta)
+            masks.append(mask)
+    if not kept:
+        return [], None
+    return kept, coverage_mean(clipped, masks)

@@ -1,0 +1,64 @@
+"""Anyone holding a round record and the contributions it names reproduces the checkpoint hash."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from protocol.messages import UnitOfWork
+from template.audit.replay import ReplayError, replay, replay_from_state_dir
+from template.audit.round_record import RoundRecord, append_record
+from template.base.round_scoring import RoundContext, aggregate_in_arrival_order, score_contributions
+from template.training.checkpoint import save_checkpoint, state_hash
+from template.training.model import build_model, load_model_state
+from template.training.outer_step import apply_outer_step
+from template.validation.scoring import ScoringConfig
+from tests.test_units_of_work import VOCAB, base_state, contribution, workload  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(scope="module")
+def lead_round(workload, base_state, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("lead")
+    shard = UnitOfWork(kind="shard", scheme="width", index=1, count=2)
+    received = [contribution(workload, base_state, tmp, f"//replay{i}", UnitOfWork()) for i in (1, 2, 3)]
+    received += [contribution(workload, base_state, tmp, f"//rshard{i}", shard) for i in (4, 5)]
+    model = build_model("tiny", VOCAB, seed=0, device="cpu")
+    load_model_state(model, base_state)
+    ctx = RoundContext(1, 4, state_hash(base_state), b"\x03" * 32)
+    reports, accepted = score_contributions(model, base_state, received, ctx, workload.pages, workload.compression,
+                                            ScoringConfig(z_min=0.0, assignment_z_min=-10.0), 16, 8)
+    units = {r.hotkey: r.unit for r in received}
+    order, merged = aggregate_in_arrival_order(accepted, reports, units, "tiny", VOCAB)
+    assert merged is not None
+    new_hash = state_hash(apply_outer_step(base_state, merged, 1.0))
+    record = RoundRecord(netuid=1, round_index=4, start_block=40, seed="00" * 32, eval_block=61,
+                         base_checkpoint=state_hash(base_state), new_checkpoint=new_hash, outer_lr=1.0,
+                         units={hk: u.label for hk, u in units.items()},
+                         contributions={r.hotkey: hashlib.sha256(r.body).hexdigest() for r in received},
+                         accepted=order)
+    return record, {r.hotkey: r.body for r in received}
+
+
+def test_replay_reproduces_the_leads_checkpoint_hash(workload, base_state, lead_round):  # noqa: F811
+    record, bodies = lead_round
+    assert replay(record, base_state, bodies, workload.compression, "tiny", VOCAB) == record.new_checkpoint
+
+
+def test_replay_refuses_a_contribution_that_is_not_the_recorded_one(workload, base_state, lead_round):  # noqa: F811
+    record, bodies = lead_round
+    victim = record.accepted[0]
+    tampered = dict(bodies, **{victim: bodies[victim][:-1] + bytes([bodies[victim][-1] ^ 1])})
+    with pytest.raises(ReplayError, match="does not match the record's hash"):
+        replay(record, base_state, tampered, workload.compression, "tiny", VOCAB)
+
+
+def test_replay_from_a_validators_state_dir(workload, base_state, lead_round, tmp_path):  # noqa: F811
+    record, bodies = lead_round
+    save_checkpoint(tmp_path / "checkpoints" / f"{record.base_checkpoint}.safetensors", base_state)
+    append_record(tmp_path / "rounds.jsonl", record)
+    folder = tmp_path / "archive" / "round-4"
+    folder.mkdir(parents=True)
+    for hotkey in record.accepted:
+        (folder / f"{hotkey}.safetensors").write_bytes(bodies[hotkey])
+    got_record, got = replay_from_state_dir(tmp_path, 4, workload.compression, "tiny", VOCAB)
+    assert got == got_record.new_checkpoint == record.new_checkpoint
