@@ -17,8 +17,16 @@ def run_main_job(out: Path, *flags: str, timeout: float) -> tuple[dict, float]:
     result = subprocess.run([sys.executable, "scripts/run_local_subnet.py", "--out", str(out), "--wandb.off", *flags],
                             cwd=REPO, capture_output=True, text=True, timeout=timeout)
     seconds = time.monotonic() - started
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + log_tails(out)
     return json.loads((out / "summary.json").read_text()), seconds
+
+
+def log_tails(out: Path, lines: int = 40) -> str:
+    """The end of every neuron's log: what a failing end-to-end run needs to be understood."""
+    parts = []
+    for log in sorted((out / "logs").glob("*.log")):
+        parts.append(f"\n--- {log.name} ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:]))
+    return "".join(parts)
 
 
 def incentive_by_behaviour(summary: dict) -> tuple[float, list[float]]:
@@ -35,18 +43,19 @@ def test_tiny_local_subnet_trains_and_pays_only_honest_miners(tmp_path):
     summary, _ = run_main_job(tmp_path, "--rounds", "3", "--round-blocks", "56", "--train-blocks", "36",
                               "--inner-steps", "15", "--validators", "2", timeout=540)
     assert [r["round"] for r in summary["rounds"]] == sorted(r["round"] for r in summary["rounds"])
-    assert len(summary["rounds"]) == 3
-    assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"]
+    context = json.dumps(summary, indent=1) + log_tails(tmp_path)
+    assert len(summary["rounds"]) == 3, context
+    assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"], context
     honest, freeloaders = incentive_by_behaviour(summary)
-    assert honest >= 0.9
-    assert all(share <= 0.02 for share in freeloaders)
+    assert honest >= 0.9, context
+    assert all(share <= 0.02 for share in freeloaders), context
     assert {m["behaviour"] for m in summary["miners"]} == {"honest", "zero", "copy"}
     for name in ("heldout_loss.png", "emissions.png"):
         assert (tmp_path / name).stat().st_size > 1000
     second = [json.loads(line) for line in (tmp_path / "validator1" / "scores.jsonl").read_text().splitlines()]
     accepted = {hk for rnd in second for hk, report in rnd["reports"].items() if report["accepted"]}
     honest = {m["hotkey"] for m in summary["miners"] if m["behaviour"] == "honest"}
-    assert accepted and accepted <= honest
+    assert accepted and accepted <= honest, context
 
 
 @pytest.mark.slow

@@ -165,9 +165,9 @@ class Validator:
                 continue
             try:
                 await self.run_round(window)
+                done += 1  # --round.max_rounds counts completed rounds
             except Exception as exc:  # a broken round is logged; the next one starts on time
                 logger.exception("round {} failed: {}", window.index, exc)
-            done += 1
             if self.rounds.max_rounds and done >= self.rounds.max_rounds:
                 logger.info("reached --round.max_rounds {}", self.rounds.max_rounds)
                 break

@@ -60,6 +60,7 @@ class ScoringConfig:
     duplicate_topk_fraction: float = 0.01  # share of each tensor's entries in its top-k set
     eval_scale: float = 1.0  # scale an update is applied at when scored (outer lr / expected count)
     clip_before_eval: bool = True  # clip each tensor to the candidates' median norm before scoring
+    originality_margin_z: float = 2.0  # a later duplicate outranks an earlier one by this much assignment z
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,14 @@ def _duplicates_originals_first(valid: Sequence[Contribution], loss_fn: LossFn, 
     order = list(keys)
     for group in duplicate_groups(findings):
         slots = sorted(order.index(k) for k in group)
+        by_arrival = [order[i] for i in slots]
         evidence = {k: _assignment_z(by_key[k], loss_fn, cfg, base_loss) for k in group}
-        ranked = sorted(group, key=lambda k: (-evidence[k], order.index(k)))
-        for slot, key in zip(slots, ranked):
+        strongest = max(by_arrival, key=lambda k: evidence[k])
+        # Arrival order stands unless a later member's own pages clearly say it is the original:
+        # early in training every update helps every page, and noise must not crown the copy.
+        if evidence[strongest] >= max(cfg.assignment_z_min, evidence[by_arrival[0]] + cfg.originality_margin_z):
+            by_arrival = [strongest] + [k for k in by_arrival if k != strongest]
+        for slot, key in zip(slots, by_arrival):
             order[slot] = key
     index = torch.tensor([keys.index(k) for k in order])
     return duplicate_findings(order, cosine[index][:, index], overlap[index][:, index],
