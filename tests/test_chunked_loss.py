@@ -11,7 +11,7 @@ def loss_and_grads(model, batch, threshold, monkeypatch):
     model.zero_grad()
     loss = inner_loop.causal_lm_loss(model, batch)
     loss.backward()
-    return float(loss), {n: p.grad.clone() for n, p in model.named_parameters()}
+    return loss.detach().item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
 def test_chunked_loss_matches_dense_loss_and_gradients(monkeypatch):
