@@ -27,8 +27,9 @@ from template.training.assignment import assigned_pages, heldout_pages, round_se
 from template.training.compression import (CompressionConfig, compress, decompress, dense_bytes,
                                             wire_bytes)
 from template.training.evaluation import per_sequence_loss
-from template.training.inner_loop import (_make_optimizer, batch_order, causal_lm_loss, lr_at,
+from template.training.inner_loop import (_make_optimizer, batch_order, lr_at,
                                           pseudo_gradient, train_inner)
+from template.training.loss import causal_lm_loss
 from template.training.model import (PRESETS, ModelPreset, build_model, configure_torch_threads,
                                      load_model_state, model_state)
 from template.training.outer_step import NesterovOuterOptimizer, apply_outer_step
@@ -37,7 +38,12 @@ from template.training.shards import (ShardSpec, coverage_mean, delta_to_full, e
 from template.validation.aggregation import aggregate
 
 ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lr0.8", "diloco-avg-dense", "layers",
-        "width")
+        "width", "width-roll", "width-pair", "width-same", "layers-roll")
+# Which shard miner m trains in round r (count shards, K miners):
+#   fixed (`layers`, `width`): m % count, the same every round;
+#   roll (`*-roll`, FedRolex): (m + r) % count, every miner moves to the next window each round;
+#   pair (`width-pair`): two miners per window, K/2 windows a round, rolling by K/2 a round;
+#   same (`width-same`, what `unit_for` hands out): every miner the window r % count.
 DEFAULT_ARMS = ("dp", "diloco-avg", "diloco-nesterov", "layers", "width")
 
 
@@ -56,6 +62,8 @@ class Setting:
     compression: CompressionConfig | None
     shard_count: int
     seed: int = 0
+    shard_lr: float | None = None  # inner lr of shard miners (None: lr)
+    shard_outer_lr: float | None = None  # outer lr when the arm trains shards (None: 1.0)
 
 
 @dataclass
@@ -152,21 +160,53 @@ def run_dp(store, s: Setting, heldout: torch.Tensor) -> ArmResult:
                      time.perf_counter() - t0)
 
 
+def shard_index(policy: str, m: int, r: int, count: int, miners: int) -> int:
+    """The shard miner m trains in round r under `policy` (see ARMS)."""
+    if policy == "fixed":
+        return m % count
+    if policy == "roll":
+        return (m + r) % count
+    if policy == "pair":
+        per_round = max(1, miners // 2)
+        return (m % per_round + r * per_round) % count
+    if policy == "same":
+        return r % count
+    raise ValueError(f"unknown shard policy {policy!r}")
+
+
 def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
-    """K miners, full model or `count` shards of one scheme (miner m keeps shard m % count)."""
+    """K miners, full model or `count` shards of one scheme (which shard: `shard_index`)."""
     preset = PRESETS[s.preset]
     eval_model = build_model(s.preset, s.vocab_size, s.seed, "cpu")
     base = model_state(eval_model)
     shapes = {n: tuple(t.shape) for n, t in base.items()}
-    scheme = arm if arm in ("layers", "width") else "full"
-    specs = [ShardSpec(scheme, m % s.shard_count, s.shard_count) if scheme != "full"
-             else ShardSpec("full") for m in range(s.miners)]
+    scheme, _, policy = arm.partition("-")
+    if scheme not in ("layers", "width"):
+        scheme, policy = "full", ""
+    policy = policy or "fixed"
+
+    def specs_of(r: int) -> list[ShardSpec]:
+        if scheme == "full":
+            return [ShardSpec("full")] * s.miners
+        return [ShardSpec(scheme, shard_index(policy, m, r, s.shard_count, s.miners),
+                          s.shard_count) for m in range(s.miners)]
+
     comp = None if arm == "diloco-avg-dense" else s.compression
     outer_lr = 0.8 if arm == "diloco-lr0.8" else 1.0
+    if scheme != "full" and s.shard_outer_lr is not None:
+        outer_lr = s.shard_outer_lr
+    inner_lr = s.lr if scheme == "full" or s.shard_lr is None else s.shard_lr
     nesterov = NesterovOuterOptimizer(0.7, 0.9) if arm == "diloco-nesterov" else None
-    masks = [shard_mask(sp, preset, s.vocab_size, shapes) for sp in specs]
+    mask_cache: dict[ShardSpec, dict[str, torch.Tensor]] = {}
+
+    def mask_of(sp: ShardSpec) -> dict[str, torch.Tensor]:
+        if sp not in mask_cache:
+            mask_cache[sp] = shard_mask(sp, preset, s.vocab_size, shapes)
+        return mask_cache[sp]
+
+    specs = specs_of(1)
     fpts = [miner_flops_per_token(sp, preset, s.vocab_size, shapes, s.seq_len) for sp in specs]
-    residuals: list[dict | None] = [None] * s.miners
+    residuals: dict[tuple[int, ShardSpec], dict] = {}  # error feedback per miner and unit
     losses = [float(per_sequence_loss(eval_model, heldout).mean())]
     result = ArmResult(arm, losses, s.miners * s.inner_steps * s.batch_size * s.seq_len,
                        sum(f for f, _ in fpts) / len(fpts), sum(f for _, f in fpts) / len(fpts),
@@ -174,15 +214,17 @@ def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
     t0 = time.perf_counter()
     for r in range(1, s.rounds + 1):
         contributions: dict[ShardSpec, list[dict]] = {}
+        specs = specs_of(r)
         for m, pages in enumerate(round_pages(store, s, r)):
             sub, plan = extract(base, specs[m], preset, s.vocab_size)
             sub_base = sub_state(sub)
-            stats = train_inner(sub, store.pages(pages), s.inner_steps, s.batch_size, s.lr,
+            stats = train_inner(sub, store.pages(pages), s.inner_steps, s.batch_size, inner_lr,
                                 warmup=s.warmup, seed=s.seed + 1000 * r + m)
             result.miner_seconds.append(stats.seconds)
             delta = pseudo_gradient(sub_base, sub)
             if comp is not None:
-                update, residuals[m] = compress(delta, residuals[m], comp)
+                update, residuals[m, specs[m]] = compress(delta, residuals.get((m, specs[m])),
+                                                          comp)
                 result.wire_bytes.append(wire_bytes(update))
                 result.dense_bytes.append(dense_bytes({n: tuple(t.shape) for n, t in delta.items()}))
                 delta = decompress(update, {n: tuple(t.shape) for n, t in delta.items()})
@@ -192,7 +234,7 @@ def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
         else:  # clip within each unit, then average every coordinate over its trainers
             units = sorted(contributions, key=lambda sp: sp.index)
             per_unit = [aggregate(contributions[sp], min_contributions=1) for sp in units]
-            agg = coverage_mean(per_unit, [masks[specs.index(sp)] for sp in units])
+            agg = coverage_mean(per_unit, [mask_of(sp) for sp in units])
         assert agg is not None
         base = nesterov.step(base, agg) if nesterov else apply_outer_step(base, agg, outer_lr)
         load_model_state(eval_model, base)
@@ -248,6 +290,8 @@ def main(argv: list[str] | None = None) -> list[ArmResult]:
     p.add_argument("--eval-pages", type=int, default=64)
     p.add_argument("--topk", type=int, default=None, help="per 4096-chunk; 0 = no compression")
     p.add_argument("--shard-count", type=int, default=4, help="shards per model (4: quarters)")
+    p.add_argument("--shard-lr", type=float, default=None, help="inner lr of shard arms")
+    p.add_argument("--shard-outer-lr", type=float, default=None, help="outer lr of shard arms")
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma list of {ARMS}")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
@@ -264,7 +308,8 @@ def main(argv: list[str] | None = None) -> list[ArmResult]:
     if a.topk is not None:
         comp = None if a.topk == 0 else dataclasses.replace(comp, topk=a.topk)
     s = Setting(a.preset, vocab, a.seq, a.batch, a.steps, a.rounds, a.miners, a.lr, a.warmup,
-                a.eval_pages, comp, a.shard_count)
+                a.eval_pages, comp, a.shard_count, shard_lr=a.shard_lr,
+                shard_outer_lr=a.shard_outer_lr)
     store = page_store(vocab, a.seq)
     heldout = store.pages(heldout_pages(b"bench-eval", store.heldout_ids, a.eval_pages))
     arms = [x.strip() for x in a.arms.split(",") if x.strip()]

@@ -1,16 +1,13 @@
-"""Shared pieces of the benchmarks: data, FLOP accounting, peak matmul, table printing, and
-the compiled training step (`compiled_train_step`) that the miner's inner loop should adopt."""
+"""Shared pieces of the benchmarks: data, FLOP accounting, peak matmul, wire size, tables."""
 from __future__ import annotations
 
 import json
 import math
 import resource
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from template.training.model import PRESETS, ModelPreset
 from template.training.pages import PageStore, build_page_store
@@ -72,41 +69,7 @@ def current_rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-# ------------------------------------------------------------------ the compiled step
-
-
-def compiled_train_step(model: torch.nn.Module, opt: torch.optim.Optimizer,
-                        params: Sequence[torch.nn.Parameter], compile: bool = True,
-                        grad_clip: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
-    """One AdamW step as `train_inner` does it (bf16 autocast on CUDA, SDPA from the preset,
-    fused AdamW when on CUDA, grad clip), with forward+loss+backward under torch.compile.
-
-    `train_inner` does not compile today; wiring this into it is the proposed change (the
-    optimizer step stays eager: fused AdamW is already one kernel per group).
-    """
-    device = next(model.parameters()).device
-
-    def fwd_bwd(batch: torch.Tensor) -> torch.Tensor:
-        ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-               else torch.autocast("cpu", enabled=False))
-        with ctx:
-            logits = model(input_ids=batch).logits
-            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                   batch[:, 1:].reshape(-1))
-        loss.backward()
-        return loss.detach()
-
-    fn = torch.compile(fwd_bwd) if compile else fwd_bwd
-
-    def step(batch: torch.Tensor) -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = fn(batch)
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        return loss
-
-    return step
+# ------------------------------------------------------------------ wire size
 
 
 def contribution_wire_bytes(shapes: dict[str, tuple[int, ...]], topk: int = 32, bits: int = 2,

@@ -2,11 +2,13 @@
 full-model and shard training side by side, against a plain compiled HF Llama step.
 
 Rows per preset (same batch x seq for every row):
-  miner-full       `train_inner` on the whole model (today's miner path)
-  miner-full-comp  the same step under torch.compile (`bench.common.compiled_train_step`)
+  miner-full       `train_inner` on the whole model, eager (the miner with --miner.compile off)
+  miner-full-comp  `train_inner(compile=True)`: the miner's default on CUDA (--miner.compile auto)
   miner-width      `train_inner` on a quarter width shard (template/training/shards.py)
   miner-layers     `train_inner` on a quarter layer-range shard (shard 0: embeddings + block 0)
-  hf-compiled      baseline: plain LlamaForCausalLM + fused AdamW (CUDA) under torch.compile
+                   (shard rows compile as the miner would: --compile auto|on|off, default auto)
+  hf-compiled      baseline: plain LlamaForCausalLM, bf16 autocast (CUDA), fused AdamW (CUDA),
+                   forward+loss+backward under torch.compile; no project code in the step
   validator-eval   `per_sequence_loss` forward over held-out-sized batches (validator memory)
 
 MFU = executed model FLOPs (6N + attention for full models; the shard's own forward/backward
@@ -27,16 +29,20 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+from collections.abc import Callable
 
-from bench.common import (compiled_train_step, contribution_wire_bytes, current_rss_bytes, measure_matmul_peak,
+import torch
+import torch.nn.functional as F
+
+from bench.common import (contribution_wire_bytes, current_rss_bytes, measure_matmul_peak,
                           peak_rss_bytes, print_table, sync, write_json)
 from template.base.workload import PRESET_DEFAULTS
 from template.training.evaluation import per_sequence_loss
-from template.training.inner_loop import _make_optimizer, train_inner
+from template.training.inner_loop import train_inner
 from template.training.model import (PRESETS, build_model, configure_torch_threads, llama_config,
                                      model_state)
 from template.training.shards import ShardSpec, extract
+from template.training.train_step import COMPILE_MODES, should_compile
 
 ROWS = ("miner-full", "miner-full-comp", "miner-width", "miner-layers", "hf-compiled",
         "validator-eval")
@@ -56,8 +62,33 @@ def _flops_per_token(row: str, preset_name: str, vocab: int, seq: int) -> tuple[
     return fpt, int(round(frac * n))
 
 
+def hf_compiled_step(model: torch.nn.Module, opt: torch.optim.Optimizer, grad_clip: float = 1.0
+                     ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The baseline's step: what a practitioner writes around a plain HF Llama."""
+    device = next(model.parameters()).device
+
+    def fwd_bwd(batch: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(input_ids=batch).logits
+            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                   batch[:, 1:].reshape(-1))
+        loss.backward()
+        return loss.detach()
+
+    compiled = torch.compile(fwd_bwd)
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = compiled(batch)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        return loss
+
+    return step
+
+
 def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, steps: int,
-                warmup: int, device: torch.device) -> dict:
+                warmup: int, device: torch.device, compile_mode: str = "auto") -> dict:
     """Time `steps` inner steps after `warmup` steps; returns the row's figures."""
     tokens = torch.randint(0, vocab, (max(batch * 4, 16), seq), generator=torch.Generator()
                            .manual_seed(0))
@@ -75,32 +106,30 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
             per_sequence_loss(model, tokens[:batch], batch_size=batch)
         sync(device)
         seconds = time.perf_counter() - t0
-    elif row in ("miner-full", "miner-width", "miner-layers"):
+    elif row.startswith("miner-"):
         full = build_model(preset_name, vocab, seed=0, device="cpu")
-        if row == "miner-full":
+        compile = {"miner-full": False, "miner-full-comp": True}.get(
+            row, should_compile(compile_mode, device))
+        if row in ("miner-full", "miner-full-comp"):
             model = full.to(device)
         else:
             spec = ShardSpec("width" if row == "miner-width" else "layers", 0, 4)
             model, _ = extract(model_state(full), spec, preset_name, vocab, device=device)
             del full
         t0 = time.perf_counter()
-        train_inner(model, tokens, warmup, batch, 1e-3, warmup=0)
+        train_inner(model, tokens, max(warmup, 2 if compile else 1), batch, 1e-3, warmup=0,
+                    compile=compile)
         sync(device)
         t_compile = time.perf_counter() - t0
-        stats = train_inner(model, tokens, steps, batch, 1e-3, warmup=0, seed=1)
+        stats = train_inner(model, tokens, steps, batch, 1e-3, warmup=0, seed=1, compile=compile)
         sync(device)
         seconds = stats.seconds
-    else:
-        if row == "miner-full-comp":
-            model = build_model(preset_name, vocab, seed=0, device=device)
-            opt = _make_optimizer(model, 1e-3, 0.1, (0.9, 0.95))
-        else:  # the plain HF baseline: no project code in the step
-            from transformers import LlamaForCausalLM
-            model = LlamaForCausalLM(llama_config(PRESETS[preset_name], vocab)).to(device)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1,
-                                    fused=device.type == "cuda" or None)
-        params = [p for p in model.parameters() if p.requires_grad]
-        step = compiled_train_step(model, opt, params, compile=True)
+    else:  # the plain HF baseline
+        from transformers import LlamaForCausalLM
+        model = LlamaForCausalLM(llama_config(PRESETS[preset_name], vocab)).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1,
+                                fused=device.type == "cuda" or None)
+        step = hf_compiled_step(model, opt)
         model.train()
         tok = tokens.to(device)
         t0 = time.perf_counter()
@@ -146,6 +175,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--steps", type=int, default=None, help="timed steps (CUDA 20, CPU 5)")
     p.add_argument("--warmup-steps", type=int, default=None, help="untimed (CUDA 5, CPU 2)")
     p.add_argument("--no-compile", action="store_true", help="skip the compiled rows")
+    p.add_argument("--compile", default="auto", choices=COMPILE_MODES,
+                   help="shard rows: compile as the miner's --miner.compile would")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--inprocess", action="store_true", help="no subprocess per row (memory "
@@ -160,12 +191,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if a.worker:
         w = json.loads(a.worker)
         print(json.dumps(measure_row(w["row"], w["preset"], w["vocab"], w["batch"], w["seq"],
-                                     w["steps"], w["warmup"], device)))
+                                     w["steps"], w["warmup"], device, w["compile"])))
         return []
     cpu = device.type == "cpu"
     if a.smoke:
         a.presets, a.batch, a.seq, a.steps, a.warmup_steps, a.inprocess = "tiny", 2, 32, 2, 1, True
-        a.no_compile = True
+        a.no_compile, a.compile = True, "off"
     presets = (a.presets.split(",") if a.presets
                else ["tiny", "small"] if cpu else list(PRESETS))
     rows = [r for r in a.rows.split(",") if r]
@@ -191,9 +222,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
         for row in rows:
             spec = {"row": row, "preset": name, "vocab": d.vocab_size, "batch": batch,
-                    "seq": seq, "steps": steps, "warmup": warm}
+                    "seq": seq, "steps": steps, "warmup": warm, "compile": a.compile}
             try:
-                res = (measure_row(row, name, d.vocab_size, batch, seq, steps, warm, device)
+                res = (measure_row(row, name, d.vocab_size, batch, seq, steps, warm, device,
+                                   a.compile)
                        if a.inprocess else
                        _run_subprocess(["--worker", json.dumps(spec), "--threads",
                                         str(a.threads), "--device", str(device)]))

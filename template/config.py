@@ -72,6 +72,7 @@ class MinerConfig:
     behaviour: str = _f("honest", "honest | zero | copy (the last two are freeloaders for tests and demos)")
     copy_from_dir: str = _f("", "copy behaviour: the victim's state dir whose outbox is replayed")
     capacity_gb: float = _f(0.0, "memory to declare for training (0: measure the device)")
+    compile: str = _f("auto", "torch.compile the inner step: auto (on CUDA only) | on | off")
 
 
 @dataclass
@@ -177,6 +178,8 @@ def validate(config: Config) -> None:
             raise SystemExit(f"--miner.behaviour {miner.behaviour!r}: expected honest, zero or copy")
         if miner.behaviour == "copy" and not miner.copy_from_dir:
             raise SystemExit("--miner.behaviour copy needs --miner.copy_from_dir")
+        if miner.compile not in ("auto", "on", "off"):
+            raise SystemExit(f"--miner.compile {miner.compile!r}: expected auto, on or off")
 
 
 def expand(path: str) -> Path:

@@ -1,15 +1,15 @@
 """The chunked, recomputed LM loss (used when logits are large) equals the dense one."""
 import torch
 
-from template.training import inner_loop
+from template.training import loss as lm_loss
 from template.training.model import build_model
 
 
 def loss_and_grads(model, batch, threshold, monkeypatch):
-    monkeypatch.setattr(inner_loop, "CHUNKED_LOSS_MIN_LOGITS", threshold)
-    monkeypatch.setattr(inner_loop, "LOSS_CHUNK_TOKENS", 100)  # several chunks, a ragged last one
+    monkeypatch.setattr(lm_loss, "CHUNKED_LOSS_MIN_LOGITS", threshold)
+    monkeypatch.setattr(lm_loss, "LOSS_CHUNK_TOKENS", 100)  # several chunks, a ragged last one
     model.zero_grad()
-    loss = inner_loop.causal_lm_loss(model, batch)
+    loss = lm_loss.causal_lm_loss(model, batch)
     loss.backward()
     return loss.detach().item(), {n: p.grad.clone() for n, p in model.named_parameters()}
 

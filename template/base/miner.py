@@ -19,6 +19,7 @@ from template.base.workload import Workload, pick_device
 from template.chain.neuron_chain import NeuronChain
 from template.config import Config, expand
 from template.training.assignment import assigned_pages, round_seed
+from template.training.train_step import should_compile
 from template.utils.logging import setup_logging
 from template.utils.wandb_run import open_run
 
@@ -57,7 +58,8 @@ async def run_miner(config: Config) -> None:
     run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"miner-uid{uid}",
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
     worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
-                         expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device, run)
+                         expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device, run,
+                         compile=should_compile(config.miner.compile, device))
 
     main_loop = asyncio.get_running_loop()
 

@@ -25,6 +25,7 @@ from template.utils.wandb_run import WandbRun
 from template.training.checkpoint import load_checkpoint_bytes, load_checkpoint, save_checkpoint, state_hash
 from template.training.compression import compress
 from template.training.inner_loop import pseudo_gradient, train_inner
+from template.training.model import load_model_state
 from template.training.shards import ShardSpec, delta_to_full, extract, sub_state
 
 
@@ -96,7 +97,7 @@ class Outbox:
 
 class MinerWorker:
     def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
-                 device: torch.device, run: WandbRun | None = None):
+                 device: torch.device, run: WandbRun | None = None, compile: bool = False):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
         self.workload = workload
@@ -110,6 +111,8 @@ class MinerWorker:
         self.outcomes: dict[int, Outcome] = {}
         self.lock = threading.Lock()
         self.wandb = run or WandbRun()
+        self.compile = compile
+        self._full_model: torch.nn.Module | None = None  # reused so torch.compile runs once
 
     def submit(self, request: TrainRequest) -> str:
         with self.lock:
@@ -186,14 +189,18 @@ class MinerWorker:
         """H inner steps on the assigned unit; the pseudo-gradient in full-model coordinates."""
         spec = ShardSpec(request.unit.scheme, request.unit.index, request.unit.count)
         if spec.scheme == "full":
-            model = self.workload.model_from(base, self.device)
-            start = base
+            if self._full_model is None:
+                self._full_model = self.workload.model_from(base, self.device)
+            else:
+                load_model_state(self._full_model, base)
+            model, start = self._full_model, base
         else:
             model, plan = extract(base, spec, self.workload.preset_name, self.workload.vocab_size, self.device)
             start = sub_state(model)
         stats = train_inner(model, self.workload.pages.tokens[request.pages], steps=request.inner_steps,
                             batch_size=request.batch_size, lr=request.learning_rate, warmup=request.warmup_steps,
-                            deadline=request.deadline_unix - 1.0, seed=int(request.seed[:8], 16))
+                            deadline=request.deadline_unix - 1.0, seed=int(request.seed[:8], 16),
+                            compile=self.compile)
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":
             shapes = {name: tuple(t.shape) for name, t in base.items()}

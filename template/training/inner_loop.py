@@ -6,11 +6,9 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from loguru import logger
 
-from template.training.model import autocast_context
+from template.training.train_step import forward_backward
 
 
 @dataclass
@@ -24,33 +22,6 @@ class InnerStats:
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
-
-
-# Above this many logits per batch the loss is computed in sequence chunks, each recomputed in
-# the backward: full-vocabulary logits otherwise dominate training memory at long sequences.
-CHUNKED_LOSS_MIN_LOGITS = 32 * 2**20
-LOSS_CHUNK_TOKENS = 2048
-
-
-def causal_lm_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over a [B, T] batch of token ids."""
-    vocab = model.lm_head.weight.shape[0] if hasattr(model, "lm_head") and hasattr(model.lm_head, "weight") \
-        else model.config.vocab_size
-    if batch.numel() * vocab < CHUNKED_LOSS_MIN_LOGITS or not hasattr(model, "model"):
-        logits = model(input_ids=batch).logits
-        return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                               batch[:, 1:].reshape(-1))
-    hidden = model.model(input_ids=batch).last_hidden_state[:, :-1].reshape(-1, model.config.hidden_size)
-    targets = batch[:, 1:].reshape(-1)
-
-    def chunk_loss(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model.lm_head(h).float(), t, reduction="sum")
-
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, targets.numel(), LOSS_CHUNK_TOKENS):
-        end = start + LOSS_CHUNK_TOKENS
-        total = total + checkpoint(chunk_loss, hidden[start:end], targets[start:end], use_reentrant=False)
-    return total / targets.numel()
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int, final_lr_frac: float) -> float:
@@ -86,8 +57,12 @@ def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
 def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_size: int,
                 lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
                 warmup: int = 0, seed: int = 0, final_lr_frac: float = 0.1,
-                grad_clip: float = 1.0, deadline: float | None = None) -> InnerStats:
+                grad_clip: float = 1.0, deadline: float | None = None,
+                compile: bool = False) -> InnerStats:
     """Train `model` in place for `steps` AdamW steps over the pages `tokens` [N, T].
+
+    `compile`: forward + loss + backward under torch.compile (`train_step.forward_backward`;
+    the compiled step is kept on the model, so reusing the model reuses the compilation).
 
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
     round (a slow device still contributes what it managed)."""
@@ -98,6 +73,7 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
     batch_size = min(batch_size, tokens.shape[0])
     opt = _make_optimizer(model, lr, weight_decay, betas)
     params = [p for p in model.parameters() if p.requires_grad]
+    fwd_bwd = forward_backward(model, compile)
     model.train()
     t0 = time.perf_counter()
     loss_first = loss_last = float("nan")
@@ -108,10 +84,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, final_lr_frac)
-        with autocast_context(device):
-            loss = causal_lm_loss(model, tokens[idx.to(device)])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = fwd_bwd(tokens[idx.to(device)])
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()

@@ -268,7 +268,7 @@ Handler = Callable[[ChainState, str, dict], Events]
 
 
 def handlers() -> dict[tuple[str, str], Handler]:
-    from . import admin, weights  # local: these import DispatchError from here
+    from . import weights  # local: it imports DispatchError from here
 
     table: dict[tuple[str, str], Handler] = {
         ("SubtensorModule", "register_network"): register_network,

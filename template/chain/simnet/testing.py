@@ -7,14 +7,11 @@
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import bittensor as bt
 import httpx
-from bittensor.sp_core import Keypair
 
 from template.chain.bootstrap import DevWallet, create_wallet
 from template.chain.client import open_client, start_simnet_process, wait_until_ready

@@ -1,0 +1,43 @@
+"""The inner step under torch.compile: same training as eager, compiled once per model."""
+import pytest
+import torch
+
+from template.config import parse_config
+from template.training.inner_loop import train_inner
+from template.training.model import build_model, load_model_state, model_state
+from template.training.train_step import forward_backward, should_compile
+
+
+def pages(seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, 512, (16, 32), generator=torch.Generator().manual_seed(seed))
+
+
+def test_compiled_inner_loop_trains_like_eager_and_reuses_its_compilation():
+    eager, compiled = build_model("tiny", 512, 0, "cpu"), build_model("tiny", 512, 0, "cpu")
+    start = model_state(eager)
+    a = train_inner(eager, pages(), steps=3, batch_size=4, lr=3e-3, seed=1)
+    b = train_inner(compiled, pages(), steps=3, batch_size=4, lr=3e-3, seed=1, compile=True)
+    assert b.loss_first == pytest.approx(a.loss_first, abs=1e-4)
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        assert torch.allclose(p, q, atol=1e-4), name
+        assert not torch.equal(p.detach(), start[name]), f"{name} did not train"
+    step = forward_backward(compiled, compile=True)
+    load_model_state(compiled, start)  # next round: a new base loaded in place
+    c = train_inner(compiled, pages(), steps=3, batch_size=4, lr=3e-3, seed=1, compile=True)
+    assert forward_backward(compiled, compile=True) is step
+    assert c.loss_first == pytest.approx(a.loss_first, abs=1e-4)
+
+
+def test_compile_mode_auto_compiles_on_cuda_only():
+    assert should_compile("auto", torch.device("cuda")) is True
+    assert should_compile("auto", torch.device("cpu")) is False
+    assert should_compile("on", torch.device("cpu")) is True
+    assert should_compile("off", torch.device("cuda")) is False
+    with pytest.raises(ValueError, match="compile mode"):
+        should_compile("fast", torch.device("cpu"))
+
+
+def test_miner_refuses_an_unknown_compile_mode():
+    with pytest.raises(SystemExit, match="--miner.compile 'fast'"):
+        parse_config(["--miner.compile", "fast"], ["miner"], "test")
+    assert parse_config(["--miner.compile", "off"], ["miner"], "test").miner.compile == "off"
