@@ -41,3 +41,16 @@ def test_miner_refuses_an_unknown_compile_mode():
     with pytest.raises(SystemExit, match="--miner.compile 'fast'"):
         parse_config(["--miner.compile", "fast"], ["miner"], "test")
     assert parse_config(["--miner.compile", "off"], ["miner"], "test").miner.compile == "off"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_miner_step_is_bf16_fused_and_compiled_by_default():
+    device = torch.device("cuda")
+    model = build_model("tiny", 512, 0, device)
+    start = model_state(model)
+    stats = train_inner(model, pages().to(device), steps=3, batch_size=4, lr=3e-3,
+                        compile=should_compile("auto", device))
+    assert stats.steps == 3 and torch.isfinite(torch.tensor(stats.loss_last))
+    assert getattr(model, "_deai_compiled_step", None) is not None
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p.detach().cpu(), start[n])]
+    assert len(moved) == len(start)

@@ -317,16 +317,18 @@ def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: ShardPlan,
     out: dict[str, torch.Tensor] = {}
     for name, s in plan.items():
         d = sub_delta[_sub_name(s.sub_name)].to("cpu", torch.float32)
+        if s.scale != 1.0:
+            d = d / s.scale  # sub = full * scale, so a sub-model step is 1/scale in full units
         if s.rows is None and s.cols is None:
-            out[name] = d * s.scale if s.scale != 1.0 else d.clone()
+            out[name] = d.clone()
             continue
         full = torch.zeros(shapes[name], dtype=torch.float32)
         if s.cols is None:
-            full.index_copy_(0, s.rows, d * s.scale)
+            full.index_copy_(0, s.rows, d)
         elif s.rows is None:
-            full.index_copy_(1, s.cols, d * s.scale)
+            full.index_copy_(1, s.cols, d)
         else:
-            full[s.rows[:, None], s.cols[None, :]] = d * s.scale
+            full[s.rows[:, None], s.cols[None, :]] = d
         out[name] = full
     return out
 
