@@ -76,8 +76,55 @@ def test_delta_to_full_round_trip(shapes, scheme):
             back = back.index_select(1, s.cols)
         sub_name = {"model.embed_tokens.part": "model.embed_tokens.table.part",
                     "lm_head.part": "lm_head.table.part"}.get(s.sub_name, s.sub_name)
-        torch.testing.assert_close(back / s.scale, sub[sub_name])
+        torch.testing.assert_close(back * s.scale, sub[sub_name])
         assert not full[name][~mask[name]].any()
+
+
+def test_width_plan_copies_weights_unscaled(base, shapes):
+    """No HeteroFL total/kept scaler: the sub-model holds the full model's own values, and a
+    delta returns to full coordinates as it is (the scaler measured worse; shards.py doc)."""
+    spec = ShardSpec("width", 1, 4)
+    plan = shard_plan(spec, "tiny", VOCAB, shapes)
+    assert all(s.scale == 1.0 for s in plan.values())
+    model, _ = extract(base, spec, "tiny", VOCAB)
+    params = dict(model.named_parameters())
+    for name in ("model.layers.0.self_attn.o_proj.weight", "model.layers.1.mlp.down_proj.weight"):
+        s = plan[name]
+        assert torch.equal(params[name].detach(), base[name].index_select(1, s.cols))
+
+
+def test_delta_to_full_divides_by_the_extraction_scale():
+    """sub = full * scale, so a step d of the sub-model is d / scale in full coordinates."""
+    from template.training.shards import Slice
+    plan = {"w": Slice("w", cols=torch.tensor([0, 2]), scale=4.0)}
+    full = delta_to_full({"w": torch.ones(2, 2)}, plan, {"w": (2, 3)})
+    assert torch.equal(full["w"], torch.tensor([[0.25, 0.0, 0.25], [0.25, 0.0, 0.25]]))
+
+
+@pytest.mark.parametrize("indices", [(0, 1, 2, 3), (1, 3)])
+def test_a_round_of_width_shards_moves_its_coordinates_and_no_others(base, shapes, indices):
+    """One outer step from shards `indices` (e.g. a rolled round): every coordinate some shard
+    trained moves, every other one stays bitwise equal."""
+    deltas, masks = [], []
+    for k, i in enumerate(indices):
+        spec = ShardSpec("width", i, 4)
+        model, plan = extract(base, spec, "tiny", VOCAB)
+        start = sub_state(model)
+        train_inner(model, tokens(10 + k), steps=3, batch_size=4, lr=1e-2)
+        deltas.append(delta_to_full(pseudo_gradient(start, model), plan, shapes))
+        masks.append(shard_mask(spec, "tiny", VOCAB, shapes))
+    new = apply_outer_step(base, coverage_mean(deltas, masks), 1.0)
+    covered_n = moved_n = 0
+    for name in shapes:
+        covered = torch.zeros(shapes[name], dtype=torch.bool)
+        for m in masks:
+            covered |= m[name]
+        assert torch.equal(new[name][~covered], base[name][~covered]), name
+        covered_n += int(covered.sum())
+        moved_n += int((new[name] != base[name]).sum())
+    assert moved_n > 0.9 * covered_n
+    if len(indices) == 4:
+        assert covered_n == sum(t.numel() for t in base.values())
 
 
 def small_shapes() -> dict[str, tuple[int, ...]]:

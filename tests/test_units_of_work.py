@@ -15,7 +15,7 @@ from protocol.payload import decode_tensors
 from template.base.miner_worker import MinerWorker
 from template.base.round_scoring import (Received, RoundContext, aggregate_in_arrival_order,
                                          score_contributions)
-from template.base.workload import PRESET_DEFAULTS, Workload, full_training_gb, unit_for
+from template.base.workload import PRESET_DEFAULTS, Workload, full_training_gb, spread_windows, unit_for
 from template.training.assignment import assigned_pages, round_seed
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.training.compression import CompressionConfig
@@ -48,6 +48,20 @@ def test_small_capacity_gets_width_shards_that_roll_with_the_round():
     units = [unit_for(0.6, 2.0, round_index=r, max_count=4) for r in range(4)]
     assert all(u.kind == "shard" and u.scheme == "width" and u.count == 4 for u in units)
     assert sorted(u.index for u in units) == [0, 1, 2, 3]  # every window in turn
+
+
+def test_shard_miners_are_spread_over_windows_with_peers_on_each():
+    full = {f"big{i}": UnitOfWork() for i in range(3)}
+    small = {f"small{i}": unit_for(0.6, 2.0, round_index=7, max_count=4) for i in range(8)}
+    units = spread_windows(full | small, round_index=7, peers_per_window=2)
+    assert all(units[hk] == UnitOfWork() for hk in full)
+    windows = [units[hk].index for hk in small]
+    assert sorted(set(windows)) == [0, 1, 2, 3]  # 8 miners, 2 per window: every window trained
+    assert all(windows.count(w) == 2 for w in set(windows))
+    few = spread_windows({f"s{i}": unit_for(0.6, 2.0, 3, 4) for i in range(3)}, 3, peers_per_window=2)
+    assert len({u.index for u in few.values()}) == 1  # 3 miners: one window keeps 2+ peers
+    later = spread_windows(small, round_index=8, peers_per_window=2)
+    assert [later[hk].index for hk in small] != windows  # windows roll with the round
 
 
 def test_shard_count_never_exceeds_the_presets_limit():

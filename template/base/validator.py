@@ -29,7 +29,7 @@ from template.base.miner_client import MinerClient, MinerEndpoint, Reply
 from template.base.miner import published_ip
 from template.base.round_schedule import RoundWindow, next_round, round_at
 from template.base.round_scoring import Received, RoundContext, aggregate_in_arrival_order, score_contributions
-from template.base.workload import Workload, full_training_gb, initial_seed, pick_device, unit_for
+from template.base.workload import Workload, full_training_gb, initial_seed, pick_device, spread_windows, unit_for
 from template.chain.neuron_chain import MetagraphView, NeuronChain
 from template.config import Config, expand
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
@@ -229,8 +229,9 @@ class Validator:
                 self.capacities[miner.hotkey] = info.capacity_gb
         required = full_training_gb(self.workload.preset_name, self.workload.vocab_size, self.plan.batch_size,
                                     self.workload.pages.page_len)
-        return {m.hotkey: unit_for(self.capacities[m.hotkey], required, round_index, self.workload.max_shards)
-                for m in miners if m.hotkey in self.capacities}
+        return spread_windows({m.hotkey: unit_for(self.capacities[m.hotkey], required, round_index,
+                                                  self.workload.max_shards)
+                               for m in miners if m.hotkey in self.capacities}, round_index)
 
     async def send_work(self, window: RoundWindow, seed: bytes, miners: list[MinerEndpoint],
                         assignments: dict[str, list[int]], units: dict[str, UnitOfWork], deadline_unix: float,
