@@ -10,7 +10,6 @@ error feedback -> decompress -> aggregate -> apply_outer_step) once per density.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -29,7 +28,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=30, help="H")
-    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=32)
+    p.add_argument("--report-rounds", default="8,16",
+                   help="also report the gap to dense after these rounds (read off the curves)")
     p.add_argument("--miners", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--topks", default="0,32,64,128", help="per 4096-chunk; 0 = dense fp32")
@@ -37,11 +38,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--eval-pages", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--plot", type=Path, default=None, help="PNG of held-out loss per round")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:
-        a.seq, a.batch, a.steps, a.rounds, a.miners, a.topks, a.eval_pages = \
-            32, 2, 2, 2, 2, "0,32", 8
+        a.seq, a.batch, a.steps, a.rounds, a.miners, a.topks, a.eval_pages, a.report_rounds = \
+            32, 2, 2, 2, 2, "0,32", 8, "1"
     configure_torch_threads(a.threads)
     vocab = PRESET_DEFAULTS[a.preset].vocab_size
     store = page_store(vocab, a.seq)
@@ -61,19 +63,43 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "dense_kb": dense / 1e3 if dense else None,
                      "ratio": dense / wire if wire else 1.0,
                      "final": res.heldout[-1], "curve": res.heldout})
-    dense_final = next((r["final"] for r in rows if r["topk"] == 0), None)
+    dense = next((r for r in rows if r["topk"] == 0), None)
+    marks = [m for m in (int(x) for x in a.report_rounds.split(",") if x) if 0 < m < a.rounds]
     for r in rows:
-        if dense_final:
-            r["vs_dense"] = r["final"] / dense_final - 1
+        if dense:
+            r["vs_dense"] = r["final"] / dense["final"] - 1
+            for m in marks:
+                r[f"vs_dense_r{m}"] = r["curve"][m] / dense["curve"][m] - 1
     print_table(rows, [("topk", "top-k/4096", "d"), ("density", "density", ".2%"),
                        ("wire_kb", "wire kB", ",.1f"), ("dense_kb", "fp32 kB", ",.1f"),
                        ("ratio", "x smaller", ".0f"), ("final", "final loss", ".4f"),
+                       *[(f"vs_dense_r{m}", f"vs dense @{m}", "+.2%") for m in marks],
                        ("vs_dense", "vs dense", "+.2%")],
                 title=f"per contribution, {a.bits}-bit values, error feedback 0.95; held-out "
                       f"loss after {a.rounds} rounds (initial {rows[0]['curve'][0]:.4f})")
     print(f"total {time.perf_counter() - t0:.0f}s")
-    write_json(a.out, {"setting": vars(a) | {"out": str(a.out)}, "rows": rows})
+    write_json(a.out, {"setting": vars(a) | {"out": str(a.out), "plot": str(a.plot)}, "rows": rows})
+    if a.plot is not None:
+        plot(rows, a.plot)
     return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        label = "dense fp32" if r["topk"] == 0 else f"top-{r['topk']}/4096 ({r['ratio']:.0f}x fewer bytes)"
+        ax.plot(range(len(r["curve"])), r["curve"], label=label)
+    ax.set_xlabel("round")
+    ax.set_ylabel("held-out loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """Each benchmark runs end to end at a tiny --smoke setting and prints its table (no timing
 assertions: benchmarks are never asserted)."""
-import pytest
-
-from bench import collective, compression, throughput
+from bench import collective, compression, compression_variants, throughput
 
 
 def test_throughput_bench_prints_its_table(capsys):
@@ -12,11 +10,18 @@ def test_throughput_bench_prints_its_table(capsys):
     assert {r["row"] for r in rows} >= {"miner-full", "miner-width", "miner-layers"}
 
 
-def test_compression_bench_prints_its_table(capsys):
-    rows = compression.main(["--smoke"])
+def test_compression_bench_prints_its_table_and_plot(capsys, tmp_path):
+    rows = compression.main(["--smoke", "--plot", str(tmp_path / "c.png")])
     out = capsys.readouterr().out
-    assert "x smaller" in out
+    assert "x smaller" in out and "vs dense @1" in out
     assert rows[1]["ratio"] > 200
+    assert (tmp_path / "c.png").exists()
+
+
+def test_compression_variants_bench_counts_every_codec(capsys):
+    rows = compression_variants.main(["--smoke"])
+    assert "x smaller" in capsys.readouterr().out
+    assert rows[0]["ratio"] == 1.0 and all(r["ratio"] > 200 for r in rows[1:])
 
 
 def test_collective_bench_prints_its_table(capsys, tmp_path):
