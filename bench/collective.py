@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import page_store, print_table, write_json
+from bench.common import page_store, print_table, save_loss_figure, write_json
 from template.base.workload import PRESET_DEFAULTS
 from template.training.assignment import assigned_pages, heldout_pages, round_seed
 from template.training.compression import (CompressionConfig, compress, decompress, dense_bytes,
@@ -266,14 +266,7 @@ def plot(results: list[ArmResult], path: Path) -> None:
         axes[1].plot([res.compute_at(r) / 1e12 for r in rounds], res.heldout, label=res.arm)
     axes[0].set_xlabel("tokens trained (M)")
     axes[1].set_xlabel("training compute, all miners (TFLOP)")
-    for ax in axes:
-        ax.set_ylabel("held-out loss")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
+    save_loss_figure(fig, axes, path)
 
 
 def main(argv: list[str] | None = None) -> list[ArmResult]:

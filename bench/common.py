@@ -102,6 +102,18 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]], title: st
         print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
 
 
+def save_loss_figure(fig, axes, path: Path) -> None:
+    """Label every held-out-loss axis, lay out and write the PNG."""
+    for ax in axes:
+        ax.set_ylabel("held-out loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def write_json(path: Path | None, payload: dict) -> None:
     if path is None:
         return

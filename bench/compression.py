@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.collective import Setting, run_diloco
-from bench.common import page_store, print_table, write_json
+from bench.common import page_store, print_table, save_loss_figure, write_json
 from template.base.workload import PRESET_DEFAULTS
 from template.training.assignment import heldout_pages
 from template.training.compression import CompressionConfig
@@ -93,13 +93,7 @@ def plot(rows: list[dict], path: Path) -> None:
         label = "dense fp32" if r["topk"] == 0 else f"top-{r['topk']}/4096 ({r['ratio']:.0f}x fewer bytes)"
         ax.plot(range(len(r["curve"])), r["curve"], label=label)
     ax.set_xlabel("round")
-    ax.set_ylabel("held-out loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
+    save_loss_figure(fig, [ax], path)
 
 
 if __name__ == "__main__":
