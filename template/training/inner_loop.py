@@ -76,7 +76,7 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
     fwd_bwd = forward_backward(model, compile)
     model.train()
     t0 = time.perf_counter()
-    loss_first = loss_last = float("nan")
+    first_loss = last_loss = None  # device tensors: reading them each step would sync a GPU
     done = 0
     for step, idx in enumerate(batch_order(tokens.shape[0], steps, batch_size, seed)):
         if deadline is not None and step > 0 and time.time() >= deadline:
@@ -89,11 +89,12 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
-        loss_last = float(loss.detach())
+        last_loss = loss.detach()
         if step == 0:
-            loss_first = loss_last
+            first_loss = last_loss
         done = step + 1
-    seconds = time.perf_counter() - t0
+    loss_first, loss_last = (float("nan") if t is None else float(t) for t in (first_loss, last_loss))
+    seconds = time.perf_counter() - t0  # after the float() reads: the device has finished
     stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done)
     logger.debug(f"inner: {steps} steps x {batch_size} x {tokens.shape[1]} on {tokens.shape[0]} "
                  f"pages, loss {loss_first:.3f} -> {loss_last:.3f}, {seconds:.1f}s "
