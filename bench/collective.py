@@ -37,7 +37,7 @@ from template.training.shards import (ShardSpec, coverage_mean, delta_to_full, e
                                       shard_mask, shard_plan, sub_shapes, sub_state)
 from template.validation.aggregation import aggregate
 
-ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lr0.8", "diloco-avg-dense", "layers",
+ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lrX", "diloco-avg-dense", "layers",
         "width", "width-roll", "width-pair", "width-same", "layers-roll")
 # Which shard miner m trains in round r (count shards, K miners):
 #   fixed (`layers`, `width`): m % count, the same every round;
@@ -192,7 +192,7 @@ def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
                           s.shard_count) for m in range(s.miners)]
 
     comp = None if arm == "diloco-avg-dense" else s.compression
-    outer_lr = 0.8 if arm == "diloco-lr0.8" else 1.0
+    outer_lr = float(arm.removeprefix("diloco-lr")) if arm.startswith("diloco-lr") else 1.0
     if scheme != "full" and s.shard_outer_lr is not None:
         outer_lr = s.shard_outer_lr
     inner_lr = s.lr if scheme == "full" or s.shard_lr is None else s.shard_lr
@@ -245,6 +245,14 @@ def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
     return result
 
 
+def _is_outer_lr_arm(arm: str) -> bool:
+    """`diloco-lr<X>`: plain-average DiLoCo with outer learning rate X (the outer-lr sweep)."""
+    try:
+        return arm.startswith("diloco-lr") and float(arm.removeprefix("diloco-lr")) > 0
+    except ValueError:
+        return False
+
+
 def loss_at_compute(res: ArmResult, compute: float) -> float:
     """Held-out loss of `res` interpolated (linearly in rounds) at cumulative miner compute."""
     per_round = res.compute_at(1)
@@ -285,7 +293,8 @@ def main(argv: list[str] | None = None) -> list[ArmResult]:
     p.add_argument("--shard-count", type=int, default=4, help="shards per model (4: quarters)")
     p.add_argument("--shard-lr", type=float, default=None, help="inner lr of shard arms")
     p.add_argument("--shard-outer-lr", type=float, default=None, help="outer lr of shard arms")
-    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help=f"comma list of {ARMS}")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help=f"comma list of {ARMS} (diloco-lrX: outer lr X, e.g. diloco-lr0.7)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
@@ -306,7 +315,7 @@ def main(argv: list[str] | None = None) -> list[ArmResult]:
     store = page_store(vocab, a.seq)
     heldout = store.pages(heldout_pages(b"bench-eval", store.heldout_ids, a.eval_pages))
     arms = [x.strip() for x in a.arms.split(",") if x.strip()]
-    unknown = sorted(set(arms) - set(ARMS))
+    unknown = sorted(a for a in arms if a not in ARMS and not _is_outer_lr_arm(a))
     if unknown:
         raise SystemExit(f"unknown arms {unknown}; choose from {ARMS}")
     comp_label = "off" if comp is None else f"top-{comp.topk}/{comp.chunk_elems} {comp.bits}-bit EF"
