@@ -70,3 +70,25 @@ def test_main_job_meets_its_bars_with_a_miner_killed_mid_run(tmp_path):
     validator_log = (tmp_path / "logs" / "validator.log").read_text()
     assert f"uid {killed_uid} sent nothing: unreachable" in validator_log \
         or f"uid {killed_uid} did not take the work: unreachable" in validator_log
+
+
+@pytest.mark.slow
+def test_small_miners_train_width_shards_spread_over_windows_and_get_paid(tmp_path):
+    """Four miners too small for the model: two windows of two peers a round, all merged."""
+    summary, _ = run_main_job(tmp_path, "--small-miners", "4", "--rounds", "3", timeout=900)
+    context = json.dumps(summary, indent=1) + log_tails(tmp_path)
+    small = {m["hotkey"] for m in summary["miners"] if m["name"].endswith("-small")}
+    assert len(small) == 4, context
+    records = [json.loads(line) for line in (tmp_path / "validator" / "rounds.jsonl").read_text().splitlines()]
+    assert len(records) == 3, context
+    for record in records:
+        windows = [record["units"][hk] for hk in small]
+        assert all(w.startswith("width-") and w.endswith("/4") for w in windows), windows
+        assert sorted(windows.count(w) for w in set(windows)) == [2, 2], windows  # 2 windows x 2 peers
+        assert small <= set(record["accepted"]), context
+    replay = subprocess.run([sys.executable, "-m", "template.audit.replay", "--state-dir", str(tmp_path / "validator"),
+                             "--round", str(records[-1]["round_index"])], cwd=REPO, capture_output=True, text=True)
+    assert "REPRODUCED" in replay.stdout, replay.stdout + replay.stderr
+    assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"]
+    honest, freeloaders = incentive_by_behaviour(summary)
+    assert honest >= 0.9 and all(share <= 0.02 for share in freeloaders), context
