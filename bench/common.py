@@ -102,6 +102,20 @@ def print_table(rows: list[dict], columns: list[tuple[str, str, str]], title: st
         print("  ".join(v.rjust(w) for v, w in zip(c, widths)))
 
 
+def add_compression_setting_args(p, rounds: int) -> None:
+    """The compression benches' shared setting: tiny preset, K=4 full-model miners, H=30."""
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=30, help="H")
+    p.add_argument("--rounds", type=int, default=rounds)
+    p.add_argument("--miners", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--eval-pages", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None)
+
+
 def save_loss_figure(fig, axes, path: Path) -> None:
     """Label every held-out-loss axis, lay out and write the PNG."""
     for ax in axes:

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from bench.collective import Setting, run_diloco
-from bench.common import page_store, print_table, save_loss_figure, write_json
+from bench.common import (add_compression_setting_args, page_store, print_table, save_loss_figure,
+                          write_json)
 from template.base.workload import PRESET_DEFAULTS
 from template.training.assignment import heldout_pages
 from template.training.compression import CompressionConfig
@@ -24,20 +25,11 @@ from template.training.model import configure_torch_threads
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=30, help="H")
-    p.add_argument("--rounds", type=int, default=32)
+    add_compression_setting_args(p, rounds=32)
     p.add_argument("--report-rounds", default="8,16",
                    help="also report the gap to dense after these rounds (read off the curves)")
-    p.add_argument("--miners", type=int, default=4)
-    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--topks", default="0,32,64,128", help="per 4096-chunk; 0 = dense fp32")
     p.add_argument("--bits", type=int, default=2)
-    p.add_argument("--eval-pages", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None, help="PNG of held-out loss per round")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)

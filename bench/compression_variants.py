@@ -28,12 +28,11 @@ import math
 import zlib
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from bench.collective import Setting, round_pages
-from bench.common import page_store, print_table, write_json
+from bench.common import add_compression_setting_args, page_store, print_table, write_json
 from template.base.workload import PRESET_DEFAULTS
 from template.training import compression as C
 from template.training.assignment import heldout_pages
@@ -319,19 +318,10 @@ def diagnose(store, s: Setting, heldout, codecs: list[str], rounds=(1, 4)) -> li
 
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="tiny")
-    p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=30, help="H")
-    p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--miners", type=int, default=4)
-    p.add_argument("--lr", type=float, default=3e-3)
+    add_compression_setting_args(p, rounds=8)
     p.add_argument("--ef-beta", type=float, default=0.95)
     p.add_argument("--codecs", default="dense,topk-32,lr-2-b4,lr-3-b4")
     p.add_argument("--diagnose", action="store_true")
-    p.add_argument("--eval-pages", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, default=None)
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:
