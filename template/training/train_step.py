@@ -22,7 +22,7 @@ _CACHE_ATTR = "_deai_compiled_step"  # on the model itself, so the step dies wit
 
 
 def should_compile(mode: str, device: torch.device) -> bool:
-    """`auto` compiles on CUDA only: on a CPU the minute of compilation rarely pays back
+    """`auto` compiles on CUDA only: on a CPU the 15-35 s of compilation rarely pays back
     within a round (bench/README.md has the CPU figures)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
