@@ -8,25 +8,18 @@ import pytest
 from protocol.messages import UnitOfWork
 from template.audit.replay import ReplayError, replay, replay_from_state_dir
 from template.audit.round_record import RoundRecord, append_record
-from template.base.round_scoring import RoundContext, aggregate_in_arrival_order, score_contributions
+from template.base.round_scoring import aggregate_in_arrival_order
 from template.training.checkpoint import save_checkpoint, state_hash
-from template.training.model import build_model, load_model_state
 from template.training.outer_step import apply_outer_step
-from template.validation.scoring import ScoringConfig
-from tests.test_units_of_work import VOCAB, base_state, contribution, workload  # noqa: F401 (fixtures)
+from tests.test_units_of_work import VOCAB, base_state, score_mixed_round, workload  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
 def lead_round(workload, base_state, tmp_path_factory):  # noqa: F811
     tmp = tmp_path_factory.mktemp("lead")
     shard = UnitOfWork(kind="shard", scheme="width", index=1, count=2)
-    received = [contribution(workload, base_state, tmp, f"//replay{i}", UnitOfWork()) for i in (1, 2, 3)]
-    received += [contribution(workload, base_state, tmp, f"//rshard{i}", shard) for i in (4, 5)]
-    model = build_model("tiny", VOCAB, seed=0, device="cpu")
-    load_model_state(model, base_state)
-    ctx = RoundContext(1, 4, state_hash(base_state), b"\x03" * 32)
-    reports, accepted = score_contributions(model, base_state, received, ctx, workload.pages, workload.compression,
-                                            ScoringConfig(z_min=0.0, assignment_z_min=-10.0), 16, 8)
+    received, reports, accepted = score_mixed_round(workload, base_state, tmp, ["//replay1", "//replay2", "//replay3"],
+                                                    ["//rshard4", "//rshard5"], shard, b"\x03")
     units = {r.hotkey: r.unit for r in received}
     order, merged = aggregate_in_arrival_order(accepted, reports, units, "tiny", VOCAB)
     assert merged is not None

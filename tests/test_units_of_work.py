@@ -19,7 +19,7 @@ from template.base.workload import PRESET_DEFAULTS, Workload, full_training_gb, 
 from template.training.assignment import assigned_pages, round_seed
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.training.compression import CompressionConfig
-from template.training.model import build_model, model_state
+from template.training.model import build_model, load_model_state, model_state
 from template.training.pages import build_page_store
 from template.training.shards import ShardSpec, shard_mask
 from template.validation.scoring import ScoringConfig
@@ -117,17 +117,24 @@ def test_contribution_for_another_unit_than_assigned_is_rejected(workload, base_
     assert delta is None and problem == "trained unit width-0/4, assigned full"
 
 
-def test_mixed_units_are_scored_per_unit_and_merged_by_coverage(workload, base_state, tmp_path):
-    shard = UnitOfWork(kind="shard", scheme="width", index=0, count=2)
-    received = [contribution(workload, base_state, tmp_path, f"//full{i}", UnitOfWork()) for i in (1, 2)]
-    received += [contribution(workload, base_state, tmp_path, f"//part{i}", shard) for i in (3, 4)]
+def score_mixed_round(workload, base_state, tmp_path, full: list[str], shards: list[str], shard: UnitOfWork,
+                      eval_byte: bytes):
+    """Contributions from whole-model miners `full` and shard miners `shards` (dev URIs), scored
+    with lenient significance gates: (received, reports, accepted)."""
+    received = [contribution(workload, base_state, tmp_path, uri, UnitOfWork()) for uri in full]
+    received += [contribution(workload, base_state, tmp_path, uri, shard) for uri in shards]
     model = build_model("tiny", VOCAB, seed=0, device="cpu")
-    from template.training.model import load_model_state
-
     load_model_state(model, base_state)
-    ctx = RoundContext(1, 4, state_hash(base_state), b"\x02" * 32)
+    ctx = RoundContext(1, 4, state_hash(base_state), eval_byte * 32)
     reports, accepted = score_contributions(model, base_state, received, ctx, workload.pages, workload.compression,
                                             ScoringConfig(z_min=0.0, assignment_z_min=-10.0), 16, 8)
+    return received, reports, accepted
+
+
+def test_mixed_units_are_scored_per_unit_and_merged_by_coverage(workload, base_state, tmp_path):
+    shard = UnitOfWork(kind="shard", scheme="width", index=0, count=2)
+    received, reports, accepted = score_mixed_round(workload, base_state, tmp_path, ["//full1", "//full2"],
+                                                    ["//part3", "//part4"], shard, b"\x02")
     assert set(reports) == {r.hotkey for r in received}
     for r in received:  # each unit's norm gate compares it with its own peers only
         assert reports[r.hotkey].median_norm is not None
