@@ -1,10 +1,13 @@
 """The inner step under torch.compile: same training as eager, compiled once per model."""
 import pytest
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from template.config import parse_config
+from template.training import loss
 from template.training.inner_loop import train_inner
 from template.training.model import build_model, load_model_state, model_state
+from template.training.shards import ShardSpec, extract, sub_state
 from template.training.train_step import forward_backward, should_compile
 
 
@@ -26,6 +29,50 @@ def test_compiled_inner_loop_trains_like_eager_and_reuses_its_compilation():
     c = train_inner(compiled, pages(), steps=3, batch_size=4, lr=3e-3, seed=1, compile=True)
     assert forward_backward(compiled, compile=True) is step
     assert c.loss_first == pytest.approx(a.loss_first, abs=1e-4)
+
+
+def assert_same_gradients(eager: torch.nn.Module, compiled: torch.nn.Module, batch: torch.Tensor) -> None:
+    """One step eager and one compiled give the same loss and gradients (to float rounding;
+    parameters are not compared after AdamW, which turns rounding in near-zero gradients into
+    lr-sized steps)."""
+    loss_eager = forward_backward(eager, compile=False)(batch)
+    loss_compiled = forward_backward(compiled, compile=True)(batch)
+    assert float(loss_compiled) == pytest.approx(float(loss_eager), rel=1e-5)
+    grads = {name: p.grad for name, p in compiled.named_parameters() if p.requires_grad}
+    trained = [(name, p.grad) for name, p in eager.named_parameters() if p.requires_grad]
+    assert trained and sorted(grads) == sorted(name for name, _ in trained)
+    for name, grad in trained:
+        assert torch.linalg.norm(grads[name] - grad) <= 1e-5 * torch.linalg.norm(grad), name
+
+
+def test_compiled_step_trains_a_width_shard_like_eager():
+    """The compiled step goes through the sub-model's row-sliced embedding and head."""
+    full = model_state(build_model("tiny", 512, 0, "cpu"))
+    spec = ShardSpec("width", 1, 4)
+    (eager, _), (compiled, _) = extract(full, spec, "tiny", 512), extract(full, spec, "tiny", 512)
+    start = sub_state(compiled)
+    assert_same_gradients(eager, compiled, pages()[:4])
+    a = train_inner(eager, pages(), steps=3, batch_size=4, lr=3e-3, seed=1)
+    b = train_inner(compiled, pages(), steps=3, batch_size=4, lr=3e-3, seed=1, compile=True)
+    assert b.loss_last == pytest.approx(a.loss_last, abs=1e-3)
+    for name, p in compiled.named_parameters():
+        if p.requires_grad:
+            assert not torch.equal(p.detach(), start[name]), f"{name} did not train"
+
+
+def test_compiled_step_with_the_chunked_loss_matches_the_dense_eager_step(monkeypatch):
+    eager, compiled = build_model("tiny", 512, 0, "cpu"), build_model("tiny", 512, 0, "cpu")
+    batch = pages()[:4]
+    loss_eager = forward_backward(eager, compile=False)(batch)  # 4x32 tokens x 512 logits: dense
+    monkeypatch.setattr(loss, "CHUNKED_LOSS_MIN_LOGITS", 1)  # compiled: chunked
+    monkeypatch.setattr(loss, "LOSS_CHUNK_TOKENS", 40)  # 124 targets a batch: 4 chunks, one short
+    chunks = []
+    monkeypatch.setattr(loss, "checkpoint", lambda *a, **k: chunks.append(1) or checkpoint(*a, **k))
+    loss_compiled = forward_backward(compiled, compile=True)(batch)
+    assert len(chunks) >= 4  # the compiled step went through the chunked loss
+    assert float(loss_compiled) == pytest.approx(float(loss_eager), rel=1e-5)
+    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
+        assert torch.linalg.norm(q.grad - p.grad) <= 1e-5 * torch.linalg.norm(p.grad), name
 
 
 def test_compile_mode_auto_compiles_on_cuda_only():
