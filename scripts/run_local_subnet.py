@@ -178,7 +178,8 @@ def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console
                 os.killpg(victim.process.pid, signal.SIGKILL)
                 killed = True
                 console.log(f"chaos: killed {victim.name} (uid {victim.uid}) after round {len(records)}")
-            if len(records) >= args.rounds or validator.process.poll() is not None:
+            others_done = all(len(rounds_done(o)) >= args.rounds or o.process.poll() is not None for o in others)
+            if (len(records) >= args.rounds and others_done) or validator.process.poll() is not None:
                 return records
             if time.monotonic() > deadline:
                 raise TimeoutError("rounds did not finish in time; see the logs")

@@ -56,6 +56,16 @@ def test_tiny_local_subnet_trains_and_pays_only_honest_miners(tmp_path):
     accepted = {hk for rnd in second for hk, report in rnd["reports"].items() if report["accepted"]}
     honest = {m["hotkey"] for m in summary["miners"] if m["behaviour"] == "honest"}
     assert accepted and accepted <= honest, context
+    # The second validator replayed each of the lead's committed rounds from the bytes it received
+    # itself and adopted the result: same checkpoints, same loss curve, no checkpoint download.
+    lead_rounds, own_rounds = (
+        [json.loads(line) for line in (tmp_path / name / "rounds.jsonl").read_text().splitlines()]
+        for name in ("validator", "validator1"))
+    assert [r["new_checkpoint"] for r in own_rounds] == [r["new_checkpoint"] for r in lead_rounds], context
+    assert [r["heldout_loss_after"] for r in own_rounds] == [r["heldout_loss_after"] for r in lead_rounds]
+    follower_log = (tmp_path / "logs" / "validator1.log").read_text()
+    assert follower_log.count("the lead's checkpoint is verified") == 3, context
+    assert "synced checkpoint" not in follower_log, context
 
 
 @pytest.mark.slow

@@ -1,11 +1,16 @@
-"""Anyone holding a round record and the contributions it names reproduces the checkpoint hash."""
+"""Anyone holding a round record and the contributions it names reproduces the checkpoint hash;
+a non-lead validator does so every round before it adopts the lead's checkpoint."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 
+import pydantic
 import pytest
 
 from protocol.messages import UnitOfWork
+from template.audit.lead_check import check_lead_round, parse_record
 from template.audit.replay import ReplayError, replay, replay_from_state_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.base.round_scoring import aggregate_in_arrival_order
@@ -55,3 +60,53 @@ def test_replay_from_a_validators_state_dir(workload, base_state, lead_round, tm
         (folder / f"{hotkey}.safetensors").write_bytes(bodies[hotkey])
     got_record, got = replay_from_state_dir(tmp_path, 4, workload.compression, "tiny", VOCAB)
     assert got == got_record.new_checkpoint == record.new_checkpoint
+
+
+def check(record, committed, base_state, bodies, workload, round_index=4):  # noqa: F811
+    return check_lead_round(record, committed, round_index, base_state, state_hash(base_state), bodies,
+                            workload.compression, "tiny", VOCAB)
+
+
+def test_follower_verifies_the_leads_committed_round_and_gets_its_checkpoint(workload, base_state, lead_round):  # noqa: F811
+    record, bodies = lead_round
+    result = check(record, {record.digest()}, base_state, bodies, workload)
+    assert result.verified, result.detail
+    assert state_hash(result.state) == record.new_checkpoint != record.base_checkpoint
+
+
+def test_follower_takes_only_the_record_the_lead_committed(workload, base_state, lead_round):  # noqa: F811
+    record, bodies = lead_round
+    result = check(record, {"ab" * 32}, base_state, bodies, workload)
+    assert result.status == "unverifiable" and "committed on chain" in result.detail and result.state is None
+
+
+def test_follower_flags_a_checkpoint_the_leads_own_record_does_not_produce(workload, base_state, lead_round):  # noqa: F811
+    record, bodies = lead_round
+    dropped = dataclasses.replace(record, accepted=record.accepted[1:])  # one merged update not declared
+    result = check(dropped, {dropped.digest()}, base_state, bodies, workload)
+    assert result.status == "mismatch" and "the lead published" in result.detail
+    forged = dataclasses.replace(record, new_checkpoint="cd" * 32)
+    assert check(forged, {forged.digest()}, base_state, bodies, workload).status == "mismatch"
+    assert check(record, {record.digest()}, base_state, bodies, workload, round_index=5).status == "mismatch"
+
+
+def test_follower_cannot_check_without_the_same_bytes(workload, base_state, lead_round):  # noqa: F811
+    record, bodies = lead_round
+    victim = record.accepted[0]
+    missing = {hk: b for hk, b in bodies.items() if hk != victim}
+    result = check(record, {record.digest()}, base_state, missing, workload)
+    assert result.status == "unverifiable" and "no bytes here" in result.detail
+    other = dict(bodies, **{victim: bodies[victim] + b"\x00"})  # the miner answered this validator differently
+    result = check(record, {record.digest()}, base_state, other, workload)
+    assert result.status == "unverifiable" and "other bytes" in result.detail
+
+
+def test_round_record_from_json_keeps_its_digest_and_refuses_malformed_ones(lead_round):
+    record, _ = lead_round
+    assert parse_record(json.loads(record.canonical_json())).digest() == record.digest()
+    broken = json.loads(record.canonical_json())
+    broken["accepted"] = "everyone"
+    with pytest.raises(pydantic.ValidationError):
+        parse_record(broken)
+    with pytest.raises(pydantic.ValidationError):
+        parse_record({"netuid": 1})

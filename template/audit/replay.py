@@ -33,6 +33,12 @@ def archive_dir(state_dir: Path, round_index: int) -> Path:
 def replay(record: RoundRecord, base_state: dict[str, torch.Tensor], bodies: dict[str, bytes],
            compression: CompressionConfig, preset: str, vocab_size: int) -> str:
     """The checkpoint hash the record's accepted contributions produce from `base_state`."""
+    return state_hash(replayed_state(record, base_state, bodies, compression, preset, vocab_size))
+
+
+def replayed_state(record: RoundRecord, base_state: dict[str, torch.Tensor], bodies: dict[str, bytes],
+                   compression: CompressionConfig, preset: str, vocab_size: int) -> dict[str, torch.Tensor]:
+    """The checkpoint the record's accepted contributions produce from `base_state`."""
     if state_hash(base_state) != record.base_checkpoint:
         raise ReplayError("base checkpoint does not match the record")
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
@@ -47,8 +53,7 @@ def replay(record: RoundRecord, base_state: dict[str, torch.Tensor], bodies: dic
         deltas[hotkey] = decompress(CompressedUpdate.from_tensors(tensors, shapes, compression), shapes)
     units = {hk: UnitOfWork.from_label(record.units.get(hk, "full")) for hk in record.accepted}
     _, merged = merge_units(list(record.accepted), deltas, units, preset, vocab_size)
-    new_state = base_state if merged is None else apply_outer_step(base_state, merged, record.outer_lr)
-    return state_hash(new_state)
+    return base_state if merged is None else apply_outer_step(base_state, merged, record.outer_lr)
 
 
 def replay_from_state_dir(state_dir: Path, round_index: int, compression: CompressionConfig, preset: str,

@@ -1,4 +1,5 @@
-"""The validator's public HTTP API: checkpoints (anyone may fetch and verify them) and info."""
+"""The validator's public HTTP API: checkpoints and round records (anyone may fetch and verify
+them: a record's sha256 is the lead's on-chain commitment)."""
 from __future__ import annotations
 
 import re
@@ -6,14 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from protocol.messages import CheckpointInfo
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-def create_checkpoint_app(checkpoint_dir: Path, latest: Callable[[], CheckpointInfo | None]) -> FastAPI:
+def create_checkpoint_app(checkpoint_dir: Path, latest: Callable[[], CheckpointInfo | None],
+                          record_of: Callable[[int], str | None] = lambda _: None) -> FastAPI:
+    """`record_of(round)`: that round's record as canonical JSON (what its digest is taken of)."""
     app = FastAPI(title="deai validator")
 
     @app.get("/v1/checkpoint/latest")
@@ -31,5 +34,14 @@ def create_checkpoint_app(checkpoint_dir: Path, latest: Callable[[], CheckpointI
         if not path.exists():
             raise HTTPException(404, f"unknown checkpoint {digest[:12]}")
         return FileResponse(path, media_type="application/octet-stream")
+
+    @app.get("/v1/rounds/{round_index}")
+    async def get_round(round_index: int) -> Response:
+        if round_index < 0:
+            raise HTTPException(400, "round index must be >= 0")
+        record = record_of(round_index)
+        if record is None:
+            raise HTTPException(404, f"no record of round {round_index} here (yet)")
+        return Response(content=record, media_type="application/json")
 
     return app

@@ -9,6 +9,7 @@ import httpx
 from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, sign_request, verify_contribution
 from protocol.limits import MAX_CONTRIBUTION_BYTES, MAX_INFO_BYTES
 from protocol.messages import InfoResponse, TrainRequest
+from template.utils.net import read_bounded
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,9 @@ class MinerClient:
                 if response.status_code != 200:
                     await response.aread()
                     return Reply("refused", f"{response.status_code} {_detail(response)}")
-                chunks, size = [], 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_CONTRIBUTION_BYTES:
-                        return Reply("refused", f"contribution exceeds {MAX_CONTRIBUTION_BYTES} bytes")
-                    chunks.append(chunk)
-                body = b"".join(chunks)
+                body = await read_bounded(response, MAX_CONTRIBUTION_BYTES)
+                if body is None:
+                    return Reply("refused", f"contribution exceeds {MAX_CONTRIBUTION_BYTES} bytes")
                 signature = response.headers.get(HEADER_CONTRIBUTION_SIGNATURE, "")
         except httpx.HTTPError as exc:
             return Reply("unreachable", f"{type(exc).__name__}: {exc}")

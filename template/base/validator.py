@@ -21,12 +21,14 @@ from loguru import logger
 
 from protocol.messages import CheckpointInfo, TrainRequest, UnitOfWork
 from protocol.version import WEIGHTS_VERSION_KEY
+from template.audit.lead_check import LeadCheck, check_lead_round
 from template.audit.replay import archive_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.base.checkpoint_app import create_checkpoint_app
 from template.base.http_server import BackgroundServer
 from template.base.miner_client import MinerClient, MinerEndpoint, Reply
 from template.base.miner import published_ip
+from template.base.round_records import Lead, RoundRecordBoard
 from template.base.round_schedule import RoundWindow, next_round, round_at
 from template.base.round_scoring import Received, RoundContext, aggregate_in_arrival_order, score_contributions
 from template.base.workload import Workload, full_training_gb, initial_seed, pick_device, spread_windows, unit_for
@@ -94,6 +96,7 @@ class Validator:
         self.miners = MinerClient(chain.wallet.hotkey, timeout=config.validator.query_timeout + 6.0)
         self.base_url = ""
         self.capacities: dict[str, float] = {}  # hotkey -> declared GB (from /v1/info)
+        self.lead_records = RoundRecordBoard(chain.committed_digests)
 
     # --- checkpoints -------------------------------------------------------------------------
     def ensure_checkpoint(self) -> None:
@@ -133,18 +136,48 @@ class Validator:
         logger.info("synced checkpoint {} from the lead", info.sha256[:12])
 
     # --- rounds ------------------------------------------------------------------------------
-    def lead_of(self, graph: MetagraphView) -> tuple[bool, str]:
-        me = self.chain.hotkey
+    def lead_of(self, graph: MetagraphView) -> Lead:
+        me = Lead(self.chain.hotkey, self.base_url, is_me=True)
         choice = self.config.validator.lead
         if choice == "self":
-            return True, self.base_url
+            return me
         candidates = sorted((n for n in graph.permitted_validators() if n.axon),
                             key=lambda n: (-n.stake_rao, n.uid))
         if choice != "auto":
             candidates = [n for n in candidates if n.hotkey == choice]
-        if not candidates or candidates[0].hotkey == me:
-            return True, self.base_url
-        return False, f"http://{candidates[0].axon}"
+        if not candidates or candidates[0].hotkey == me.hotkey:
+            return me
+        return Lead(candidates[0].hotkey, f"http://{candidates[0].axon}", is_me=False)
+
+    async def follow_lead(self, window: RoundWindow, lead: Lead, received: list[Received],
+                          base_state: dict[str, torch.Tensor], record: RoundRecord) -> LeadCheck:
+        """Check the lead's aggregate of this round by replaying its committed record on the
+        bytes received here; adopt the replayed checkpoint when it is the lead's."""
+        bodies = {r.hotkey: r.body for r in received if r.body is not None}
+        seconds = (window.end_block - await self.chain.block()) * await self.chain.block_time()
+        published, problem = await self.lead_records.wait_for(lead, window.index, max(5.0, seconds))
+        if published is None:
+            check = LeadCheck("unverifiable", problem)
+        else:
+            check = await asyncio.to_thread(
+                check_lead_round, published.record, published.committed, window.index, base_state,
+                self.state.checkpoint, bodies, self.workload.compression, self.workload.preset_name,
+                self.workload.vocab_size)
+        if check.verified:
+            load_model_state(self.model, check.state)
+            self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, check.state)
+            lead_record = check.record  # this record then replays like the lead's
+            record.accepted, record.new_checkpoint, record.outer_lr = \
+                lead_record.accepted, self.state.checkpoint, lead_record.outer_lr
+            record.units.update({hk: lead_record.units[hk] for hk in lead_record.accepted if hk in lead_record.units})
+            self.archive(window.index, {hk: bodies[hk] for hk in record.accepted})
+            logger.info("round {}: the lead's checkpoint is verified ({})", window.index, check.detail)
+        elif check.status == "mismatch":
+            logger.error("round {}: the lead's checkpoint does NOT follow from its record: {}", window.index,
+                         check.detail)
+        else:
+            logger.warning("round {}: could not check the lead's round: {}", window.index, check.detail)
+        return check
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         self.ensure_checkpoint()
@@ -169,13 +202,23 @@ class Validator:
             except Exception as exc:  # a broken round is logged; the next one starts on time
                 logger.exception("round {} failed: {}", window.index, exc)
             if self.rounds.max_rounds and done >= self.rounds.max_rounds:
-                logger.info("reached --round.max_rounds {}", self.rounds.max_rounds)
+                logger.info("reached --round.max_rounds {}; serving until the round's end for the other "
+                            "validators to check it", self.rounds.max_rounds)
+                await self.serve_until(window.end_block, stop)
                 break
+
+    async def serve_until(self, block: int, stop: asyncio.Event) -> None:
+        """Keep the process (and its HTTP server) up until `block` or a stop signal."""
+        waiting = asyncio.ensure_future(self.chain.wait_for_block(block))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (waiting, stopping):
+            task.cancel()
 
     async def run_round(self, window: RoundWindow) -> None:
         t0 = time.monotonic()
         graph = await self.chain.metagraph()
-        is_lead, lead_url = self.lead_of(graph)
+        lead = self.lead_of(graph)
         seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
         miners = [MinerEndpoint(n.uid, n.hotkey, f"http://{n.axon}") for n in graph.neurons
                   if n.axon and n.hotkey != self.chain.hotkey]
@@ -184,11 +227,11 @@ class Validator:
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
                                                 self.plan.pages_per_miner) for m in miners}
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
-        if is_lead:
-            await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead_url)
+        if lead.is_me:
+            await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead.url)
         received = await self.collect(window, miners, assignments, units, deadline_unix)
-        if not is_lead:  # by the deadline the lead has served the checkpoint miners started from
-            await self.sync_from_lead(lead_url)
+        if not lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
+            await self.sync_from_lead(lead.url)
         await self.chain.wait_for_block(window.eval_block)
         ctx = RoundContext(self.config.netuid, window.index, self.state.checkpoint,
                            eval_seed(await self.chain.block_hash(window.eval_block)))
@@ -206,19 +249,23 @@ class Validator:
             outer_lr=self.rounds.outer_lr, assignments=assignments, units={hk: u.label for hk, u in units.items()},
             contributions={r.hotkey: r.digest for r in received if r.body is not None},
             scores={hk: r.score for hk, r in reports.items()}, heldout_loss_before=loss_before)
-        if is_lead:
+        lead_check = None
+        if lead.is_me:
             bodies = {r.hotkey: r.body for r in received if r.body is not None}
             await asyncio.to_thread(self.outer_step, accepted, reports, units, record, bodies)
+        else:
+            lead_check = await self.follow_lead(window, lead, received, base_state, record)
         record.heldout_loss_after = await asyncio.to_thread(self.global_loss)
         self.state.heldout_history.append({"round": window.index, "heldout_loss": record.heldout_loss_after})
         digest = append_record(self.state_dir / "rounds.jsonl", record)
-        if is_lead:
+        self.lead_records.publish(record)
+        if lead.is_me:
             await self.chain.commit_hash(digest, note=f"r{window.index} ckpt {self.state.checkpoint[:16]}")
         weights_set = await self.maybe_set_weights(uids)
         self.state.last_round = window.index
         self.state.scores_json = self.scores.to_json()
         self.state.save(self.state_path)
-        self.report_round(window, reports, record, weights_set, time.monotonic() - t0)
+        self.report_round(window, reports, record, weights_set, time.monotonic() - t0, lead_check)
 
     async def units_for(self, miners: list[MinerEndpoint], round_index: int) -> dict[str, UnitOfWork]:
         """Each miner's unit of work from its declared capacity (asked once, then cached). An axon
@@ -331,7 +378,7 @@ class Validator:
         return False
 
     def report_round(self, window: RoundWindow, reports: dict, record: RoundRecord, weights_set: bool,
-                     seconds: float) -> None:
+                     seconds: float, lead_check: LeadCheck | None = None) -> None:
         accepted = [r for r in reports.values() if r.accepted]
         logger.info("round {} | held-out loss {:.4f} | accepted {}/{} | weights {} | {:.1f}s", window.index,
                     record.heldout_loss_after, len(accepted), len(reports), "set" if weights_set else "kept", seconds)
@@ -344,6 +391,8 @@ class Validator:
                                      "reports": {hk: r.to_dict() for hk, r in reports.items()}}) + "\n")
         metrics = {"round": window.index, "heldout_loss": record.heldout_loss_after, "accepted": len(accepted),
                    "contributions": len(reports), "round_seconds": seconds}
+        if lead_check is not None:
+            metrics["lead_verified"] = int(lead_check.verified)
         metrics.update({f"score/uid{r.uid}": r.score for r in reports.values()})
         metrics.update({f"ema/uid{r.uid}": self.scores.ema(r.hotkey) for r in reports.values()})
         self.run.log(metrics, step=window.index)
@@ -368,7 +417,8 @@ async def run_validator(config: Config) -> None:
     run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"validator-uid{uid}",
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
     validator = Validator(config, chain, workload, state_dir, run)
-    server = BackgroundServer(create_checkpoint_app(validator.checkpoint_dir, validator.latest_info),
+    server = BackgroundServer(create_checkpoint_app(validator.checkpoint_dir, validator.latest_info,
+                                                        validator.lead_records.served),
                               config.axon.ip, config.axon.port).start()
     port = config.axon.external_port or config.axon.port
     validator.base_url = f"http://{published_ip(config)}:{port}"

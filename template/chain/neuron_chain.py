@@ -140,6 +140,16 @@ class NeuronChain:
             return False
         return True
 
+    async def committed_digests(self, hotkey: str) -> set[str]:
+        """The sha256 digests (lowercase hex) in `hotkey`'s current commitment on this subnet."""
+        commitment = await self.client.read("commitment", netuid=self.netuid, hotkey_ss58=hotkey)
+        digests = set()
+        for entry in (commitment.fields if commitment is not None else None) or []:
+            value = entry.get("Sha256") if isinstance(entry, dict) else None
+            if isinstance(value, str) and value.startswith("0x"):
+                digests.add(value[2:].lower())
+        return digests
+
     async def commit_hash(self, digest_hex: str, note: str = "") -> bool:
         """Publish a sha256 (and an optional short note) as this hotkey's commitment."""
         fields: list[dict] = [{"Sha256": "0x" + digest_hex}]

@@ -1,0 +1,72 @@
+"""A non-lead validator's check of the lead's round, every round.
+
+The lead publishes its round record and commits the record's sha256 on chain. A follower takes
+the record only if its digest is the one the lead committed, then replays the record's accepted
+contributions (the bytes the follower received itself from the miners, matched by their hashes)
+on the base checkpoint both started from. If that gives the lead's new checkpoint, the follower
+adopts the replayed state: the aggregate is checked and no checkpoint download is needed. If it
+does not, the lead published a checkpoint its own record cannot explain, and the follower says so.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+import torch
+
+from template.audit.replay import replayed_state
+from template.audit.round_record import RoundRecord
+from template.training.checkpoint import state_hash
+from template.training.compression import CompressionConfig
+
+_RECORD = pydantic.TypeAdapter(RoundRecord)
+
+
+@dataclass
+class LeadCheck:
+    status: str  # verified | unverifiable | mismatch
+    detail: str
+    record: RoundRecord | None = None
+    state: dict[str, torch.Tensor] | None = None  # the replayed new checkpoint, when verified
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "verified"
+
+
+def parse_record(data: Any) -> RoundRecord:
+    """A round record from untrusted JSON; pydantic.ValidationError on a malformed one."""
+    return _RECORD.validate_python(data, strict=False)
+
+
+def check_lead_round(record: RoundRecord, committed: set[str], round_index: int, base_state: dict[str, torch.Tensor],
+                     base_checkpoint: str, bodies: dict[str, bytes], compression: CompressionConfig, preset: str,
+                     vocab_size: int) -> LeadCheck:
+    """Check the lead's `record` of `round_index` against the digests its hotkey committed on
+    chain and against a replay from the bytes this validator received (`bodies`, by hotkey)."""
+    digest = record.digest()
+    if digest not in committed:
+        return LeadCheck("unverifiable", f"record {digest[:12]} is not what the lead committed on chain", record)
+    if record.round_index != round_index or record.base_checkpoint != base_checkpoint:
+        return LeadCheck("mismatch", f"committed record is for round {record.round_index} from "
+                         f"{record.base_checkpoint[:12]}, expected round {round_index} from {base_checkpoint[:12]}",
+                         record)
+    missing = [hk for hk in record.accepted if bodies.get(hk) is None]
+    if missing:
+        return LeadCheck("unverifiable", f"no bytes here from {len(missing)} of {len(record.accepted)} accepted "
+                         f"miners (first {missing[0][:10]})", record)
+    differ = [hk for hk in record.accepted if hashlib.sha256(bodies[hk]).hexdigest() != record.contributions.get(hk)]
+    if differ:  # the miner answered the two validators with different bytes
+        return LeadCheck("unverifiable", f"{len(differ)} accepted miners sent other bytes here than the lead "
+                         f"recorded (first {differ[0][:10]})", record)
+    try:
+        state = replayed_state(record, base_state, bodies, compression, preset, vocab_size)
+    except Exception as exc:  # a record naming bytes that do not decode, or units that do not exist
+        return LeadCheck("mismatch", f"the record's accepted contributions do not replay: {exc}", record)
+    got = state_hash(state)
+    if got != record.new_checkpoint:
+        return LeadCheck("mismatch", f"accepted contributions give {got[:12]}, the lead published "
+                         f"{record.new_checkpoint[:12]}", record)
+    return LeadCheck("verified", f"{len(record.accepted)} accepted contributions give {got[:12]}", record, state)

@@ -1,0 +1,84 @@
+"""Round records over HTTP: the ones this validator serves, and the lead's that it waits for."""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+import httpx
+import pydantic
+
+from protocol.limits import MAX_ROUND_RECORD_BYTES
+from template.audit.lead_check import parse_record
+from template.audit.round_record import RoundRecord
+from template.utils.net import read_bounded
+
+
+@dataclass(frozen=True)
+class Lead:
+    """The validator whose checkpoint every validator scores against this round."""
+
+    hotkey: str
+    url: str
+    is_me: bool
+
+
+@dataclass
+class PublishedRecord:
+    record: RoundRecord
+    committed: set[str]  # the sha256 digests the lead's hotkey has committed on chain
+
+
+class RoundRecordBoard:
+    """Keeps this validator's recent records (served at /v1/rounds/{round}) and fetches the
+    lead's, waiting until the lead has both served a record and committed its digest on chain."""
+
+    def __init__(self, committed_digests, keep_rounds: int = 64, poll_seconds: float = 1.0):
+        self.committed_digests = committed_digests  # async (hotkey) -> set of sha256 hex
+        self.keep_rounds = keep_rounds
+        self.poll_seconds = poll_seconds
+        self._served: dict[int, str] = {}
+
+    def publish(self, record: RoundRecord) -> None:
+        self._served[record.round_index] = record.canonical_json()
+        for old in sorted(self._served)[:-self.keep_rounds]:
+            del self._served[old]
+
+    def served(self, round_index: int) -> str | None:
+        return self._served.get(round_index)
+
+    async def wait_for(self, lead: Lead, round_index: int, seconds: float) -> tuple[PublishedRecord | None, str]:
+        """The lead's record of `round_index` once its digest is on chain (or the last record seen
+        when time runs out first); None and why when no usable record came."""
+        give_up = time.monotonic() + seconds
+        seen: PublishedRecord | None = None
+        problem = f"the lead served no record of round {round_index} in {seconds:.0f} s"
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            while True:
+                try:
+                    record = await self._fetch(http, lead.url, round_index)
+                    if record is not None:
+                        seen = PublishedRecord(record, await self.committed_digests(lead.hotkey))
+                        if record.digest() in seen.committed:
+                            return seen, ""
+                except (httpx.HTTPError, ValueError, pydantic.ValidationError) as exc:
+                    problem = f"the lead's record of round {round_index} is unusable: {exc}"[:300]
+                except Exception as exc:  # the chain read failed: try again until time runs out
+                    problem = f"reading the lead's commitment failed: {exc}"[:300]
+                if time.monotonic() + self.poll_seconds > give_up:
+                    return seen, problem
+                await asyncio.sleep(self.poll_seconds)
+
+    @staticmethod
+    async def _fetch(http: httpx.AsyncClient, url: str, round_index: int) -> RoundRecord | None:
+        async with http.stream("GET", f"{url}/v1/rounds/{round_index}") as response:
+            if response.status_code == 404:
+                await response.aread()
+                return None
+            if response.status_code != 200:
+                raise ValueError(f"the lead answered {response.status_code}")
+            body = await read_bounded(response, MAX_ROUND_RECORD_BYTES)
+        if body is None:
+            raise ValueError(f"record exceeds {MAX_ROUND_RECORD_BYTES} bytes")
+        return parse_record(json.loads(body))
