@@ -86,7 +86,7 @@ class RoundConfig:
     outer_lr: float = _f(1.0, "outer step size (plain averaging at 1.0)")
     heldout_pages: int = _f(64, "held-out pages scored per contribution")
     # 16 a side passed honest quarter-width miners in round 1 (from random init, top-128) only
-    # 7/16 times; 48 a side 12/16, while wrong-data updates stay at the null (3/16 over z = 1).
+    # 7/16 times; 48 a side 13/16, wrong-data ones 1/16 (bench/assignment_power.py).
     control_pages: int = _f(48, "assigned and random control pages each, for the assignment test")
     global_eval_pages: int = _f(128, "fixed held-out pages for the global model's loss curve")
     max_rounds: int = _f(0, "stop after this many rounds (0: run forever)")

@@ -1,6 +1,6 @@
 """Each benchmark runs end to end at a tiny --smoke setting and prints its table (no timing
 assertions: benchmarks are never asserted)."""
-from bench import collective, compression, compression_variants, throughput
+from bench import assignment_power, collective, compression, compression_variants, throughput
 
 
 def test_throughput_bench_prints_its_table(capsys):
@@ -31,3 +31,11 @@ def test_collective_bench_prints_its_table(capsys, tmp_path):
     assert "/diloco (eq tokens)" in out
     assert {r.arm for r in results} == set(collective.DEFAULT_ARMS)
     assert (tmp_path / "c.png").exists() and (tmp_path / "c.json").exists()
+
+
+def test_assignment_power_bench_counts_passes_per_unit_and_miner(capsys):
+    rows = assignment_power.main(["--smoke"])
+    assert "z >= 1" in capsys.readouterr().out
+    assert {(r["unit"], r["miner"]) for r in rows} == {(u, m) for u in ("full", "width 1/4")
+                                                      for m in ("honest", "wrong data")}
+    assert all(r["passed"].endswith("/2") and r["z_min"] <= r["z_median"] <= r["z_max"] for r in rows)
