@@ -1,7 +1,10 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from template.validation.aggregation import aggregate, median_norm_clip
+from template.training.shards import coverage_mean
+from template.validation.aggregation import COLDKEY_CAP, aggregate, coldkey_capped_weights, median_norm_clip
 
 SHAPES = {"w": (6, 5), "b": (5,)}
 
@@ -94,3 +97,49 @@ def test_norm_is_the_l2_norm_and_independent_of_thread_count():
     many = aggregate([delta(i, 1.0 + i) for i in range(4)])
     for k in SHAPES:
         assert torch.equal(one[k], many[k])
+
+
+def test_coldkey_weights_are_equal_until_one_coldkey_passes_a_third():
+    assert coldkey_capped_weights(["a", "b", "c", "d"]) is None  # every coldkey a quarter
+    assert coldkey_capped_weights(["a", "a", "b", "c", "d", "e", "f"]) is None  # 2/7 < 1/3
+    assert coldkey_capped_weights(["s", "s", "s", "b", "c"]) == pytest.approx([1 / 9] * 3 + [1 / 3] * 2)
+    assert coldkey_capped_weights(["s", "b", "s", "s"]) == pytest.approx([1 / 6, 1 / 2, 1 / 6, 1 / 6])
+    assert coldkey_capped_weights(["s", "s"]) is None  # one coldkey: no one else to give weight to
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=40))
+def test_coldkey_weights_sum_to_one_and_no_coldkey_passes_its_cap(coldkeys):
+    weights = coldkey_capped_weights(coldkeys) or [1 / len(coldkeys)] * len(coldkeys)
+    assert sum(weights) == pytest.approx(1.0) and all(w > 0 for w in weights)
+    limit = max(COLDKEY_CAP, 1 / len(set(coldkeys)))
+    for ck in set(coldkeys):
+        assert sum(w for w, c in zip(weights, coldkeys) if c == ck) <= limit + 1e-9
+    for ck in set(coldkeys):  # one coldkey's contributions weigh the same as each other
+        assert len({round(w, 12) for w, c in zip(weights, coldkeys) if c == ck}) == 1
+
+
+def test_sybil_coldkey_moves_the_aggregate_by_at_most_a_third():
+    sybils = [{k: torch.ones(shape) + 1e-3 * delta(i)[k] for k, shape in SHAPES.items()} for i in range(3)]
+    honest = [{k: -torch.ones(SHAPES[k]) for k in SHAPES} for _ in range(2)]
+    plain = aggregate(sybils + honest)
+    capped = aggregate(sybils + honest, coldkeys=["sybil"] * 3 + ["h1", "h2"])
+    assert float(plain["w"].mean()) == pytest.approx(0.2, abs=1e-2)  # 3 of 5 outvote the honest
+    assert float(capped["w"].mean()) == pytest.approx(-1 / 3, abs=1e-2)  # a third for the coldkey
+
+
+def test_distinct_coldkeys_aggregate_bit_for_bit_as_before():
+    deltas = [delta(i) for i in range(4)]
+    same = aggregate(deltas, coldkeys=["a", "b", "c", "d"])
+    for k in SHAPES:
+        assert torch.equal(same[k], aggregate(deltas)[k])
+
+
+def test_coverage_mean_weights_each_contribution():
+    ones, zeros = {"w": torch.ones(2, 2)}, {"w": torch.zeros(2, 2)}
+    mask = {"w": torch.tensor([[True, True], [True, False]])}
+    half = {"w": torch.tensor([[True, False], [False, False]])}
+    out = coverage_mean([ones, zeros], [mask, half], weights=[1.0, 3.0])["w"]
+    assert out.tolist() == [[0.25, 1.0], [1.0, 0.0]]  # (1*1 + 3*0) / 4 where both cover; 0 where none
+    assert torch.equal(coverage_mean([ones, zeros], [mask, half])["w"],
+                       coverage_mean([ones, zeros], [mask, half], weights=[1.0, 1.0])["w"])

@@ -20,11 +20,16 @@ from tests.test_units_of_work import VOCAB, base_state, score_mixed_round, workl
 
 
 @pytest.fixture(scope="module")
-def lead_round(workload, base_state, tmp_path_factory):  # noqa: F811
-    tmp = tmp_path_factory.mktemp("lead")
+def scored_round(workload, base_state, tmp_path_factory):  # noqa: F811
+    """Three whole-model and two width-shard contributions, scored: (received, reports, accepted)."""
     shard = UnitOfWork(kind="shard", scheme="width", index=1, count=2)
-    received, reports, accepted = score_mixed_round(workload, base_state, tmp, ["//replay1", "//replay2", "//replay3"],
-                                                    ["//rshard4", "//rshard5"], shard, b"\x03")
+    return score_mixed_round(workload, base_state, tmp_path_factory.mktemp("lead"),
+                             ["//replay1", "//replay2", "//replay3"], ["//rshard4", "//rshard5"], shard, b"\x03")
+
+
+@pytest.fixture(scope="module")
+def lead_round(scored_round, base_state):  # noqa: F811
+    received, reports, accepted = scored_round
     units = {r.hotkey: r.unit for r in received}
     order, merged = aggregate_in_arrival_order(accepted, reports, units, "tiny", VOCAB)
     assert merged is not None
@@ -40,6 +45,22 @@ def lead_round(workload, base_state, tmp_path_factory):  # noqa: F811
 def test_replay_reproduces_the_leads_checkpoint_hash(workload, base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
     assert replay(record, base_state, bodies, workload.compression, "tiny", VOCAB) == record.new_checkpoint
+
+
+
+def test_replay_applies_the_recorded_coldkey_cap(workload, base_state, lead_round, scored_round):  # noqa: F811
+    """Two of the three whole-model miners share a coldkey: together they weigh half, not two
+    thirds (two coldkeys in the unit); the record binds that."""
+    record, bodies = lead_round
+    full = [hk for hk in record.accepted if record.units[hk] == "full"]
+    coldkeys = {hk: ("sybil" if hk in full[:2] else hk) for hk in record.accepted}
+    capped = dataclasses.replace(record, coldkeys=coldkeys)
+    capped.new_checkpoint = replay(capped, base_state, bodies, workload.compression, "tiny", VOCAB)
+    assert capped.new_checkpoint != record.new_checkpoint  # the cap changed the merge
+    received, reports, accepted = scored_round
+    order, merged = aggregate_in_arrival_order(accepted, reports, {r.hotkey: r.unit for r in received}, "tiny",
+                                               VOCAB, coldkeys=coldkeys)
+    assert state_hash(apply_outer_step(base_state, merged, 1.0)) == capped.new_checkpoint  # lead == replay
 
 
 def test_replay_refuses_a_contribution_that_is_not_the_recorded_one(workload, base_state, lead_round):  # noqa: F811

@@ -52,7 +52,7 @@ def replayed_state(record: RoundRecord, base_state: dict[str, torch.Tensor], bod
         tensors, _ = decode_tensors(body, MAX_CONTRIBUTION_BYTES)
         deltas[hotkey] = decompress(CompressedUpdate.from_tensors(tensors, shapes, compression), shapes)
     units = {hk: UnitOfWork.from_label(record.units.get(hk, "full")) for hk in record.accepted}
-    _, merged = merge_units(list(record.accepted), deltas, units, preset, vocab_size)
+    _, merged = merge_units(list(record.accepted), deltas, units, preset, vocab_size, coldkeys=record.coldkeys)
     return base_state if merged is None else apply_outer_step(base_state, merged, record.outer_lr)
 
 

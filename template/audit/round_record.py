@@ -20,6 +20,7 @@ class RoundRecord:
     outer_lr: float
     assignments: dict[str, list[int]] = field(default_factory=dict)  # hotkey -> page ids
     units: dict[str, str] = field(default_factory=dict)  # hotkey -> unit of work ("full", "width-1/4")
+    coldkeys: dict[str, str] = field(default_factory=dict)  # hotkey -> coldkey (the merge caps each at 1/3)
     contributions: dict[str, str] = field(default_factory=dict)  # hotkey -> sha256 of the bytes received
     accepted: list[str] = field(default_factory=list)  # in aggregation order
     scores: dict[str, float] = field(default_factory=dict)

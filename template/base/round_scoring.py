@@ -112,9 +112,10 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
 
 
 def aggregate_in_arrival_order(accepted: dict[str, dict[str, torch.Tensor]], reports: dict[str, ScoreReport],
-                               units: dict[str, UnitOfWork], preset: str, vocab_size: int, min_per_unit: int = 2
+                               units: dict[str, UnitOfWork], preset: str, vocab_size: int, min_per_unit: int = 2,
+                               coldkeys: dict[str, str] | None = None
                                ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
     """The outer step's update, summed in a fixed order (arrival, then hotkey) that the round
     record keeps, so anyone can replay it bit for bit (`template.audit.replay`)."""
     order = sorted(accepted, key=lambda hk: (reports[hk].arrival_index, hk))
-    return merge_units(order, accepted, {hk: units[hk] for hk in order}, preset, vocab_size, min_per_unit)
+    return merge_units(order, accepted, {hk: units[hk] for hk in order}, preset, vocab_size, min_per_unit, coldkeys)

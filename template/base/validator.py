@@ -169,7 +169,9 @@ class Validator:
             lead_record = check.record  # this record then replays like the lead's
             record.accepted, record.new_checkpoint, record.outer_lr = \
                 lead_record.accepted, self.state.checkpoint, lead_record.outer_lr
-            record.units.update({hk: lead_record.units[hk] for hk in lead_record.accepted if hk in lead_record.units})
+            for field_name in ("units", "coldkeys"):
+                ours, theirs = getattr(record, field_name), getattr(lead_record, field_name)
+                ours.update({hk: theirs[hk] for hk in lead_record.accepted if hk in theirs})
             self.archive(window.index, {hk: bodies[hk] for hk in record.accepted})
             logger.info("round {}: the lead's checkpoint is verified ({})", window.index, check.detail)
         elif check.status == "mismatch":
@@ -247,6 +249,7 @@ class Validator:
             netuid=self.config.netuid, round_index=window.index, start_block=window.start_block, seed=seed.hex(),
             eval_block=window.eval_block, base_checkpoint=self.state.checkpoint, new_checkpoint=self.state.checkpoint,
             outer_lr=self.rounds.outer_lr, assignments=assignments, units={hk: u.label for hk, u in units.items()},
+            coldkeys={n.hotkey: n.coldkey for n in graph.neurons if n.hotkey in units},
             contributions={r.hotkey: r.digest for r in received if r.body is not None},
             scores={hk: r.score for hk, r in reports.items()}, heldout_loss_before=loss_before)
         lead_check = None
@@ -345,7 +348,7 @@ class Validator:
     def outer_step(self, accepted: dict, reports: dict, units: dict[str, UnitOfWork], record: RoundRecord,
                    bodies: dict[str, bytes]) -> None:
         order, merged = aggregate_in_arrival_order(accepted, reports, units, self.workload.preset_name,
-                                                   self.workload.vocab_size)
+                                                   self.workload.vocab_size, coldkeys=record.coldkeys)
         record.accepted = order
         self.archive(record.round_index, {hk: bodies[hk] for hk in order})
         if merged is None:

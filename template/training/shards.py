@@ -352,24 +352,30 @@ def sub_shapes(plan: ShardPlan, shapes: Mapping[str, tuple[int, ...]]) -> dict[s
 
 
 def coverage_mean(deltas: Sequence[Mapping[str, torch.Tensor]],
-                  masks: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Per coordinate, the mean over the contributions whose mask covers it (0 if none).
+                  masks: Sequence[Mapping[str, torch.Tensor]],
+                  weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
+    """Per coordinate, the (weighted) mean over the contributions whose mask covers it (0 if none).
 
     `deltas[i]` holds full-shape tensors (absent = not touched); `masks[i]` the shard mask of
-    contribution i. Summation is in the given order (replayable)."""
+    contribution i; `weights[i]` its weight (None: equal). Summation is in the given order
+    (replayable)."""
     names = sorted({n for d in deltas for n in d})
     out: dict[str, torch.Tensor] = {}
     for name in names:
         total: torch.Tensor | None = None
         count: torch.Tensor | None = None
-        for d, m in zip(deltas, masks):
+        for i, (d, m) in enumerate(zip(deltas, masks)):
             if name not in d:
                 continue
             mask = m[name]
             v = torch.where(mask, d[name].float(), torch.zeros((), dtype=torch.float32))
-            total = v if total is None else total + v
             c = mask.to(torch.float32)
+            if weights is not None:
+                v, c = v * weights[i], c * weights[i]
+            total = v if total is None else total + v
             count = c if count is None else count + c
         assert total is not None and count is not None
-        out[name] = torch.where(count > 0, total / count.clamp(min=1), torch.zeros_like(total))
+        covered = count > 0
+        out[name] = torch.where(covered, total / torch.where(covered, count, torch.ones_like(count)),
+                                torch.zeros_like(total))
     return out

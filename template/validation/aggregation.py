@@ -1,8 +1,9 @@
 """Robust, replayable aggregation of accepted pseudo-gradients (ALGORITHMS.md §7.5).
 
 Each accepted delta is clipped per tensor to the accepted median norm of that tensor, then the
-clipped deltas are averaged with equal weights in the given order. No coordinate-wise
-trimming: on sparse top-k vectors it would trim the few non-zeros.
+clipped deltas are averaged with equal weights in the given order, except that no one coldkey's
+contributions together weigh more than a third (sybils do not outvote the rest). No
+coordinate-wise trimming: on sparse top-k vectors it would trim the few non-zeros.
 
 Replay: norms come from `norms.tensor_norm` (a fixed-order sum, the same on every machine),
 the median and the clip factor are Python float arithmetic, and the rest is elementwise
@@ -50,10 +51,35 @@ def median_norm_clip(deltas: Sequence[Delta]) -> list[dict[str, torch.Tensor]]:
     return [clip_to_norms(d, medians) for d in deltas]
 
 
+COLDKEY_CAP = 1 / 3
+
+
+def coldkey_capped_weights(coldkeys: Sequence[str], cap: float = COLDKEY_CAP) -> list[float] | None:
+    """Weights (summing to 1) for contributions from these coldkeys: equal, except that no
+    coldkey's total exceeds max(cap, 1 / number of coldkeys); what a capped coldkey loses goes
+    to the others' contributions equally. None when no cap binds (plain equal weights)."""
+    members: dict[str, int] = {}
+    for ck in coldkeys:
+        members[ck] = members.get(ck, 0) + 1
+    limit = max(cap, 1 / len(members)) if members else 1.0
+    capped: set[str] = set()
+    while True:  # water-filling: cap the heaviest coldkeys until none of the rest is over
+        free = sum(n for ck, n in members.items() if ck not in capped)
+        each = (1 - limit * len(capped)) / free if free else 0.0
+        over = {ck for ck, n in members.items() if ck not in capped and n * each > limit + 1e-12}
+        if not over:
+            break
+        capped |= over
+    if not capped:
+        return None
+    return [limit / members[ck] if ck in capped else each for ck in coldkeys]
+
+
 def aggregate(
-    accepted: Sequence[Delta], min_contributions: int = 2
+    accepted: Sequence[Delta], min_contributions: int = 2, coldkeys: Sequence[str] | None = None
 ) -> dict[str, torch.Tensor] | None:
-    """Median-norm clip, then the equal-weight mean, summed in the given order.
+    """Median-norm clip, then the mean (coldkey-capped, `coldkey_capped_weights`), summed in
+    the given order. `coldkeys[i]` owns `accepted[i]`; None: every contribution its own.
 
     Returns None when fewer than `min_contributions` are accepted: the unit stays unchanged
     this round, so a lone attacker never steers it.
@@ -65,11 +91,17 @@ def aggregate(
         if set(d) != set(names):
             raise ValueError(f"accepted delta {i} has different tensor names than delta 0")
     clipped = median_norm_clip(accepted)
+    weights = coldkey_capped_weights(coldkeys) if coldkeys is not None else None
     count = len(clipped)
     mean: dict[str, torch.Tensor] = {}
     for name in names:
         total = torch.zeros_like(clipped[0][name], dtype=torch.float32)
-        for d in clipped:
-            total += d[name].float()
-        mean[name] = total / count
+        if weights is None:  # equal weights: the sum, then one division (as before the cap)
+            for d in clipped:
+                total += d[name].float()
+            mean[name] = total / count
+        else:
+            for d, w in zip(clipped, weights):
+                total += d[name].float() * w
+            mean[name] = total
     return mean

@@ -7,25 +7,28 @@ from loguru import logger
 
 from protocol.messages import UnitOfWork
 from template.training.shards import ShardSpec, coverage_mean, shard_mask
-from template.validation.aggregation import aggregate, median_norm_clip
+from template.validation.aggregation import aggregate, coldkey_capped_weights, median_norm_clip
 
 
 def merge_units(order: list[str], accepted: dict[str, dict[str, torch.Tensor]], units: dict[str, UnitOfWork],
-                preset: str, vocab_size: int, min_per_unit: int = 2
+                preset: str, vocab_size: int, min_per_unit: int = 2, coldkeys: dict[str, str] | None = None
                 ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
     """Whole-model contributions: median-norm clip and mean. With shards, each unit is clipped
     among its own peers, a unit with fewer than `min_per_unit` accepted is left out, and every
-    coordinate is the mean over the contributions that trained it. Returns the hotkeys merged,
-    in order, and the update (None: the model stays unchanged)."""
+    coordinate is the mean over the contributions that trained it. Within a unit no coldkey
+    weighs more than a third (`coldkeys`: hotkey -> coldkey; a hotkey missing is its own).
+    Returns the hotkeys merged, in order, and the update (None: the model stays unchanged)."""
+    owner = lambda hk: (coldkeys or {}).get(hk, hk)  # noqa: E731
     groups: dict[str, list[str]] = {}
     for hk in order:
         groups.setdefault(units[hk].label, []).append(hk)
     if set(groups) <= {"full"}:
-        merged = aggregate([accepted[hk] for hk in order], min_per_unit) if order else None
+        merged = aggregate([accepted[hk] for hk in order], min_per_unit, [owner(hk) for hk in order]) \
+            if order else None
         if merged is None and order:
             logger.info("fewer accepted contributions than the aggregation minimum: model unchanged")
         return order, merged
-    kept, clipped, masks = [], [], []
+    kept, clipped, masks, weights = [], [], [], []
     for label, members in groups.items():
         if len(members) < min_per_unit:
             logger.info("unit {}: {} accepted, fewer than {}: left unchanged", label, len(members), min_per_unit)
@@ -34,10 +37,13 @@ def merge_units(order: list[str], accepted: dict[str, dict[str, torch.Tensor]], 
         spec = ShardSpec(unit.scheme, unit.index, unit.count)
         shapes = {name: tuple(t.shape) for name, t in accepted[members[0]].items()}
         mask = shard_mask(spec, preset, vocab_size, shapes)
+        capped = coldkey_capped_weights([owner(hk) for hk in members])
+        # relative to 1 per contribution, so that units overlapping on a coordinate weigh as before
+        weights += [w * len(members) for w in capped] if capped else [1.0] * len(members)
         for hk, delta in zip(members, median_norm_clip([accepted[hk] for hk in members])):
             kept.append(hk)
             clipped.append(delta)
             masks.append(mask)
     if not kept:
         return [], None
-    return kept, coverage_mean(clipped, masks)
+    return kept, coverage_mean(clipped, masks, weights if any(w != 1.0 for w in weights) else None)
