@@ -91,3 +91,18 @@ def test_follower_reports_a_malformed_record(tmp_path):
     finally:
         server.stop()
     assert published is None and "unusable" in problem
+
+
+def test_a_checkpoint_is_backed_only_by_the_leads_committed_record_naming_it(lead):
+    board, chain, endpoint = lead
+    board.publish(record(3))
+    follower = RoundRecordBoard(chain.committed_digests, poll_seconds=0.1)
+    backed, detail = asyncio.run(follower.backs_checkpoint(endpoint, 3, "bb" * 32, seconds=0.3))
+    assert not backed and "not what it committed" in detail
+    chain.commitments[LEAD_HOTKEY] = {record(3).digest()}
+    assert asyncio.run(follower.backs_checkpoint(endpoint, 3, "bb" * 32, seconds=0.3)) == (
+        True, "the result of the lead's committed round 3")
+    backed, detail = asyncio.run(follower.backs_checkpoint(endpoint, 3, "ee" * 32, seconds=0.3))
+    assert not backed and "not this checkpoint" in detail
+    backed, detail = asyncio.run(follower.backs_checkpoint(endpoint, 7, "bb" * 32, seconds=0.3))
+    assert not backed and "no committed record" in detail

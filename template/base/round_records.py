@@ -70,6 +70,19 @@ class RoundRecordBoard:
                     return seen, problem
                 await asyncio.sleep(self.poll_seconds)
 
+    async def backs_checkpoint(self, lead: Lead, round_index: int, checkpoint: str,
+                               seconds: float = 5.0) -> tuple[bool, str]:
+        """Whether the lead's committed record of `round_index` names `checkpoint` as its result."""
+        published, problem = await self.wait_for(lead, round_index, seconds)
+        if published is None:
+            return False, f"no committed record backs it ({problem})"
+        if published.record.digest() not in published.committed:
+            return False, f"the lead's record of round {round_index} is not what it committed on chain"
+        if published.record.new_checkpoint != checkpoint:
+            return False, (f"the lead's committed record of round {round_index} gives "
+                           f"{published.record.new_checkpoint[:12]}, not this checkpoint")
+        return True, f"the result of the lead's committed round {round_index}"
+
     @staticmethod
     async def _fetch(http: httpx.AsyncClient, url: str, round_index: int) -> RoundRecord | None:
         async with http.stream("GET", f"{url}/v1/rounds/{round_index}") as response:

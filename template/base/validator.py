@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import bittensor as bt
-import httpx
 import torch
 from loguru import logger
 
@@ -25,6 +24,7 @@ from template.audit.lead_check import LeadCheck, check_lead_round
 from template.audit.replay import archive_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.base.checkpoint_app import create_checkpoint_app
+from template.base.checkpoint_client import fetch_latest_checkpoint
 from template.base.http_server import BackgroundServer
 from template.base.miner_client import MinerClient, MinerEndpoint, Reply
 from template.base.miner import published_ip
@@ -35,7 +35,7 @@ from template.base.workload import Workload, full_training_gb, initial_seed, pic
 from template.chain.neuron_chain import MetagraphView, NeuronChain
 from template.config import Config, expand
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
-from template.training.checkpoint import load_checkpoint, load_checkpoint_bytes, save_checkpoint, state_hash
+from template.training.checkpoint import load_checkpoint, save_checkpoint, state_hash
 from template.training.evaluation import per_sequence_loss
 from template.training.model import load_model_state, model_state
 from template.training.outer_step import apply_outer_step
@@ -121,19 +121,18 @@ class Validator:
     def global_loss(self) -> float:
         return float(per_sequence_loss(self.model, self.global_eval).mean())
 
-    async def sync_from_lead(self, lead_url: str) -> None:
-        """A non-lead validator scores against the lead's checkpoint: fetch and verify it."""
-        async with httpx.AsyncClient(timeout=60) as http:
-            info = CheckpointInfo.model_validate((await http.get(f"{lead_url}/v1/checkpoint/latest")).json())
-            if info.sha256 == self.state.checkpoint:
-                return
-            state = load_checkpoint_bytes((await http.get(f"{lead_url}/v1/checkpoint/{info.sha256}")).content)
-        if state_hash(state) != info.sha256:
-            raise RuntimeError("lead's checkpoint does not match its announced hash")
+    async def sync_from_lead(self, lead: Lead) -> None:
+        """A non-lead validator scores against the lead's checkpoint: fetch it when it is not the
+        one this validator already holds (joining, or a round it could not verify), check it is
+        the one announced, and say whether a record the lead committed on chain backs it."""
+        info, state = await fetch_latest_checkpoint(lead.url, self.state.checkpoint)
+        if state is None:
+            return
+        backed, detail = await self.lead_records.backs_checkpoint(lead, info.round_index, info.sha256)
         save_checkpoint_by_hash(self.checkpoint_dir, state)
         load_model_state(self.model, state)
         self.state.checkpoint = info.sha256
-        logger.info("synced checkpoint {} from the lead", info.sha256[:12])
+        (logger.info if backed else logger.warning)("synced checkpoint {} from the lead: {}", info.sha256[:12], detail)
 
     # --- rounds ------------------------------------------------------------------------------
     def lead_of(self, graph: MetagraphView) -> Lead:
@@ -233,7 +232,7 @@ class Validator:
             await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead.url)
         received = await self.collect(window, miners, assignments, units, deadline_unix)
         if not lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
-            await self.sync_from_lead(lead.url)
+            await self.sync_from_lead(lead)
         await self.chain.wait_for_block(window.eval_block)
         ctx = RoundContext(self.config.netuid, window.index, self.state.checkpoint,
                            eval_seed(await self.chain.block_hash(window.eval_block)))

@@ -1,0 +1,51 @@
+"""A follower fetches the lead's latest checkpoint over HTTP, checked against its announced hash."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+from protocol.messages import CheckpointInfo
+from template.base.checkpoint_app import create_checkpoint_app
+from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
+from template.base.http_server import BackgroundServer
+from template.training.checkpoint import save_checkpoint, state_hash
+from template.utils.net import free_port
+
+STATE = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(3)}
+
+
+@pytest.fixture()
+def lead(tmp_path):
+    announced = {"sha": state_hash(STATE)}
+    save_checkpoint(tmp_path / f"{announced['sha']}.safetensors", STATE)
+
+    def latest():
+        return CheckpointInfo(round_index=4, sha256=announced["sha"], size_bytes=1, model_preset="tiny",
+                              vocab_size=3)
+
+    port = free_port()
+    server = BackgroundServer(create_checkpoint_app(tmp_path, latest), "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}", announced, tmp_path
+    server.stop()
+
+
+def test_fetches_a_new_checkpoint_and_skips_the_one_held(lead):
+    url, announced, _ = lead
+    info, state = asyncio.run(fetch_latest_checkpoint(url, held="00" * 32))
+    assert info.round_index == 4 and state_hash(state) == announced["sha"]
+    assert all(torch.equal(state[k], STATE[k]) for k in STATE)
+    info, state = asyncio.run(fetch_latest_checkpoint(url, held=announced["sha"]))
+    assert state is None and info.sha256 == announced["sha"]
+
+
+def test_refuses_a_checkpoint_that_is_not_the_announced_one_or_missing(lead):
+    url, announced, folder = lead
+    other = {"w": torch.zeros(2, 3), "b": torch.ones(3)}
+    save_checkpoint(folder / f"{announced['sha']}.safetensors", other)  # served bytes hash differently
+    with pytest.raises(CheckpointFetchError, match="does not match its announced hash"):
+        asyncio.run(fetch_latest_checkpoint(url, held=""))
+    announced["sha"] = "ab" * 32  # announced, never stored
+    with pytest.raises(CheckpointFetchError, match="answered 404"):
+        asyncio.run(fetch_latest_checkpoint(url, held=""))
