@@ -1,4 +1,5 @@
-"""Fetching a validator's latest checkpoint over HTTP, bounded in size and checked by hash."""
+"""Fetching checkpoints over HTTP (miners their base, followers the lead's latest), bounded in
+size and checked by hash."""
 from __future__ import annotations
 
 import httpx
@@ -22,15 +23,21 @@ async def fetch_latest_checkpoint(base_url: str, held: str, timeout: float = 60.
             info = CheckpointInfo.model_validate((await http.get(f"{base_url}/v1/checkpoint/latest")).json())
         except ValueError as exc:  # not JSON, or not a CheckpointInfo
             raise CheckpointFetchError(f"unusable checkpoint announcement: {exc}"[:300]) from exc
-        if info.sha256 == held:
-            return info, None
-        async with http.stream("GET", f"{base_url}/v1/checkpoint/{info.sha256}") as response:
+    if info.sha256 == held:
+        return info, None
+    return info, await download_checkpoint(f"{base_url}/v1/checkpoint/{info.sha256}", info.sha256, timeout)
+
+
+async def download_checkpoint(url: str, expected_hash: str, timeout: float = 60.0) -> dict[str, torch.Tensor]:
+    """The checkpoint at `url`, which must hash to `expected_hash`."""
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        async with http.stream("GET", url) as response:
             if response.status_code != 200:
-                raise CheckpointFetchError(f"answered {response.status_code} for checkpoint {info.sha256[:12]}")
+                raise CheckpointFetchError(f"answered {response.status_code} for checkpoint {expected_hash[:12]}")
             body = await read_bounded(response, MAX_CHECKPOINT_BYTES)
     if body is None:
         raise CheckpointFetchError(f"checkpoint exceeds {MAX_CHECKPOINT_BYTES} bytes")
     state = load_checkpoint_bytes(body)
-    if state_hash(state) != info.sha256:
-        raise CheckpointFetchError(f"checkpoint does not match its announced hash {info.sha256[:12]}")
-    return info, state
+    if state_hash(state) != expected_hash:
+        raise CheckpointFetchError(f"checkpoint does not match its announced hash {expected_hash[:12]}")
+    return state

@@ -6,23 +6,24 @@ error-feedback residual saved beside it.
 """
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import torch
 from loguru import logger
 
 from protocol.auth import sign_contribution
-from protocol.limits import MAX_CHECKPOINT_BYTES, MAX_CONTRIBUTION_BYTES
+from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, TrainRequest
 from protocol.payload import decode_tensors, encode_tensors
+from template.base.checkpoint_client import download_checkpoint
 from template.base.workload import Workload
 from template.utils.wandb_run import WandbRun
-from template.training.checkpoint import load_checkpoint_bytes, load_checkpoint, save_checkpoint, state_hash
+from template.training.checkpoint import load_checkpoint, save_checkpoint
 from template.training.compression import compress
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import load_model_state
@@ -47,16 +48,7 @@ class CheckpointCache:
         path = self.directory / f"{expected_hash}.safetensors"
         if path.exists():
             return load_checkpoint(path)
-        with httpx.Client(timeout=self.timeout) as client:
-            response = client.get(url)
-        if response.status_code != 200:
-            raise RuntimeError(f"checkpoint fetch from {url} answered {response.status_code}")
-        if len(response.content) > MAX_CHECKPOINT_BYTES:
-            raise RuntimeError("checkpoint exceeds the size limit")
-        state = load_checkpoint_bytes(response.content)
-        got = state_hash(state)
-        if got != expected_hash:
-            raise RuntimeError(f"checkpoint hash mismatch: expected {expected_hash[:12]}, got {got[:12]}")
+        state = asyncio.run(download_checkpoint(url, expected_hash, self.timeout))  # the worker thread has no loop
         save_checkpoint(path, state)
         self._prune(keep=path)
         return state
