@@ -154,7 +154,8 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
     return {"row": row, "preset": preset_name, "batch": batch, "seq": seq,
             "step_ms": 1e3 * seconds / steps, "tokens_per_s": tps, "flops_per_token": fpt,
             "achieved_flops": fpt * tps, "peak_mem_mb": peak / 2**20,
-            "trained_params": n_trained, "warmup_s": t_compile}
+            "trained_params": n_trained, "warmup_s": t_compile,
+            "peak_rss_mb": peak_rss_bytes() / 2**20}
 
 
 def _run_subprocess(args: list[str]) -> dict:
@@ -234,7 +235,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 continue
             res["mfu"] = res["achieved_flops"] / peak
             results.append(res)
-            print(f"  {name} {row}: {res['tokens_per_s']:.0f} tok/s", flush=True)
+            print(f"  {name} {row}: {res['tokens_per_s']:,.0f} tok/s, MFU {res['mfu']:.1%}, "
+                  f"peak {res['peak_mem_mb']:,.0f} MiB, warmup {res['warmup_s']:.0f} s",
+                  flush=True)
+            write_json(a.out, run_record(device, peak, dtype, a.threads, results, []))
     for name in presets:
         full = next((r for r in results if r["preset"] == name and r["row"] == "miner-full"),
                     None)
@@ -261,9 +265,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                        ("dense_mb", "fp32 MB", ".2f"), ("wire_mb", "top-32 2-bit MB", ".3f"),
                        ("ratio", "x smaller", ".0f")],
                 title="bytes per whole-model contribution (one per miner per round)")
-    write_json(a.out, {"device": str(device), "peak_flops": peak, "dtype": str(dtype),
-                       "threads": a.threads, "rows": results, "wire": wire})
+    write_json(a.out, run_record(device, peak, dtype, a.threads, results, wire))
     return results
+
+
+def run_record(device: torch.device, peak: float, dtype: torch.dtype, threads: int,
+               rows: list[dict], wire: list[dict]) -> dict:
+    """The JSON this bench writes (also after each row, so a run cut short keeps its rows)."""
+    record = {"device": str(device), "peak_flops": peak, "dtype": str(dtype), "threads": threads,
+              "torch": torch.__version__, "rows": rows, "wire": wire}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        record["gpu"] = {"name": props.name, "memory_mb": props.total_memory / 2**20}
+    return record
 
 
 def param_shapes(name: str, vocab: int) -> dict[str, tuple[int, ...]]:

@@ -78,14 +78,16 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
     t0 = time.perf_counter()
     first_loss = last_loss = None  # device tensors: reading them each step would sync a GPU
     done = 0
-    for step, idx in enumerate(batch_order(tokens.shape[0], steps, batch_size, seed)):
+    # Indices go to the device once: a host->device copy per step would wait for the GPU.
+    order = torch.stack(batch_order(tokens.shape[0], steps, batch_size, seed)).to(device)
+    for step, idx in enumerate(order):
         if deadline is not None and step > 0 and time.time() >= deadline:
             logger.warning(f"inner: deadline reached after {step}/{steps} steps")
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup, final_lr_frac)
         opt.zero_grad(set_to_none=True)
-        loss = fwd_bwd(tokens[idx.to(device)])
+        loss = fwd_bwd(tokens[idx])
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
