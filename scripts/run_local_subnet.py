@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +68,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--small-miners", type=int, default=0,
                    help="extra honest miners declaring too little memory for the model: they train width shards")
     p.add_argument("--kill-miner", default="", help="chaos: NAME@ROUND kills that miner after that round")
+    p.add_argument("--kill-lead", type=int, default=0,
+                   help="chaos: kill the lead validator after that many rounds (needs --validators 2 or more); "
+                        "the next validator by stake must take over, and the summary is read from it")
+    p.add_argument("--revive-lead", type=int, default=0,
+                   help="chaos, with --kill-lead: restart the killed lead once its successor has done that many "
+                        "rounds; it must follow until it holds the freshest checkpoint, then lead again")
     p.add_argument("--wandb.off", dest="wandb_off", action="store_true", help="no wandb runs")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "deai"), help="corpus/tokenizer cache")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.kill_lead and args.validators < 2:
+        p.error("--kill-lead needs --validators 2 or more (someone must take over)")
+    if args.revive_lead and not args.kill_lead:
+        p.error("--revive-lead needs --kill-lead")
+    return args
 
 
 async def setup_chain(args, workdir: Path, neurons: list[Neuron], sim_url: str) -> int:
@@ -96,7 +108,8 @@ async def setup_chain(args, workdir: Path, neurons: list[Neuron], sim_url: str) 
         await client.close()
 
 
-def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Path, victim: Neuron | None) -> list[str]:
+def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Path, victim: Neuron | None,
+                   max_rounds: int | None = None) -> list[str]:
     wallet_flags = ["--wallet.name", neuron.wallet.name, "--wallet.hotkey", neuron.wallet.hotkey_str,
                     "--wallet.path", str(workdir / "wallets")]
     common = ["--netuid", str(netuid), "--subtensor.network", "sim", "--subtensor.chain_endpoint", sim_url,
@@ -107,7 +120,7 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
         common.append("--wandb.off")
     if neuron.role == "validator":
         flags = ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks),
-                 "--round.max_rounds", str(args.rounds), "--round.inner_steps", str(args.inner_steps),
+                 "--round.max_rounds", str(max_rounds or args.rounds), "--round.inner_steps", str(args.inner_steps),
                  "--round.pages_per_miner", str(args.pages_per_miner)]
         return [sys.executable, "-m", "neurons.validator", *common, *flags]
     flags = ["--miner.behaviour", neuron.behaviour]
@@ -118,8 +131,8 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
     return [sys.executable, "-m", "neurons.miner", *common, *flags]
 
 
-def start(neuron: Neuron, command: list[str], logs: Path) -> None:
-    log = (logs / f"{neuron.name}.log").open("w")
+def start(neuron: Neuron, command: list[str], logs: Path, append: bool = False) -> None:
+    log = (logs / f"{neuron.name}.log").open("a" if append else "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     neuron.process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
                                       start_new_session=True)
@@ -155,9 +168,13 @@ def rounds_done(validator: Neuron) -> list[dict]:
 
 
 def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console, memory: dict,
-                 others: list[Neuron]) -> list[dict]:
+                 others: list[Neuron], revive: Callable[[Neuron], None]) -> list[dict]:
+    """Follow `validator`'s rounds (the lead's, or with --kill-lead the successor's) until every
+    validator still running has done --rounds, applying the chaos options on the way."""
     kill_name, _, kill_round = args.kill_miner.partition("@")
     killed = False
+    lead = next((o for o in others if o.name == "validator"), None)  # with --kill-lead: the one to kill
+    lead_killed = lead_revived = False
     deadline = time.monotonic() + 60 + args.rounds * args.round_blocks * args.block_time * 3
     progress = Progress(TextColumn("[bold]rounds"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
@@ -178,6 +195,16 @@ def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console
                 os.killpg(victim.process.pid, signal.SIGKILL)
                 killed = True
                 console.log(f"chaos: killed {victim.name} (uid {victim.uid}) after round {len(records)}")
+            if lead is not None and not lead_killed and len(rounds_done(lead)) >= args.kill_lead:
+                os.killpg(lead.process.pid, signal.SIGKILL)
+                lead_killed = True
+                console.log(f"chaos: killed the lead {lead.name} (uid {lead.uid}) after round "
+                            f"{len(rounds_done(lead))}; {validator.name} must take over")
+            if lead_killed and args.revive_lead and not lead_revived and len(records) >= args.revive_lead:
+                revive(lead)
+                lead_revived = True
+                console.log(f"chaos: restarted {lead.name} after {validator.name}'s round {len(records)}; it must "
+                            "catch up before it leads again")
             others_done = all(len(rounds_done(o)) >= args.rounds or o.process.poll() is not None for o in others)
             if (len(records) >= args.rounds and others_done) or validator.process.poll() is not None:
                 return records
@@ -227,17 +254,23 @@ def main(argv: list[str] | None = None) -> int:
         Workload.build(DataConfig(preset=args.preset), Path(args.cache_dir).expanduser())
         console.log(f"simnet at {sim_url}; creating the subnet")
         netuid = asyncio.run(setup_chain(args, workdir, neurons, sim_url))
-        validator = neurons[0]
+        # The summary follows the lead, or with --kill-lead the validator that must take over.
+        validator = neurons[1] if args.kill_lead else neurons[0]
         miners = [n for n in neurons if n.role == "miner"]
         others = [n for n in neurons if n.role == "validator" and n is not validator]
         victim = miners[0]
         for neuron in neurons:
             start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim), logs)
-        console.log(f"subnet {netuid}: validator uid {validator.uid} (lead)"
-                    + "".join(f", validator uid {v.uid}" for v in others) + "; miners "
+        validators = [n for n in neurons if n.role == "validator"]  # most stake first: the first leads
+        console.log(f"subnet {netuid}: validators " + ", ".join(f"{v.name}=uid{v.uid}" for v in validators)
+                    + f" ({validators[0].name} leads); miners "
                     + ", ".join(f"{m.name}=uid{m.uid}" for m in miners))
         memory: dict[str, float | None] = {}
-        records = watch_rounds(args, validator, miners, console, memory, others)
+        def revive(neuron: Neuron) -> None:  # the rounds left to the successor, so both end together
+            start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim,
+                                         max_rounds=max(1, args.rounds - args.revive_lead)), logs, append=True)
+
+        records = watch_rounds(args, validator, miners, console, memory, others, revive)
         validator.process.wait(timeout=120)
         outcome = asyncio.run(read_chain_outcome(sim_url, netuid))
     finally:

@@ -95,7 +95,10 @@ class RoundConfig:
 @dataclass
 class ValidatorConfig:
     ema_alpha: float = _f(0.3, "weight of the newest round in the score EMA")
-    lead: str = _f("auto", "auto (highest stake with permit) | self | <hotkey ss58>")
+    lead: str = _f("auto", "auto (most stake among validators that answer and hold the freshest "
+                           "checkpoint; a dead lead is skipped) | self | <hotkey ss58> (pinned, no failover)")
+    lead_probe_timeout: float = _f(3.0, "seconds to wait for a validator's checkpoint announcement when "
+                                        "electing the round's lead")
     query_timeout: float = _f(10.0, "seconds for one HTTP call to a miner")
 
 

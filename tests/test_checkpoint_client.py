@@ -8,7 +8,7 @@ import torch
 
 from protocol.messages import CheckpointInfo
 from template.base.checkpoint_app import create_checkpoint_app
-from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
+from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint, probe_latest
 from template.base.http_server import BackgroundServer
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.utils.net import free_port
@@ -49,3 +49,17 @@ def test_refuses_a_checkpoint_that_is_not_the_announced_one_or_missing(lead):
     announced["sha"] = "ab" * 32  # announced, never stored
     with pytest.raises(CheckpointFetchError, match="answered 404"):
         asyncio.run(fetch_latest_checkpoint(url, held=""))
+
+
+def test_probe_reads_the_announcement_and_treats_silence_or_nonsense_as_no_answer(lead, tmp_path_factory):
+    url, announced, _ = lead
+    info = asyncio.run(probe_latest(url, timeout=5.0))
+    assert info is not None and info.round_index == 4 and info.sha256 == announced["sha"]
+    assert asyncio.run(probe_latest(f"http://127.0.0.1:{free_port()}", timeout=2.0)) is None
+    port = free_port()  # a validator with nothing to announce yet answers 404
+    empty = BackgroundServer(create_checkpoint_app(tmp_path_factory.mktemp("empty"), lambda: None),
+                             "127.0.0.1", port).start()
+    try:
+        assert asyncio.run(probe_latest(f"http://127.0.0.1:{port}", timeout=5.0)) is None
+    finally:
+        empty.stop()

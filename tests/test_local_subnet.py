@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -113,3 +114,38 @@ def test_small_miners_train_width_shards_spread_over_windows_and_get_paid(tmp_pa
     assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"]
     honest, freeloaders = incentive_by_behaviour(summary)
     assert honest >= 0.9 and all(share <= 0.02 for share in freeloaders), context
+
+
+@pytest.mark.slow
+def test_a_dead_lead_is_replaced_and_a_returning_one_catches_up_before_it_leads(tmp_path):
+    """The lead is killed after its first round: the second validator elects itself and leads from
+    the last checkpoint it verified. Restarted three rounds later with its stale state, the old
+    lead follows (syncs, verifies) until it holds the freshest checkpoint, then leads again."""
+    summary, _ = run_main_job(tmp_path, "--rounds", "6", "--round-blocks", "56", "--train-blocks", "36",
+                              "--inner-steps", "15", "--validators", "2", "--kill-lead", "1", "--revive-lead", "3",
+                              timeout=900)
+    context = json.dumps(summary, indent=1) + log_tails(tmp_path)
+    successor_log = (tmp_path / "logs" / "validator1.log").read_text()
+    led = [int(r) for r in re.findall(r"round (\d+): leading from checkpoint", successor_log)]
+    assert len(led) >= 2, context
+    assert re.search(r"round \d+: this validator leads .* passed over: \S+ unreachable", successor_log), context
+    rounds = summary["rounds"]
+    assert len(rounds) == 6, context
+    before = {r["round"]: r for r in rounds}.get(led[0] - 1, {}).get("heldout_loss", summary["initial_heldout_loss"])
+    assert rounds[-1]["heldout_loss"] < before, context  # the model kept improving under the new lead
+
+    returned_log = (tmp_path / "logs" / "validator.log").read_text()
+    behind = re.search(r"round (\d+): \S+ leads .* passed over: \S+ checkpoint of round -?\d+ is behind", returned_log)
+    assert behind, context
+    after_return = returned_log[behind.start():]
+    assert "synced checkpoint" in after_return and "the lead's checkpoint is verified" in after_return, context
+    led_again = [int(r) for r in re.findall(r"round (\d+): leading from checkpoint", after_return)]
+    assert led_again and led_again[0] > int(behind.group(1)), context
+    assert "the lead's checkpoint is verified" in successor_log.split(f"round {led_again[0]}:")[-1], context
+    records = {name: {r["round_index"]: r["new_checkpoint"] for r in map(json.loads, (
+        tmp_path / name / "rounds.jsonl").read_text().splitlines())} for name in ("validator", "validator1")}
+    common = sorted(set(records["validator"]) & set(records["validator1"]))
+    assert records["validator"][common[-1]] == records["validator1"][common[-1]], context  # one model again
+    honest, freeloaders = incentive_by_behaviour(summary)
+    assert honest >= 0.9, context
+    assert all(share <= 0.02 for share in freeloaders), context

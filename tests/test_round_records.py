@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -106,3 +107,12 @@ def test_a_checkpoint_is_backed_only_by_the_leads_committed_record_naming_it(lea
     assert not backed and "not this checkpoint" in detail
     backed, detail = asyncio.run(follower.backs_checkpoint(endpoint, 7, "bb" * 32, seconds=0.3))
     assert not backed and "no committed record" in detail
+
+
+def test_follower_stops_waiting_for_a_lead_that_refuses_connections():
+    follower = RoundRecordBoard(Chain().committed_digests, poll_seconds=0.1, refused_polls_to_give_up=3)
+    dead = Lead(LEAD_HOTKEY, f"http://127.0.0.1:{free_port()}", is_me=False)
+    t0 = time.monotonic()
+    published, problem = asyncio.run(follower.wait_for(dead, 3, seconds=30.0))
+    assert published is None and "does not answer" in problem
+    assert time.monotonic() - t0 < 10.0  # three refused polls, not the 30 s the round allowed

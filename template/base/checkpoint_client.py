@@ -15,14 +15,36 @@ class CheckpointFetchError(RuntimeError):
     pass
 
 
+MAX_ANNOUNCEMENT_BYTES = 64 * 1024
+
+
+async def announced_checkpoint(base_url: str, timeout: float) -> CheckpointInfo:
+    """What a validator announces at /v1/checkpoint/latest."""
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        async with http.stream("GET", f"{base_url}/v1/checkpoint/latest") as response:
+            if response.status_code != 200:
+                raise CheckpointFetchError(f"answered {response.status_code} for its latest checkpoint")
+            body = await read_bounded(response, MAX_ANNOUNCEMENT_BYTES)
+    if body is None:
+        raise CheckpointFetchError(f"checkpoint announcement exceeds {MAX_ANNOUNCEMENT_BYTES} bytes")
+    try:
+        return CheckpointInfo.model_validate_json(body)
+    except ValueError as exc:  # not JSON, or not a CheckpointInfo
+        raise CheckpointFetchError(f"unusable checkpoint announcement: {exc}"[:300]) from exc
+
+
+async def probe_latest(base_url: str, timeout: float) -> CheckpointInfo | None:
+    """The announcement, or None when the validator does not answer usably within `timeout`."""
+    try:
+        return await announced_checkpoint(base_url, timeout)
+    except (CheckpointFetchError, httpx.HTTPError):
+        return None
+
+
 async def fetch_latest_checkpoint(base_url: str, held: str, timeout: float = 60.0
                                   ) -> tuple[CheckpointInfo, dict[str, torch.Tensor] | None]:
     """The validator's announced latest checkpoint, and its tensors unless it is `held` (None)."""
-    async with httpx.AsyncClient(timeout=timeout) as http:
-        try:
-            info = CheckpointInfo.model_validate((await http.get(f"{base_url}/v1/checkpoint/latest")).json())
-        except ValueError as exc:  # not JSON, or not a CheckpointInfo
-            raise CheckpointFetchError(f"unusable checkpoint announcement: {exc}"[:300]) from exc
+    info = await announced_checkpoint(base_url, timeout)
     if info.sha256 == held:
         return info, None
     return info, await download_checkpoint(f"{base_url}/v1/checkpoint/{info.sha256}", info.sha256, timeout)

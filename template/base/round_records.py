@@ -34,10 +34,14 @@ class RoundRecordBoard:
     """Keeps this validator's recent records (served at /v1/rounds/{round}) and fetches the
     lead's, waiting until the lead has both served a record and committed its digest on chain."""
 
-    def __init__(self, committed_digests, keep_rounds: int = 64, poll_seconds: float = 1.0):
+    def __init__(self, committed_digests, keep_rounds: int = 64, poll_seconds: float = 1.0,
+                 refused_polls_to_give_up: int = 5):
         self.committed_digests = committed_digests  # async (hotkey) -> set of sha256 hex
         self.keep_rounds = keep_rounds
         self.poll_seconds = poll_seconds
+        # A lead that refuses connections this many polls in a row is down: stop waiting, so
+        # this validator is ready to elect a new lead at the next round's start.
+        self.refused_polls_to_give_up = refused_polls_to_give_up
         self._served: dict[int, str] = {}
 
     def publish(self, record: RoundRecord) -> None:
@@ -54,14 +58,21 @@ class RoundRecordBoard:
         give_up = time.monotonic() + seconds
         seen: PublishedRecord | None = None
         problem = f"the lead served no record of round {round_index} in {seconds:.0f} s"
+        refused = 0
         async with httpx.AsyncClient(timeout=10.0) as http:
             while True:
                 try:
                     record = await self._fetch(http, lead.url, round_index)
+                    refused = 0
                     if record is not None:
                         seen = PublishedRecord(record, await self.committed_digests(lead.hotkey))
                         if record.digest() in seen.committed:
                             return seen, ""
+                except httpx.ConnectError as exc:
+                    refused += 1
+                    problem = f"the lead does not answer: {exc}"[:300]
+                    if refused >= self.refused_polls_to_give_up:
+                        return seen, problem
                 except (httpx.HTTPError, ValueError, pydantic.ValidationError) as exc:
                     problem = f"the lead's record of round {round_index} is unusable: {exc}"[:300]
                 except Exception as exc:  # the chain read failed: try again until time runs out

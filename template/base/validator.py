@@ -26,6 +26,7 @@ from template.audit.round_record import RoundRecord, append_record
 from template.base.checkpoint_app import create_checkpoint_app
 from template.base.checkpoint_client import fetch_latest_checkpoint
 from template.base.http_server import BackgroundServer
+from template.base.lead_election import announced_rounds, candidates_of, elect
 from template.base.miner_client import MinerClient, MinerEndpoint, Reply
 from template.base.miner import published_ip
 from template.base.round_records import Lead, RoundRecordBoard
@@ -51,6 +52,7 @@ GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
 class ValidatorState:
     last_round: int = -1
     checkpoint: str = ""
+    checkpoint_round: int = -1  # the last round folded into `checkpoint` (announced; elects the lead)
     last_weights_block: int = 0
     scores_json: str = ""
     heldout_history: list[dict] = field(default_factory=list)
@@ -60,8 +62,10 @@ class ValidatorState:
         if not path.exists():
             return cls()
         try:
-            return cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
+            fields = json.loads(path.read_text())
+            fields.setdefault("checkpoint_round", fields.get("last_round", -1))  # state of an older version
+            return cls(**fields)
+        except (ValueError, TypeError, AttributeError) as exc:
             backup = path.with_suffix(".corrupt")
             path.replace(backup)
             logger.error("state file unreadable ({}); moved to {} and starting fresh", exc, backup)
@@ -97,6 +101,7 @@ class Validator:
         self.base_url = ""
         self.capacities: dict[str, float] = {}  # hotkey -> declared GB (from /v1/info)
         self.lead_records = RoundRecordBoard(chain.committed_digests)
+        self.rounds_started = 0  # since this process started
 
     # --- checkpoints -------------------------------------------------------------------------
     def ensure_checkpoint(self) -> None:
@@ -114,7 +119,7 @@ class Validator:
         if not self.state.checkpoint:
             return None
         path = self.checkpoint_dir / f"{self.state.checkpoint}.safetensors"
-        return CheckpointInfo(round_index=self.state.last_round, sha256=self.state.checkpoint,
+        return CheckpointInfo(round_index=self.state.checkpoint_round, sha256=self.state.checkpoint,
                               size_bytes=path.stat().st_size if path.exists() else 0,
                               model_preset=self.workload.preset_name, vocab_size=self.workload.vocab_size)
 
@@ -127,26 +132,42 @@ class Validator:
         the one announced, and say whether a record the lead committed on chain backs it."""
         info, state = await fetch_latest_checkpoint(lead.url, self.state.checkpoint)
         if state is None:
+            self.state.checkpoint_round = info.round_index
             return
         backed, detail = await self.lead_records.backs_checkpoint(lead, info.round_index, info.sha256)
         save_checkpoint_by_hash(self.checkpoint_dir, state)
         load_model_state(self.model, state)
-        self.state.checkpoint = info.sha256
+        self.state.checkpoint, self.state.checkpoint_round = info.sha256, info.round_index
         (logger.info if backed else logger.warning)("synced checkpoint {} from the lead: {}", info.sha256[:12], detail)
 
     # --- rounds ------------------------------------------------------------------------------
-    def lead_of(self, graph: MetagraphView) -> Lead:
+    async def choose_lead(self, graph: MetagraphView, round_index: int) -> Lead:
         me = Lead(self.chain.hotkey, self.base_url, is_me=True)
         choice = self.config.validator.lead
         if choice == "self":
             return me
-        candidates = sorted((n for n in graph.permitted_validators() if n.axon),
-                            key=lambda n: (-n.stake_rao, n.uid))
-        if choice != "auto":
-            candidates = [n for n in candidates if n.hotkey == choice]
-        if not candidates or candidates[0].hotkey == me.hotkey:
+        candidates = candidates_of(graph, me.hotkey, me.url)
+        if choice != "auto":  # pinned by the operator: no election, no failover
+            pinned = next((c for c in candidates if c.hotkey == choice), None)
+            return me if pinned is None or pinned.hotkey == me.hotkey else Lead(pinned.hotkey, pinned.url, False)
+        my_round = min(self.state.checkpoint_round, round_index - 1)  # a state from another chain's clock
+        announced = await announced_rounds(candidates, me.hotkey, my_round, self.config.validator.lead_probe_timeout)
+        election = elect(candidates, announced, round_index)
+        unreachable = [c for c in candidates if election.passed_over.get(c.hotkey) == "unreachable"]
+        if election.lead.hotkey == me.hotkey and unreachable and self.rounds_started <= 1:
+            # Just started: validators with more stake may be starting too. Taking over now would
+            # give the round two leads; wait one round before replacing them.
+            logger.info("round {}: {} does not answer yet; following it for this first round", round_index,
+                        unreachable[0].hotkey[:10])
+            return Lead(unreachable[0].hotkey, unreachable[0].url, is_me=False)
+        if election.passed_over:
+            logger.warning("round {}: {} leads (checkpoint of round {}); passed over: {}", round_index,
+                           "this validator" if election.lead.hotkey == me.hotkey else election.lead.hotkey[:10],
+                           election.freshest_round,
+                           "; ".join(f"{hk[:10]} {why}" for hk, why in election.passed_over.items()))
+        if election.lead.hotkey == me.hotkey:
             return me
-        return Lead(candidates[0].hotkey, f"http://{candidates[0].axon}", is_me=False)
+        return Lead(election.lead.hotkey, election.lead.url, is_me=False)
 
     async def follow_lead(self, window: RoundWindow, lead: Lead, received: list[Received],
                           base_state: dict[str, torch.Tensor], record: RoundRecord) -> LeadCheck:
@@ -165,6 +186,7 @@ class Validator:
         if check.verified:
             load_model_state(self.model, check.state)
             self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, check.state)
+            self.state.checkpoint_round = window.index
             lead_record = check.record  # this record then replays like the lead's
             record.accepted, record.new_checkpoint, record.outer_lr = \
                 lead_record.accepted, self.state.checkpoint, lead_record.outer_lr
@@ -218,8 +240,9 @@ class Validator:
 
     async def run_round(self, window: RoundWindow) -> None:
         t0 = time.monotonic()
+        self.rounds_started += 1
         graph = await self.chain.metagraph()
-        lead = self.lead_of(graph)
+        lead = await self.choose_lead(graph, window.index)
         seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
         miners = [MinerEndpoint(n.uid, n.hotkey, f"http://{n.axon}") for n in graph.neurons
                   if n.axon and n.hotkey != self.chain.hotkey]
@@ -255,6 +278,7 @@ class Validator:
         if lead.is_me:
             bodies = {r.hotkey: r.body for r in received if r.body is not None}
             await asyncio.to_thread(self.outer_step, accepted, reports, units, record, bodies)
+            self.state.checkpoint_round = window.index
         else:
             lead_check = await self.follow_lead(window, lead, received, base_state, record)
         record.heldout_loss_after = await asyncio.to_thread(self.global_loss)
@@ -297,6 +321,9 @@ class Validator:
                 deadline_unix=deadline_unix)
 
         replies = await asyncio.gather(*(self.miners.send_work(m, order(m)) for m in miners))
+        logger.info("round {}: leading from checkpoint {} (round {}); {}/{} miners took the work", window.index,
+                    self.state.checkpoint[:12], self.state.checkpoint_round,
+                    sum(r.status == "ok" for r in replies), len(miners))
         for miner, reply in zip(miners, replies):
             if reply.status != "ok":
                 logger.warning("round {}: uid {} did not take the work: {} {}", window.index, miner.uid,
@@ -393,6 +420,7 @@ class Validator:
                                      "reports": {hk: r.to_dict() for hk, r in reports.items()}}) + "\n")
         metrics = {"round": window.index, "heldout_loss": record.heldout_loss_after, "accepted": len(accepted),
                    "contributions": len(reports), "round_seconds": seconds}
+        metrics["leading"] = int(lead_check is None)
         if lead_check is not None:
             metrics["lead_verified"] = int(lead_check.verified)
         metrics.update({f"score/uid{r.uid}": r.score for r in reports.values()})
