@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import bittensor as bt
+import httpx
 import torch
 from loguru import logger
 
@@ -24,7 +25,7 @@ from template.audit.lead_check import LeadCheck, check_lead_round
 from template.audit.replay import archive_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.base.checkpoint_app import create_checkpoint_app
-from template.base.checkpoint_client import fetch_latest_checkpoint
+from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
 from template.base.http_server import BackgroundServer
 from template.base.lead_election import announced_rounds, candidates_of, elect
 from template.base.miner_client import MinerClient, MinerEndpoint, Reply
@@ -46,6 +47,10 @@ from template.validation.score_ema import ScoreBook
 from template.validation.scoring import ScoringConfig
 
 GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
+
+
+class RoundSkipped(RuntimeError):
+    """This validator cannot take part in the round (said in one line, not as a crash)."""
 
 
 @dataclass
@@ -222,6 +227,8 @@ class Validator:
             try:
                 await self.run_round(window)
                 done += 1  # --round.max_rounds counts completed rounds
+            except RoundSkipped as exc:  # an expected condition: one line, no traceback
+                logger.warning("round {} skipped: {}", window.index, exc)
             except Exception as exc:  # a broken round is logged; the next one starts on time
                 logger.exception("round {} failed: {}", window.index, exc)
             if self.rounds.max_rounds and done >= self.rounds.max_rounds:
@@ -255,7 +262,11 @@ class Validator:
             await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead.url)
         received = await self.collect(window, miners, assignments, units, deadline_unix)
         if not lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
-            await self.sync_from_lead(lead)
+            try:
+                await self.sync_from_lead(lead)
+            except (CheckpointFetchError, httpx.HTTPError) as exc:
+                raise RoundSkipped(f"the lead's checkpoint is unavailable ({str(exc) or type(exc).__name__}); "
+                                   "the miners' updates cannot be scored against another base") from exc
         await self.chain.wait_for_block(window.eval_block)
         ctx = RoundContext(self.config.netuid, window.index, self.state.checkpoint,
                            eval_seed(await self.chain.block_hash(window.eval_block)))
