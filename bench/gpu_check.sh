@@ -29,13 +29,15 @@ phase() {  # phase <seconds> <name> <command...>
   echo "=== $name: rc ${PIPESTATUS[0]} in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
 
-phase "${T_124M:-260}" "throughput 124m 32x1024" $PY -m bench.throughput --presets 124m \
+phase "${T_124M:-230}" "throughput 124m 32x1024" $PY -m bench.throughput --presets 124m \
   --batch 32 --seq 1024 --threads 8 \
   --rows miner-full-comp,hf-compiled,miner-full,miner-width,validator-eval \
   --out "$OUT/throughput_124m.json"
-phase "${T_1B:-220}" "throughput 1b 8x2048" $PY -m bench.throughput --presets 1b \
+# Measured on an H200: the 124m phase took 202 s; the two compiled 1b rows 59 s + 66 s of
+# warm-up each, so the 1b eager row goes before the compiled shard row.
+phase "${T_1B:-260}" "throughput 1b 8x2048" $PY -m bench.throughput --presets 1b \
   --batch 8 --seq 2048 --threads 8 --steps 10 --warmup-steps 3 \
-  --rows miner-full-comp,hf-compiled,miner-width,miner-full \
+  --rows miner-full-comp,hf-compiled,miner-full,miner-width,validator-eval \
   --out "$OUT/throughput_1b.json"
 phase "${T_TEST:-60}" "pytest CUDA step" $PY -m pytest -q -p no:cacheprovider \
   tests/test_train_step.py -k cuda
