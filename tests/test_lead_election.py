@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from hypothesis import given, strategies as st
 
-from template.base.lead_election import Candidate, announced_rounds, candidates_of, elect
+from template.base.lead_election import (Candidate, announced_rounds, candidates_of, elect,
+                                         starting_peer_to_wait_for)
 from template.chain.neuron_chain import MetagraphView, NeuronView
 
 A, B, C, ME = (Candidate(hk, f"http://10.0.0.{i}:8000", stake, i)
@@ -43,6 +44,14 @@ def test_a_claim_to_have_finished_the_running_round_counts_as_no_answer():
     election = elect(RANKED, {"a": 8, "b": 7, "c": 7, "me": 7}, round_index=8)
     assert election.lead == B
     assert election.passed_over == {"a": "claims round 8, which has not ended"}
+
+
+def test_a_validator_just_started_waits_one_round_before_taking_over_from_a_silent_one():
+    silent_top = elect(RANKED, {"a": None, "b": None, "c": -1, "me": -1}, round_index=1)
+    assert silent_top.lead == C and starting_peer_to_wait_for(silent_top, RANKED, "c") == A
+    assert starting_peer_to_wait_for(silent_top, RANKED, "me") is None  # C leads, not me: nothing to wait for
+    stale_top = elect(RANKED, {"a": 2, "b": 7, "c": 7, "me": 7}, round_index=8)
+    assert starting_peer_to_wait_for(stale_top, RANKED, "b") is None  # A answers; it is only behind
 
 
 def test_nobody_answering_at_all_is_an_error():

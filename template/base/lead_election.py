@@ -64,6 +64,15 @@ def elect(candidates: list[Candidate], announced: dict[str, int | None], round_i
     raise AssertionError("the freshest round belongs to a candidate")
 
 
+def starting_peer_to_wait_for(election: Election, candidates: list[Candidate], my_hotkey: str) -> Candidate | None:
+    """For a validator in its first round after start: the validator with more stake that did not
+    answer, when this one would otherwise take over from it. It may be starting too, and two
+    leads would split the round, so the newcomer follows it for one round instead."""
+    if election.lead.hotkey != my_hotkey:
+        return None
+    return next((c for c in candidates if election.passed_over.get(c.hotkey) == "unreachable"), None)
+
+
 async def announced_rounds(candidates: list[Candidate], my_hotkey: str, my_round: int,
                            timeout: float) -> dict[str, int | None]:
     """Each candidate's announced checkpoint round, asked concurrently; mine without asking."""

@@ -27,7 +27,7 @@ from template.audit.round_record import RoundRecord, append_record
 from template.base.checkpoint_app import create_checkpoint_app
 from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
 from template.base.http_server import BackgroundServer
-from template.base.lead_election import announced_rounds, candidates_of, elect
+from template.base.lead_election import announced_rounds, candidates_of, elect, starting_peer_to_wait_for
 from template.base.miner_client import MinerClient, MinerEndpoint, Reply
 from template.base.miner import published_ip
 from template.base.round_records import Lead, RoundRecordBoard
@@ -158,13 +158,11 @@ class Validator:
         my_round = min(self.state.checkpoint_round, round_index - 1)  # a state from another chain's clock
         announced = await announced_rounds(candidates, me.hotkey, my_round, self.config.validator.lead_probe_timeout)
         election = elect(candidates, announced, round_index)
-        unreachable = [c for c in candidates if election.passed_over.get(c.hotkey) == "unreachable"]
-        if election.lead.hotkey == me.hotkey and unreachable and self.rounds_started <= 1:
-            # Just started: validators with more stake may be starting too. Taking over now would
-            # give the round two leads; wait one round before replacing them.
+        waiting_for = starting_peer_to_wait_for(election, candidates, me.hotkey) if self.rounds_started <= 1 else None
+        if waiting_for is not None:
             logger.info("round {}: {} does not answer yet; following it for this first round", round_index,
-                        unreachable[0].hotkey[:10])
-            return Lead(unreachable[0].hotkey, unreachable[0].url, is_me=False)
+                        waiting_for.hotkey[:10])
+            return Lead(waiting_for.hotkey, waiting_for.url, is_me=False)
         if election.passed_over:
             logger.warning("round {}: {} leads (checkpoint of round {}); passed over: {}", round_index,
                            "this validator" if election.lead.hotkey == me.hotkey else election.lead.hotkey[:10],
