@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                     + f" ({validators[0].name} leads); miners "
                     + ", ".join(f"{m.name}=uid{m.uid}" for m in miners))
         memory: dict[str, float | None] = {}
+
         def revive(neuron: Neuron) -> None:  # the rounds left to the successor, so both end together
             start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim,
                                          max_rounds=max(1, args.rounds - args.revive_lead)), logs, append=True)
