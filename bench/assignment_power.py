@@ -24,7 +24,7 @@ from template.training.compression import compress, decompress
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import configure_torch_threads, load_model_state, model_state
-from template.training.shards import ShardSpec, delta_to_full, extract, sub_state
+from template.training.shards import ShardSpec, delta_to_full, extract, loss_mode, sub_state
 from template.validation.scoring import assigned_vs_random
 
 PAGES = 48
@@ -36,7 +36,7 @@ def trained_delta(workload: Workload, base: dict, pages: list[int], spec: ShardS
     start = sub_state(model) if spec.scheme != "full" else base
     d = workload.defaults
     train_inner(model, workload.pages.tokens[pages], steps=d.inner_steps, batch_size=d.batch_size,
-                lr=d.learning_rate, warmup=d.warmup_steps, seed=seed)
+                lr=d.learning_rate, warmup=d.warmup_steps, seed=seed, loss_mode=loss_mode(spec))
     delta = pseudo_gradient(start, model)
     if spec.scheme != "full":
         touched = delta_to_full(delta, plan, shapes)

@@ -34,7 +34,7 @@ from template.training.model import (PRESETS, ModelPreset, build_model, configur
                                      load_model_state, model_state)
 from template.training.outer_step import NesterovOuterOptimizer, apply_outer_step
 from template.training.shards import (ShardSpec, coverage_mean, delta_to_full, extract,
-                                      shard_mask, shard_plan, sub_shapes, sub_state)
+                                      loss_mode, shard_mask, shard_plan, sub_shapes, sub_state)
 from template.validation.aggregation import aggregate
 
 ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lrX", "diloco-avg-dense", "layers",
@@ -219,7 +219,8 @@ def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
             sub, plan = extract(base, specs[m], preset, s.vocab_size)
             sub_base = sub_state(sub)
             stats = train_inner(sub, store.pages(pages), s.inner_steps, s.batch_size, inner_lr,
-                                warmup=s.warmup, seed=s.seed + 1000 * r + m)
+                                warmup=s.warmup, seed=s.seed + 1000 * r + m,
+                                loss_mode=loss_mode(specs[m]))
             result.miner_seconds.append(stats.seconds)
             delta = pseudo_gradient(sub_base, sub)
             if comp is not None:

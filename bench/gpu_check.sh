@@ -2,7 +2,7 @@
 # The GPU measurements of bench/README.md "On a GPU" in one run, most important first, each
 # phase under its own time limit so a slow compile cannot cost the rest. Figures go to $OUT
 # (default bench/results/gpu): JSON per preset (rewritten after every row) and one log.
-#   bash bench/gpu_check.sh            # on a CUDA machine with this repo's requirements
+#   bash bench/gpu_check.sh [124m] [1b] [test]   # on a CUDA machine; no argument: all three
 # Missing pure-Python requirements can travel as wheels in .whl/ (installed to /tmp/site).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -13,6 +13,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 1
 fi
+PHASES=${*:-124m 1b test}
+want() { [[ " $PHASES " == *" $1 "* ]]; }
 LOG="$OUT/gpu_check.log"
 {
   date -u
@@ -29,16 +31,17 @@ phase() {  # phase <seconds> <name> <command...>
   echo "=== $name: rc ${PIPESTATUS[0]} in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
 
-phase "${T_124M:-230}" "throughput 124m 32x1024" $PY -m bench.throughput --presets 124m \
-  --batch 32 --seq 1024 --threads 8 \
-  --rows miner-full-comp,hf-compiled,miner-full,miner-width,validator-eval \
+# Baseline first, then the miner's default (order effects showed up as 0.1-0.2% before);
+# the full model with the chunked loss forced; the quarter width shard (chunked loss).
+want 124m && phase "${T_124M:-330}" "throughput 124m 32x1024" $PY -m bench.throughput \
+  --presets 124m --batch 32 --seq 1024 --threads 8 --steps 60 \
+  --rows hf-compiled,miner-full-comp,miner-full-chunked,miner-width,validator-eval \
   --out "$OUT/throughput_124m.json"
-# Measured on an H200: the 124m phase took 202 s; the two compiled 1b rows 59 s + 66 s of
-# warm-up each, so the 1b eager row goes before the compiled shard row.
-phase "${T_1B:-260}" "throughput 1b 8x2048" $PY -m bench.throughput --presets 1b \
+# H200, previous session: each compiled 1b row took 59-66 s of warm-up.
+want 1b && phase "${T_1B:-300}" "throughput 1b 8x2048" $PY -m bench.throughput --presets 1b \
   --batch 8 --seq 2048 --threads 8 --steps 10 --warmup-steps 3 \
-  --rows miner-full-comp,hf-compiled,miner-full,miner-width,validator-eval \
+  --rows hf-compiled,miner-full-comp,miner-width,validator-eval,miner-full-chunked \
   --out "$OUT/throughput_1b.json"
-phase "${T_TEST:-60}" "pytest CUDA step" $PY -m pytest -q -p no:cacheprovider \
-  tests/test_train_step.py -k cuda
+want test && phase "${T_TEST:-120}" "pytest CUDA tests" $PY -m pytest -q -p no:cacheprovider \
+  -p no:logging tests/test_train_step.py -k cuda
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv 2>&1 | tee -a "$LOG"

@@ -4,7 +4,10 @@ full-model and shard training side by side, against a plain compiled HF Llama st
 Rows per preset (same batch x seq for every row):
   miner-full       `train_inner` on the whole model, eager (the miner with --miner.compile off)
   miner-full-comp  `train_inner(compile=True)`: the miner's default on CUDA (--miner.compile auto)
-  miner-width      `train_inner` on a quarter width shard (template/training/shards.py)
+  miner-full-chunked  as miner-full-comp with the chunked, fused-gradient LM loss forced
+                   (`loss_mode="chunked"`; the default chunks only when logits crowd the device)
+  miner-width      `train_inner` on a quarter width shard (template/training/shards.py), with
+                   the shard's loss (`shards.loss_mode`: chunked)
   miner-layers     `train_inner` on a quarter layer-range shard (shard 0: embeddings + block 0)
                    (shard rows compile as the miner would: --compile auto|on|off, default auto)
   hf-compiled      baseline: plain LlamaForCausalLM, bf16 autocast (CUDA), fused AdamW (CUDA),
@@ -14,7 +17,9 @@ Rows per preset (same batch x seq for every row):
 MFU = executed model FLOPs (6N + attention for full models; the shard's own forward/backward
 count for shards) x tokens/s / peak, where peak is measured here with a large matmul:
 bf16 8192^2 on CUDA, fp32 1024^2 on CPU (CPU rows run fp32: bf16 autocast is slow there).
-Each row runs in its own subprocess so peak memory (CUDA: max_memory_allocated; CPU: peak RSS
+Miner rows time the steps after the first of one `train_inner` call (the first carries the
+round's one-off costs: a fresh AdamW's state; reported apart as first_step_ms); the baseline
+times its steps after its warm-up. Each row runs in its own subprocess so peak memory (CUDA: max_memory_allocated; CPU: peak RSS
 above the pre-model baseline) belongs to that row alone.
 
     python -m bench.throughput --out bench/results/throughput.json
@@ -41,11 +46,11 @@ from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import train_inner
 from template.training.model import (PRESETS, build_model, configure_torch_threads, llama_config,
                                      model_state)
-from template.training.shards import ShardSpec, extract
+from template.training.shards import ShardSpec, extract, loss_mode
 from template.training.train_step import COMPILE_MODES, should_compile
 
-ROWS = ("miner-full", "miner-full-comp", "miner-width", "miner-layers", "hf-compiled",
-        "validator-eval")
+ROWS = ("miner-full", "miner-full-comp", "miner-full-chunked", "miner-width", "miner-layers",
+        "hf-compiled", "validator-eval")
 
 
 def _flops_per_token(row: str, preset_name: str, vocab: int, seq: int) -> tuple[float, int]:
@@ -55,11 +60,15 @@ def _flops_per_token(row: str, preset_name: str, vocab: int, seq: int) -> tuple[
         shapes = {n: tuple(p.shape) for n, p in
                   __import__("transformers").LlamaForCausalLM(
                       llama_config(preset, vocab)).named_parameters()}
-    spec = {"miner-width": ShardSpec("width", 0, 4),
-            "miner-layers": ShardSpec("layers", 0, 4)}.get(row, ShardSpec("full"))
-    fpt, frac = miner_flops_per_token(spec, preset, vocab, shapes, seq)
+    fpt, frac = miner_flops_per_token(row_spec(row), preset, vocab, shapes, seq)
     n = sum(int(torch.tensor(s).prod()) for s in shapes.values())
     return fpt, int(round(frac * n))
+
+
+def row_spec(row: str) -> ShardSpec:
+    """The unit a row trains: shard 0 of 4 for the shard rows, else the whole model."""
+    return {"miner-width": ShardSpec("width", 0, 4),
+            "miner-layers": ShardSpec("layers", 0, 4)}.get(row, ShardSpec("full"))
 
 
 def hf_compiled_step(model: torch.nn.Module, opt: torch.optim.Optimizer, grad_clip: float = 1.0
@@ -97,7 +106,7 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
         base_mem = torch.cuda.memory_allocated(device)
     else:
         base_mem = current_rss_bytes()
-    t_compile = 0.0
+    t_compile, first_step_ms, compile = 0.0, None, row == "hf-compiled"
     if row == "validator-eval":
         model = build_model(preset_name, vocab, seed=0, device=device)
         per_sequence_loss(model, tokens[:batch], batch_size=batch)
@@ -108,22 +117,26 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
         seconds = time.perf_counter() - t0
     elif row.startswith("miner-"):
         full = build_model(preset_name, vocab, seed=0, device="cpu")
-        compile = {"miner-full": False, "miner-full-comp": True}.get(
+        compile = {"miner-full": False, "miner-full-comp": True, "miner-full-chunked": True}.get(
             row, should_compile(compile_mode, device))
-        if row in ("miner-full", "miner-full-comp"):
+        spec = row_spec(row)
+        mode = "chunked" if row == "miner-full-chunked" else loss_mode(spec)
+        if spec.scheme == "full":
             model = full.to(device)
         else:
-            spec = ShardSpec("width" if row == "miner-width" else "layers", 0, 4)
             model, _ = extract(model_state(full), spec, preset_name, vocab, device=device)
             del full
         t0 = time.perf_counter()
         train_inner(model, tokens, max(warmup, 2 if compile else 1), batch, 1e-3, warmup=0,
-                    compile=compile)
+                    compile=compile, loss_mode=mode)
         sync(device)
         t_compile = time.perf_counter() - t0
-        stats = train_inner(model, tokens, steps, batch, 1e-3, warmup=0, seed=1, compile=compile)
+        # One more step than timed: the first (a fresh AdamW's state) is timed apart.
+        stats = train_inner(model, tokens, steps + 1, batch, 1e-3, warmup=0, seed=1,
+                            compile=compile, loss_mode=mode)
         sync(device)
-        seconds = stats.seconds
+        seconds = (stats.seconds - stats.first_step_seconds) * steps / (stats.steps - 1)
+        first_step_ms = 1e3 * stats.first_step_seconds
     else:  # the plain HF baseline
         from transformers import LlamaForCausalLM
         model = LlamaForCausalLM(llama_config(PRESETS[preset_name], vocab)).to(device)
@@ -154,7 +167,8 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
     return {"row": row, "preset": preset_name, "batch": batch, "seq": seq,
             "step_ms": 1e3 * seconds / steps, "tokens_per_s": tps, "flops_per_token": fpt,
             "achieved_flops": fpt * tps, "peak_mem_mb": peak / 2**20,
-            "trained_params": n_trained, "warmup_s": t_compile,
+            "trained_params": n_trained, "warmup_s": t_compile, "first_step_ms": first_step_ms,
+            "compiled": compile,
             "peak_rss_mb": peak_rss_bytes() / 2**20}
 
 
@@ -239,12 +253,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   f"peak {res['peak_mem_mb']:,.0f} MiB, warmup {res['warmup_s']:.0f} s",
                   flush=True)
             write_json(a.out, run_record(device, peak, dtype, a.threads, results, []))
-    for name in presets:
-        full = next((r for r in results if r["preset"] == name and r["row"] == "miner-full"),
-                    None)
-        for r in results:
-            if r["preset"] == name and full:
-                r["mem_vs_full"] = r["peak_mem_mb"] / full["peak_mem_mb"]
+    for r in results:  # memory against the whole model's default step, compiled as the row is
+        full = next((f for f in results if f["preset"] == r["preset"] and f["compiled"] ==
+                     r["compiled"] and f["row"] in ("miner-full", "miner-full-comp")), None)
+        if full:
+            r["mem_vs_full"] = r["peak_mem_mb"] / full["peak_mem_mb"]
     print_table(results, [("preset", "preset", "s"), ("row", "row", "s"),
                           ("batch", "batch", "d"), ("seq", "seq", "d"),
                           ("tokens_per_s", "tok/s", ",.0f"), ("step_ms", "step ms", ".1f"),

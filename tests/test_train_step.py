@@ -1,14 +1,14 @@
 """The inner step under torch.compile: same training as eager, compiled once per model."""
 import pytest
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from template.config import parse_config
 from template.training import loss
 from template.training.inner_loop import train_inner
 from template.training.model import build_model, load_model_state, model_state
 from template.training.shards import ShardSpec, extract, sub_state
-from template.training.train_step import forward_backward, should_compile
+from template.training.train_step import (clip_and_step, forward_backward, should_compile,
+                                          uses_fused_adamw)
 
 
 def pages(seed: int = 0) -> torch.Tensor:
@@ -60,19 +60,62 @@ def test_compiled_step_trains_a_width_shard_like_eager():
             assert not torch.equal(p.detach(), start[name]), f"{name} did not train"
 
 
-def test_compiled_step_with_the_chunked_loss_matches_the_dense_eager_step(monkeypatch):
-    eager, compiled = build_model("tiny", 512, 0, "cpu"), build_model("tiny", 512, 0, "cpu")
+def recording_compile(graphs: list):
+    """torch.compile that keeps the FX graphs Dynamo hands to Inductor."""
+    from torch._inductor.compile_fx import compile_fx
+    real = torch.compile
+
+    def backend(gm, inputs):
+        graphs.append(gm)
+        return compile_fx(gm, inputs)
+    return lambda fn, **kw: real(fn, backend=backend, **kw)
+
+
+@pytest.mark.parametrize("unit", ["full", "width"])
+def test_compiled_step_with_the_chunked_loss_matches_the_dense_eager_step(unit, monkeypatch):
+    full = model_state(build_model("tiny", 512, 0, "cpu"))
+    spec = ShardSpec(unit, 1 if unit == "width" else 0, 4 if unit == "width" else 1)
+    (eager, _), (compiled, _) = extract(full, spec, "tiny", 512), extract(full, spec, "tiny", 512)
     batch = pages()[:4]
-    loss_eager = forward_backward(eager, compile=False)(batch)  # 4x32 tokens x 512 logits: dense
-    monkeypatch.setattr(loss, "CHUNKED_LOSS_MIN_LOGITS", 1)  # compiled: chunked
+    loss_eager = forward_backward(eager, compile=False, loss_mode="dense")(batch)
     monkeypatch.setattr(loss, "LOSS_CHUNK_TOKENS", 40)  # 124 targets a batch: 4 chunks, one short
-    chunks = []
-    monkeypatch.setattr(loss, "checkpoint", lambda *a, **k: chunks.append(1) or checkpoint(*a, **k))
-    loss_compiled = forward_backward(compiled, compile=True)(batch)
-    assert len(chunks) >= 4  # the compiled step went through the chunked loss
+    graphs = []
+    monkeypatch.setattr(torch, "compile", recording_compile(graphs))
+    loss_compiled = forward_backward(compiled, compile=True, loss_mode="chunked")(batch)
+    assert any("autograd_function_apply" in g.code for g in graphs)  # the chunked loss, compiled
     assert float(loss_compiled) == pytest.approx(float(loss_eager), rel=1e-5)
-    for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
-        assert torch.linalg.norm(q.grad - p.grad) <= 1e-5 * torch.linalg.norm(p.grad), name
+    trained = [(n, p) for n, p in eager.named_parameters() if p.requires_grad]
+    grads = {n: p.grad for n, p in compiled.named_parameters() if p.requires_grad}
+    assert trained and sorted(grads) == sorted(n for n, _ in trained)
+    for name, p in trained:
+        assert torch.linalg.norm(grads[name] - p.grad) <= 1e-5 * torch.linalg.norm(p.grad), name
+
+
+def test_compiled_steps_are_cached_per_loss_mode():
+    model = build_model("tiny", 512, 0, "cpu")
+    dense = forward_backward(model, compile=True, loss_mode="dense")
+    chunked = forward_backward(model, compile=True, loss_mode="chunked")
+    assert dense is not chunked
+    assert forward_backward(model, compile=True, loss_mode="dense") is dense
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])  # clipping, and a norm below the limit
+def test_clip_folded_into_fused_adamw_equals_clip_then_step(max_norm):
+    """`clip_and_step` with fused AdamW (gradients divided inside the kernel) moves the
+    parameters exactly as clip_grad_norm_ followed by a plain AdamW step."""
+    models = [build_model("tiny", 512, 0, "cpu") for _ in range(2)]
+    for m in models:
+        forward_backward(m, compile=False)(pages()[:4])
+    plain = torch.optim.AdamW(models[0].parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+    fused = torch.optim.AdamW(models[1].parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+    assert not uses_fused_adamw(plain) and uses_fused_adamw(fused)
+    start = model_state(models[0])
+    clip_and_step(plain, list(models[0].parameters()), max_norm)
+    clip_and_step(fused, list(models[1].parameters()), max_norm)
+    assert not hasattr(fused, "grad_scale")
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
+        assert not torch.equal(p.detach(), start[name]), name
 
 
 def test_compile_mode_auto_compiles_on_cuda_only():
@@ -98,6 +141,34 @@ def test_cuda_miner_step_is_bf16_fused_and_compiled_by_default():
     stats = train_inner(model, pages().to(device), steps=3, batch_size=4, lr=3e-3,
                         compile=should_compile("auto", device))
     assert stats.steps == 3 and torch.isfinite(torch.tensor(stats.loss_last))
-    assert getattr(model, "_deai_compiled_step", None) is not None
+    assert getattr(model, "_deai_compiled_step", None)  # compiled steps, cached on the model
     moved = [n for n, p in model.named_parameters() if not torch.equal(p.detach().cpu(), start[n])]
     assert len(moved) == len(start)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_chunked_loss_matches_the_dense_one_under_bf16_and_compile():
+    device = torch.device("cuda")
+    dense_model = build_model("tiny", 512, 0, device)
+    chunked_model = build_model("tiny", 512, 0, device)
+    batch = pages().to(device)
+    dense = forward_backward(dense_model, compile=True, loss_mode="dense")(batch)
+    chunked = forward_backward(chunked_model, compile=True, loss_mode="chunked")(batch)
+    assert float(chunked) == pytest.approx(float(dense), rel=1e-2)
+    for (name, p), q in zip(dense_model.named_parameters(), chunked_model.parameters()):
+        cos = torch.nn.functional.cosine_similarity(p.grad.flatten(), q.grad.flatten(), dim=0)
+        assert cos > 0.99, (name, float(cos))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_clip_folded_into_fused_adamw_equals_clip_then_step():
+    device = torch.device("cuda")
+    models = [build_model("tiny", 512, 0, device) for _ in range(2)]
+    for m in models:
+        forward_backward(m, compile=False)(pages().to(device))
+    plain = torch.optim.AdamW(models[0].parameters(), lr=1e-2, foreach=True)
+    fused = torch.optim.AdamW(models[1].parameters(), lr=1e-2, fused=True)
+    clip_and_step(plain, list(models[0].parameters()), 1e-3)
+    clip_and_step(fused, list(models[1].parameters()), 1e-3)
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)

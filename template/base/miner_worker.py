@@ -27,7 +27,7 @@ from template.training.checkpoint import load_checkpoint, save_checkpoint
 from template.training.compression import compress
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import load_model_state
-from template.training.shards import ShardSpec, delta_to_full, extract, sub_state
+from template.training.shards import ShardSpec, delta_to_full, extract, loss_mode, sub_state
 
 
 @dataclass
@@ -192,7 +192,7 @@ class MinerWorker:
         stats = train_inner(model, self.workload.pages.tokens[request.pages], steps=request.inner_steps,
                             batch_size=request.batch_size, lr=request.learning_rate, warmup=request.warmup_steps,
                             deadline=request.deadline_unix - 1.0, seed=int(request.seed[:8], 16),
-                            compile=self.compile)
+                            compile=self.compile, loss_mode=loss_mode(spec))
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":
             shapes = {name: tuple(t.shape) for name, t in base.items()}

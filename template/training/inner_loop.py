@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from loguru import logger
 
-from template.training.train_step import forward_backward
+from template.training.train_step import clip_and_step, forward_backward
 
 
 @dataclass
@@ -18,6 +18,7 @@ class InnerStats:
     tokens: int
     seconds: float
     steps: int = 0
+    first_step_seconds: float = 0.0  # includes the round's one-off costs (optimizer state)
 
     @property
     def tokens_per_second(self) -> float:
@@ -58,11 +59,12 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
                 lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
                 warmup: int = 0, seed: int = 0, final_lr_frac: float = 0.1,
                 grad_clip: float = 1.0, deadline: float | None = None,
-                compile: bool = False) -> InnerStats:
+                compile: bool = False, loss_mode: str = "auto") -> InnerStats:
     """Train `model` in place for `steps` AdamW steps over the pages `tokens` [N, T].
 
     `compile`: forward + loss + backward under torch.compile (`train_step.forward_backward`;
     the compiled step is kept on the model, so reusing the model reuses the compilation).
+    `loss_mode`: dense or chunked LM loss (`loss.causal_lm_loss`); shards pass `chunked`.
 
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
     round (a slow device still contributes what it managed)."""
@@ -73,11 +75,11 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
     batch_size = min(batch_size, tokens.shape[0])
     opt = _make_optimizer(model, lr, weight_decay, betas)
     params = [p for p in model.parameters() if p.requires_grad]
-    fwd_bwd = forward_backward(model, compile)
+    fwd_bwd = forward_backward(model, compile, loss_mode)
     model.train()
     t0 = time.perf_counter()
     first_loss = last_loss = None  # device tensors: reading them each step would sync a GPU
-    done = 0
+    done, first_step_seconds = 0, 0.0
     # Indices go to the device once: a host->device copy per step would wait for the GPU.
     order = torch.stack(batch_order(tokens.shape[0], steps, batch_size, seed)).to(device)
     for step, idx in enumerate(order):
@@ -88,16 +90,18 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
             group["lr"] = lr_at(step, steps, lr, warmup, final_lr_frac)
         opt.zero_grad(set_to_none=True)
         loss = fwd_bwd(tokens[idx])
-        if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
+        clip_and_step(opt, params, grad_clip)
         last_loss = loss.detach()
         if step == 0:
             first_loss = last_loss
+            if device.type == "cuda":  # one wait a round, to time the first step apart
+                torch.cuda.synchronize(device)
+            first_step_seconds = time.perf_counter() - t0
         done = step + 1
     loss_first, loss_last = (float("nan") if t is None else float(t) for t in (first_loss, last_loss))
     seconds = time.perf_counter() - t0  # after the float() reads: the device has finished
-    stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done)
+    stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done,
+                       first_step_seconds)
     logger.debug(f"inner: {steps} steps x {batch_size} x {tokens.shape[1]} on {tokens.shape[0]} "
                  f"pages, loss {loss_first:.3f} -> {loss_last:.3f}, {seconds:.1f}s "
                  f"({stats.tokens_per_second / 1e3:.1f}k tok/s)")

@@ -261,6 +261,13 @@ def _sub_name(name: str) -> str:
             "lm_head.part": "lm_head.table.part"}.get(name, name)
 
 
+def loss_mode(spec: ShardSpec) -> str:
+    """The LM loss a unit trains with (`loss.causal_lm_loss`): shards exist for devices short
+    of memory, so they always take the chunked loss (no full-vocabulary logits held, same
+    FLOPs); the whole model chunks only when its logits would crowd the device."""
+    return "auto" if spec.scheme == "full" else "chunked"
+
+
 @torch.no_grad()
 def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: ModelPreset | str,
             vocab_size: int, device: torch.device | str = "cpu"

@@ -4,8 +4,11 @@ On CUDA the miner trains with bf16 autocast, SDPA attention (the preset's config
 (`_make_optimizer`) and, by default, forward + loss + backward compiled with torch.compile; the
 optimizer step stays eager (fused AdamW is already one kernel per parameter group).
 
-Compiled steps are cached per model object: a miner that keeps its model between rounds and
-loads each new base into it in place (`load_model_state`) compiles once, not every round.
+Compiled steps are cached per model object (and loss mode): a miner that keeps its model
+between rounds and loads each new base into it in place (`load_model_state`) compiles once,
+not every round.
+
+Gradient clipping with fused AdamW is folded into the optimizer's kernel (`clip_and_step`).
 """
 from __future__ import annotations
 
@@ -29,16 +32,18 @@ def should_compile(mode: str, device: torch.device) -> bool:
     return mode == "on" or (mode == "auto" and device.type == "cuda")
 
 
-def forward_backward(model: torch.nn.Module, compile: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """batch [B, T] -> detached loss, gradients accumulated into the trainable parameters."""
-    cached = getattr(model, _CACHE_ATTR, None)
-    if compile and cached is not None:
-        return cached
+def forward_backward(model: torch.nn.Module, compile: bool, loss_mode: str = "auto"
+                     ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """batch [B, T] -> detached loss, gradients accumulated into the trainable parameters.
+    `loss_mode`: see `loss.causal_lm_loss`."""
+    cache = getattr(model, _CACHE_ATTR, None)
+    if compile and cache is not None and loss_mode in cache:
+        return cache[loss_mode]
     device = next(model.parameters()).device
 
     def fwd_bwd(batch: torch.Tensor) -> torch.Tensor:
         with autocast_context(device):
-            loss = causal_lm_loss(model, batch)
+            loss = causal_lm_loss(model, batch, loss_mode)
         loss.backward()
         return loss.detach()
 
@@ -46,5 +51,34 @@ def forward_backward(model: torch.nn.Module, compile: bool) -> Callable[[torch.T
         return fwd_bwd
     logger.info("inner loop: compiling the training step with torch.compile (first step is slow)")
     fn = torch.compile(fwd_bwd, dynamic=False)
-    object.__setattr__(model, _CACHE_ATTR, fn)
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, _CACHE_ATTR, cache)
+    cache[loss_mode] = fn
     return fn
+
+
+def uses_fused_adamw(opt: torch.optim.Optimizer) -> bool:
+    return isinstance(opt, (torch.optim.Adam, torch.optim.AdamW)) and all(g.get("fused") for g in opt.param_groups)
+
+
+def clip_and_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], max_norm: float) -> None:
+    """Clip the gradients' global norm to `max_norm` (as `clip_grad_norm_`), then step.
+
+    With fused (Adam)AdamW the clip costs no pass of its own over the gradients: the kernel
+    divides each gradient by the optimizer's `grad_scale` (the tensor AMP's GradScaler uses
+    to unscale), which is set to norm / max_norm when that exceeds 1."""
+    if max_norm <= 0:
+        opt.step()
+        return
+    if not uses_fused_adamw(opt):
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        opt.step()
+        return
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    # clip_grad_norm_ multiplies by min(1, max_norm / (norm + 1e-6)); this divides by its inverse.
+    opt.grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0).float()
+    try:
+        opt.step()
+    finally:
+        del opt.grad_scale
