@@ -18,7 +18,7 @@ from protocol.payload import decode_tensors
 from template.audit.round_record import RoundRecord, read_records
 from template.validation.unit_merge import merge_units
 from template.training.checkpoint import load_checkpoint, state_hash
-from template.training.compression import CompressedUpdate, CompressionConfig, decompress
+from template.training.compression import CompressedUpdate, CompressionConfig, DecodedUpdate
 from template.training.outer_step import apply_outer_step
 
 
@@ -50,7 +50,7 @@ def replayed_state(record: RoundRecord, base_state: dict[str, torch.Tensor], bod
         if hashlib.sha256(body).hexdigest() != record.contributions.get(hotkey):
             raise ReplayError(f"contribution from {hotkey[:10]} does not match the record's hash")
         tensors, _ = decode_tensors(body, MAX_CONTRIBUTION_BYTES)
-        deltas[hotkey] = decompress(CompressedUpdate.from_tensors(tensors, shapes, compression), shapes)
+        deltas[hotkey] = DecodedUpdate(CompressedUpdate.from_tensors(tensors, shapes, compression), shapes)
     units = {hk: UnitOfWork.from_label(record.units.get(hk, "full")) for hk in record.accepted}
     _, merged = merge_units(list(record.accepted), deltas, units, preset, vocab_size, coldkeys=record.coldkeys)
     return base_state if merged is None else apply_outer_step(base_state, merged, record.outer_lr)

@@ -3,6 +3,7 @@ torch-side work for one round, with no networking and no chain."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import torch
@@ -12,7 +13,7 @@ from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, UnitOfWork
 from protocol.payload import PayloadError, decode_tensors
 from template.training.assignment import control_pages, heldout_pages
-from template.training.compression import CompressedUpdate, CompressionConfig, MalformedUpdate, decompress
+from template.training.compression import CompressedUpdate, CompressionConfig, DecodedUpdate, MalformedUpdate
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.pages import PageStore
 from template.validation.unit_merge import merge_units
@@ -45,8 +46,9 @@ class RoundContext:
 
 
 def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str, tuple[int, ...]],
-                        compression: CompressionConfig) -> tuple[dict[str, torch.Tensor] | None, str | None]:
-    """The dense delta, or None and the reason it cannot be used."""
+                        compression: CompressionConfig) -> tuple[DecodedUpdate | None, str | None]:
+    """The delta (validated, kept packed, decoded tensor by tensor when read), or None and the
+    reason it cannot be used."""
     if received.body is None:
         return None, received.failure or "no contribution"
     try:
@@ -68,7 +70,7 @@ def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str,
         return None, f"trained unit {meta.unit.label}, assigned {received.unit.label}"
     try:
         update = CompressedUpdate.from_tensors(tensors, shapes, compression)
-        return decompress(update, shapes), None
+        return DecodedUpdate(update, shapes), None
     except MalformedUpdate as exc:
         return None, f"malformed update: {exc}"
 
@@ -76,7 +78,7 @@ def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str,
 def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tensor], received: list[Received],
                         ctx: RoundContext, pages: PageStore, compression: CompressionConfig,
                         scoring: ScoringConfig, heldout_count: int, control_count: int, outer_lr: float = 1.0
-                        ) -> tuple[dict[str, ScoreReport], dict[str, dict[str, torch.Tensor]]]:
+                        ) -> tuple[dict[str, ScoreReport], dict[str, DecodedUpdate]]:
     """Score every contribution, each unit of work (whole model, or one shard) among its own
     peers; returns the reports and the decoded deltas of the accepted."""
     shapes = {name: tuple(t.shape) for name, t in base_state.items()}
@@ -111,7 +113,7 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
     return reports, accepted
 
 
-def aggregate_in_arrival_order(accepted: dict[str, dict[str, torch.Tensor]], reports: dict[str, ScoreReport],
+def aggregate_in_arrival_order(accepted: dict[str, Mapping[str, torch.Tensor]], reports: dict[str, ScoreReport],
                                units: dict[str, UnitOfWork], preset: str, vocab_size: int, min_per_unit: int = 2,
                                coldkeys: dict[str, str] | None = None
                                ) -> tuple[list[str], dict[str, torch.Tensor] | None]:

@@ -10,6 +10,7 @@ dense delta on every machine.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -296,15 +297,35 @@ def compress(delta: dict[str, torch.Tensor], residual: dict[str, torch.Tensor] |
     return update, new_residual
 
 
-def decompress(update: CompressedUpdate, shapes: dict[str, tuple[int, ...]]
+class DecodedUpdate(Mapping[str, torch.Tensor]):
+    """The dense fp32 deltas of an update, decoded tensor by tensor when read and never kept:
+    a validator holds a round's contributions packed (~280x smaller than dense) and every
+    reader (checks, norms, similarity, evaluation, aggregation) walks them one tensor at a time.
+    Deterministic: every read of a name gives the same tensor."""
+
+    def __init__(self, update: CompressedUpdate, shapes: Mapping[str, tuple[int, ...]]) -> None:
+        unknown = sorted(set(update.parts) - set(shapes))
+        if unknown:
+            raise MalformedUpdate(f"unknown parameter {unknown[0]!r}")
+        self._update = update
+        self._shapes = {name: tuple(shapes[name]) for name in sorted(update.parts)}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._shapes:
+            raise KeyError(name)
+        return _decode_part(self._update.parts[name], self._shapes[name], self._update.cfg)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
+def decompress(update: CompressedUpdate, shapes: Mapping[str, tuple[int, ...]]
                ) -> dict[str, torch.Tensor]:
     """Dense fp32 deltas, deterministic; parameters the update lacks are not returned."""
-    out: dict[str, torch.Tensor] = {}
-    for name in sorted(update.parts):
-        if name not in shapes:
-            raise MalformedUpdate(f"unknown parameter {name!r}")
-        out[name] = _decode_part(update.parts[name], tuple(shapes[name]), update.cfg)
-    return out
+    return dict(DecodedUpdate(update, shapes))
 
 
 def wire_bytes(update: CompressedUpdate) -> int:

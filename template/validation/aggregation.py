@@ -13,7 +13,7 @@ float32 ops in the given order, so any validator rebuilds the aggregate bit for 
 from __future__ import annotations
 
 import statistics
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -30,22 +30,37 @@ def median_tensor_norms(deltas: Sequence[Delta]) -> dict[str, float]:
     return {name: statistics.median(tensor_norm(d[name]) for d in deltas) for name in deltas[0]}
 
 
-def clip_to_norms(delta: Delta, max_norms: Mapping[str, float]) -> dict[str, torch.Tensor]:
-    """Scale down each tensor whose norm exceeds `max_norms[name]`; others pass through
-    unchanged (the same tensor object, never modified)."""
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in delta.items():
-        limit = max_norms.get(name)
-        norm = tensor_norm(tensor)
-        if limit is None or norm <= limit:
-            out[name] = tensor
-        else:
-            factor = torch.tensor(limit / norm, dtype=tensor.dtype)
-            out[name] = tensor * factor
-    return out
+class ClippedDelta(Mapping[str, torch.Tensor]):
+    """`delta` with every tensor whose norm exceeds `max_norms[name]` scaled down to it, done
+    when a tensor is read (its factor worked out once), so clipping a lazily decoded delta
+    never holds it whole. A tensor within its limit is returned exactly as `delta` gives it."""
+
+    def __init__(self, delta: Delta, max_norms: Mapping[str, float]) -> None:
+        self._delta, self._limits = delta, max_norms
+        self._factors: dict[str, torch.Tensor | None] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        tensor = self._delta[name]
+        if name not in self._factors:
+            limit, norm = self._limits.get(name), tensor_norm(tensor)
+            self._factors[name] = (None if limit is None or norm <= limit
+                                   else torch.tensor(limit / norm, dtype=tensor.dtype))
+        factor = self._factors[name]
+        return tensor if factor is None else tensor * factor
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._delta)
+
+    def __len__(self) -> int:
+        return len(self._delta)
 
 
-def median_norm_clip(deltas: Sequence[Delta]) -> list[dict[str, torch.Tensor]]:
+def clip_to_norms(delta: Delta, max_norms: Mapping[str, float]) -> ClippedDelta:
+    """Scale down each tensor whose norm exceeds `max_norms[name]` (`ClippedDelta`)."""
+    return ClippedDelta(delta, max_norms)
+
+
+def median_norm_clip(deltas: Sequence[Delta]) -> list[ClippedDelta]:
     """Clip every delta per tensor to that tensor's median norm over `deltas`."""
     medians = median_tensor_norms(deltas)
     return [clip_to_norms(d, medians) for d in deltas]

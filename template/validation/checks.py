@@ -104,11 +104,33 @@ class DuplicateFinding:
     reason: str
 
 
-def _topk_indices(flat: torch.Tensor, k: int) -> torch.Tensor:
-    """Sorted indices of the k largest |values|, zeros excluded (a sparse delta's set is its
-    non-zeros, so ties among zeros never create overlap)."""
-    values, idx = torch.topk(flat.abs(), k, sorted=False)
-    return torch.sort(idx[values > 0]).values
+def _topk_of_nonzeros(idx: torch.Tensor, values: torch.Tensor, k: int) -> torch.Tensor:
+    """Sorted positions of the k largest |values| among a tensor's non-zeros (`idx` their
+    positions): a sparse delta's set is its non-zeros, so ties among zeros never create overlap."""
+    if values.numel() > k:
+        idx = idx[torch.topk(values.abs(), k, sorted=False).indices]
+    return torch.sort(idx).values
+
+
+def _gram_over_union(positions: Sequence[torch.Tensor], values: Sequence[torch.Tensor] | None,
+                     cols: int) -> torch.Tensor:
+    """[n, n] float64 Gram matrix of n sparse vectors given as (positions, values) (values None:
+    all ones, which counts shared positions). Only the union of the positions is materialised,
+    in column blocks of `cols`, one [n, cols] @ [cols, n] product per block."""
+    n = len(positions)
+    gram = torch.zeros(n, n, dtype=torch.float64)
+    device = positions[0].device
+    sizes = torch.tensor([p.numel() for p in positions], dtype=torch.long)
+    union, column = torch.unique(torch.cat(list(positions)), return_inverse=True)
+    row = torch.repeat_interleave(torch.arange(n, device=device), sizes.to(device))
+    flat_values = torch.cat(list(values)) if values is not None else None
+    for start in range(0, union.numel(), cols):
+        width = min(cols, union.numel() - start)
+        inside = (column >= start) & (column < start + width)
+        block = torch.zeros(n, width, device=device)
+        block[row[inside], column[inside] - start] = 1.0 if flat_values is None else flat_values[inside]
+        gram += (block @ block.T).cpu().double()
+    return gram
 
 
 def similarity_matrices(
@@ -116,10 +138,12 @@ def similarity_matrices(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairwise cosine of the flattened deltas and top-k index-set overlap, both [n, n] float64.
 
-    Streams tensor by tensor in column blocks: the Gram matrix and the top-k co-occurrence
-    counts are accumulated with one [n, cols] @ [cols, n] product per block, so memory stays
-    at one block however many parameters there are. Overlap of i and j is
-    |topk_i & topk_j| / min(|topk_i|, |topk_j|) (0 when either set is empty).
+    Walks tensor by tensor: each delta's tensor is read once (a lazily decoded delta is
+    decoded then) and kept only as its non-zeros, and the Gram matrix and the top-k
+    co-occurrence counts are accumulated over the union of those positions in column blocks,
+    so memory stays at one tensor's non-zeros per delta plus one block, however many
+    parameters there are. Overlap of i and j is |topk_i & topk_j| / min(|topk_i|, |topk_j|)
+    (0 when either set is empty).
     """
     n = len(deltas)
     gram = torch.zeros(n, n, dtype=torch.float64)
@@ -129,34 +153,24 @@ def similarity_matrices(
         return gram, shared
     names = list(deltas[0].keys())
     for d in deltas[1:]:
-        if set(d) != set(names) or any(d[k].numel() != deltas[0][k].numel() for k in names):
-            raise ValueError("deltas differ in tensor names or sizes; run wrong_shape first")
+        if set(d) != set(names):
+            raise ValueError("deltas differ in tensor names; run wrong_shape first")
     cols = max(1, _BLOCK_ELEMENTS // n)
-    # One reused buffer: a fresh [n, cols] allocation per block costs more than the product.
-    device = next(iter(deltas[0].values())).device  # work where the deltas are (CPU or GPU)
-    buffer = torch.empty(n * min(cols, max(d.numel() for d in deltas[0].values())), device=device)
     for name in names:
-        flats = [d[name].reshape(-1).float() for d in deltas]
-        numel = flats[0].numel()
-        for start in range(0, numel, cols):
-            width = min(cols, numel - start)
-            block = buffer[: n * width].view(n, width)
-            torch.stack([f[start : start + width] for f in flats], out=block)
-            gram += (block @ block.T).cpu().double()
-        # Top-k co-occurrence counts, over the union of the selected indices only (every
-        # other column of the indicator matrix is zero).
+        positions, values, numel = [], [], None
+        for d in deltas:
+            flat = d[name].reshape(-1).float()
+            if numel is not None and flat.numel() != numel:
+                raise ValueError(f"deltas differ in the size of {name!r}; run wrong_shape first")
+            numel = flat.numel()
+            idx = torch.nonzero(flat).squeeze(1)
+            positions.append(idx)
+            values.append(flat[idx])
+        gram += _gram_over_union(positions, values, cols)
         k = min(numel, max(1, math.ceil(topk_fraction * numel)))
-        picks = [_topk_indices(f, k) for f in flats]
-        sizes = torch.tensor([p.numel() for p in picks], dtype=torch.long)
-        set_sizes += sizes.double()
-        union, column = torch.unique(torch.cat(picks), return_inverse=True)
-        row = torch.repeat_interleave(torch.arange(n, device=device), sizes.to(device))
-        for start in range(0, union.numel(), cols):
-            width = min(cols, union.numel() - start)
-            inside = (column >= start) & (column < start + width)
-            indicator = torch.zeros(n, width, device=device)
-            indicator[row[inside], column[inside] - start] = 1.0
-            shared += (indicator @ indicator.T).cpu().double()
+        picks = [_topk_of_nonzeros(p, v, k) for p, v in zip(positions, values)]
+        set_sizes += torch.tensor([p.numel() for p in picks], dtype=torch.float64)
+        shared += _gram_over_union(picks, None, cols)
     norms = gram.diagonal().clamp_min(0).sqrt()
     denom = norms[:, None] * norms[None, :]
     cosine = torch.where(denom > 0, gram / denom.clamp_min(1e-300), torch.zeros_like(gram))

@@ -144,7 +144,7 @@ class Contribution:
 
     hotkey: str
     uid: int
-    delta: dict[str, torch.Tensor] | None
+    delta: Mapping[str, torch.Tensor] | None  # dense, or decoded when read (DecodedUpdate)
     arrival_index: int
     rejected_reason: str | None = None  # set by the caller: malformed payload, wrong round, ...
     assigned_tokens: Any = None  # the miner's assigned pages, as loss_fn takes them

@@ -2,6 +2,8 @@
 into one outer-step update, deterministically (the round record keeps the order)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from loguru import logger
 
@@ -10,7 +12,7 @@ from template.training.shards import ShardSpec, coverage_mean, shard_mask
 from template.validation.aggregation import aggregate, coldkey_capped_weights, median_norm_clip
 
 
-def merge_units(order: list[str], accepted: dict[str, dict[str, torch.Tensor]], units: dict[str, UnitOfWork],
+def merge_units(order: list[str], accepted: dict[str, Mapping[str, torch.Tensor]], units: dict[str, UnitOfWork],
                 preset: str, vocab_size: int, min_per_unit: int = 2, coldkeys: dict[str, str] | None = None
                 ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
     """Whole-model contributions: median-norm clip and mean. With shards, each unit is clipped
