@@ -1,6 +1,6 @@
 """Each benchmark runs end to end at a tiny --smoke setting and prints its table (no timing
 assertions: benchmarks are never asserted)."""
-from bench import assignment_power, collective, compression, compression_variants, throughput
+from bench import assignment_power, collective, compression, compression_variants, throughput, validator_memory
 
 
 def test_throughput_bench_prints_its_table(capsys):
@@ -39,3 +39,11 @@ def test_assignment_power_bench_counts_passes_per_unit_and_miner(capsys):
     assert {(r["unit"], r["miner"]) for r in rows} == {(u, m) for u in ("full", "width 1/4")
                                                       for m in ("honest", "wrong data")}
     assert all(r["passed"].endswith("/2") and r["z_min"] <= r["z_median"] <= r["z_max"] for r in rows)
+
+
+def test_validator_memory_bench_runs_both_modes_to_the_same_aggregate(capsys):
+    rows = validator_memory.main(["--smoke"])
+    assert "peak RSS MiB" in capsys.readouterr().out
+    packed, dense = sorted(rows, key=lambda r: r["mode"] != "packed")
+    assert (packed["mode"], dense["mode"]) == ("packed", "dense") and packed["miners"] == 3
+    assert packed["merged_norm"] == dense["merged_norm"] > 0  # the same round either way
