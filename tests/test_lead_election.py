@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from hypothesis import given, strategies as st
 
-from template.base.lead_election import (Candidate, announced_rounds, candidates_of, elect,
-                                         starting_peer_to_wait_for)
+from template.base.lead_election import (Candidate, announced_rounds, candidates_of, conflicting_checkpoint,
+                                         elect, starting_peer_to_wait_for)
 from template.chain.neuron_chain import MetagraphView, NeuronView
 
 A, B, C, ME = (Candidate(hk, f"http://10.0.0.{i}:8000", stake, i)
@@ -90,3 +90,19 @@ def test_announced_rounds_asks_the_others_and_counts_silence_as_none():
     dead = Candidate("dead", f"http://127.0.0.1:{free_port()}", 9, 0)
     announced = asyncio.run(announced_rounds([dead, ME], "me", 5, timeout=2.0))
     assert announced == {"dead": None, "me": 5}
+
+
+def test_a_validator_behind_the_lead_adopts_its_checkpoint_backed_or_not():
+    assert conflicting_checkpoint(7, "h7", my_round=5, my_hash="h5", backed=False) is None
+    assert conflicting_checkpoint(7, "h7", my_round=-1, my_hash="", backed=False) is None
+
+
+def test_an_unbacked_checkpoint_never_replaces_one_held_for_the_same_or_a_later_round():
+    why = conflicting_checkpoint(7, "evil", my_round=7, my_hash="h7", backed=False)
+    assert why is not None and "no committed record backs it" in why and "round 7" in why
+    assert conflicting_checkpoint(6, "old", my_round=7, my_hash="h7", backed=False) is not None
+
+
+def test_a_backed_or_identical_checkpoint_is_adopted():
+    assert conflicting_checkpoint(7, "h7b", my_round=7, my_hash="h7", backed=True) is None  # split brain heals
+    assert conflicting_checkpoint(7, "h7", my_round=7, my_hash="h7", backed=False) is None

@@ -6,7 +6,9 @@ metagraph's permitted validators and what each announces at /v1/checkpoint/lates
 agree on the lead without talking to each other. A dead lead is skipped (the next validator
 leads from the last checkpoint it verified, and the round does not stall), and a returning
 lead whose checkpoint is older than the freshest one follows until it has caught up, instead
-of rewinding the model to its stale state.
+of rewinding the model to its stale state. A lead's checkpoint never replaces one a validator
+holds for the same or a later round unless a record committed on chain backs it
+(`conflicting_checkpoint`).
 """
 from __future__ import annotations
 
@@ -81,3 +83,18 @@ async def announced_rounds(candidates: list[Candidate], my_hotkey: str, my_round
     announced = {c.hotkey: (info.round_index if info else None) for c, info in zip(others, infos)}
     announced[my_hotkey] = my_round
     return announced
+
+
+def conflicting_checkpoint(announced_round: int, announced_hash: str, my_round: int, my_hash: str,
+                           backed: bool) -> str | None:
+    """Why the lead's checkpoint must not replace this validator's, or None to adopt it.
+
+    A validator behind the lead adopts its checkpoint (it has nothing better to score
+    against). One that already holds a checkpoint for the same or a later round (led,
+    verified, or adopted) takes a different one only when a record committed on chain backs
+    it: otherwise any permitted validator could claim a round it never led and swap the model."""
+    if backed or announced_hash == my_hash or announced_round > my_round:
+        return None
+    return (f"its checkpoint {announced_hash[:12]} of round {announced_round} differs from "
+            f"{my_hash[:12]}, which this validator holds for round {my_round}, and no committed "
+            f"record backs it")

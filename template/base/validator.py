@@ -27,7 +27,8 @@ from template.audit.round_record import RoundRecord, append_record
 from template.base.checkpoint_app import create_checkpoint_app
 from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
 from template.base.http_server import BackgroundServer
-from template.base.lead_election import announced_rounds, candidates_of, elect, starting_peer_to_wait_for
+from template.base.lead_election import (announced_rounds, candidates_of, conflicting_checkpoint, elect,
+                                         starting_peer_to_wait_for)
 from template.base.miner_client import MinerClient, MinerEndpoint, Reply
 from template.base.miner import published_ip
 from template.base.round_records import Lead, RoundRecordBoard
@@ -134,12 +135,18 @@ class Validator:
     async def sync_from_lead(self, lead: Lead) -> None:
         """A non-lead validator scores against the lead's checkpoint: fetch it when it is not the
         one this validator already holds (joining, or a round it could not verify), check it is
-        the one announced, and say whether a record the lead committed on chain backs it."""
+        the one announced, and say whether a record the lead committed on chain backs it. An
+        unbacked checkpoint that conflicts with one held for the same or a later round is refused
+        (`lead_election.conflicting_checkpoint`): the round is skipped."""
         info, state = await fetch_latest_checkpoint(lead.url, self.state.checkpoint)
         if state is None:
             self.state.checkpoint_round = info.round_index
             return
         backed, detail = await self.lead_records.backs_checkpoint(lead, info.round_index, info.sha256)
+        conflict = conflicting_checkpoint(info.round_index, info.sha256, self.state.checkpoint_round,
+                                          self.state.checkpoint, backed)
+        if conflict:
+            raise RoundSkipped(f"not adopting the lead's checkpoint: {conflict} ({detail})")
         save_checkpoint_by_hash(self.checkpoint_dir, state)
         load_model_state(self.model, state)
         self.state.checkpoint, self.state.checkpoint_round = info.sha256, info.round_index
