@@ -37,8 +37,10 @@ from template.training.shards import (ShardSpec, coverage_mean, delta_to_full, e
                                       loss_mode, shard_mask, shard_plan, sub_shapes, sub_state)
 from template.validation.aggregation import aggregate
 
-ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lrX", "diloco-avg-dense", "layers",
-        "width", "width-roll", "width-pair", "width-same", "layers-roll")
+ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lrX", "diloco-avg-dense", "diloco-keep",
+        "layers", "width", "width-roll", "width-pair", "width-same", "layers-roll")
+# diloco-keep: plain-average DiLoCo whose miners keep their AdamW moments between rounds (as in
+# the DiLoCo paper's workers) instead of starting each round from zero moments.
 # Which shard miner m trains in round r (count shards, K miners):
 #   fixed (`layers`, `width`): m % count, the same every round;
 #   roll (`*-roll`, FedRolex): (m + r) % count, every miner moves to the next window each round;
@@ -197,6 +199,8 @@ def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
         outer_lr = s.shard_outer_lr
     inner_lr = s.lr if scheme == "full" or s.shard_lr is None else s.shard_lr
     nesterov = NesterovOuterOptimizer(0.7, 0.9) if arm == "diloco-nesterov" else None
+    keep_state = arm == "diloco-keep"  # each miner's AdamW moments carry over between rounds
+    kept_state: dict[int, dict] = {}
     mask_cache: dict[ShardSpec, dict[str, torch.Tensor]] = {}
 
     def mask_of(sp: ShardSpec) -> dict[str, torch.Tensor]:
@@ -220,7 +224,10 @@ def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
             sub_base = sub_state(sub)
             stats = train_inner(sub, store.pages(pages), s.inner_steps, s.batch_size, inner_lr,
                                 warmup=s.warmup, seed=s.seed + 1000 * r + m,
-                                loss_mode=loss_mode(specs[m]))
+                                loss_mode=loss_mode(specs[m]),
+                                optimizer_state=kept_state.get(m) if keep_state else None)
+            if keep_state:
+                kept_state[m] = stats.optimizer_state
             result.miner_seconds.append(stats.seconds)
             delta = pseudo_gradient(sub_base, sub)
             if comp is not None:

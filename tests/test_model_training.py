@@ -113,3 +113,20 @@ def test_applied_delta_applies_then_restores_exactly(model):
     with pytest.raises(RuntimeError), applied_delta(model, delta, scale=1.0):
         raise RuntimeError("scoring failed")
     assert state_hash(model_state(model)) == before
+
+
+def test_the_inner_optimizer_state_carries_over_between_calls():
+    """A miner that keeps training the same unit continues from its AdamW moments (DiLoCo's
+    workers keep theirs); without them a round starts from zero moments."""
+    pages = _pages(8, seed=9)
+    carried, fresh = build_model("tiny", VOCAB, seed=0, device="cpu"), build_model("tiny", VOCAB, seed=0, device="cpu")
+    first = train_inner(carried, pages, steps=3, batch_size=4, lr=1e-2, seed=1)
+    train_inner(fresh, pages, steps=3, batch_size=4, lr=1e-2, seed=1)
+    steps = {float(s["step"]) for s in first.optimizer_state["state"].values()}
+    assert steps == {3.0}
+    second = train_inner(carried, pages, steps=2, batch_size=4, lr=1e-2, seed=2,
+                         optimizer_state=first.optimizer_state)
+    assert {float(s["step"]) for s in second.optimizer_state["state"].values()} == {5.0}
+    train_inner(fresh, pages, steps=2, batch_size=4, lr=1e-2, seed=2)
+    moved = [n for (n, p), q in zip(carried.named_parameters(), fresh.parameters()) if not torch.allclose(p, q)]
+    assert moved  # the carried moments changed the steps taken

@@ -105,6 +105,7 @@ class MinerWorker:
         self.wandb = run or WandbRun()
         self.compile = compile
         self._full_model: torch.nn.Module | None = None  # reused so torch.compile runs once
+        self._optimizer_state: tuple[str, dict | None] = ("", None)  # (unit label, AdamW state)
 
     def submit(self, request: TrainRequest) -> str:
         with self.lock:
@@ -189,10 +190,15 @@ class MinerWorker:
         else:
             model, plan = extract(base, spec, self.workload.preset_name, self.workload.vocab_size, self.device)
             start = sub_state(model)
+        # AdamW's moments carry over while the miner trains the same unit (as DiLoCo's workers
+        # keep theirs): bench/collective.py measured 5.60 vs 5.72 held-out after 10 rounds.
+        label, kept = self._optimizer_state
         stats = train_inner(model, self.workload.pages.tokens[request.pages], steps=request.inner_steps,
                             batch_size=request.batch_size, lr=request.learning_rate, warmup=request.warmup_steps,
                             deadline=request.deadline_unix - 1.0, seed=int(request.seed[:8], 16),
-                            compile=self.compile, loss_mode=loss_mode(spec))
+                            compile=self.compile, loss_mode=loss_mode(spec),
+                            optimizer_state=kept if label == request.unit.label else None)
+        self._optimizer_state = (request.unit.label, stats.optimizer_state)
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":
             shapes = {name: tuple(t.shape) for name, t in base.items()}

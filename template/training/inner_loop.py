@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from loguru import logger
@@ -19,6 +19,7 @@ class InnerStats:
     seconds: float
     steps: int = 0
     first_step_seconds: float = 0.0  # includes the round's one-off costs (optimizer state)
+    optimizer_state: dict | None = field(default=None, repr=False)  # AdamW's, to carry over
 
     @property
     def tokens_per_second(self) -> float:
@@ -59,12 +60,15 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
                 lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
                 warmup: int = 0, seed: int = 0, final_lr_frac: float = 0.1,
                 grad_clip: float = 1.0, deadline: float | None = None,
-                compile: bool = False, loss_mode: str = "auto") -> InnerStats:
+                compile: bool = False, loss_mode: str = "auto",
+                optimizer_state: dict | None = None) -> InnerStats:
     """Train `model` in place for `steps` AdamW steps over the pages `tokens` [N, T].
 
     `compile`: forward + loss + backward under torch.compile (`train_step.forward_backward`;
     the compiled step is kept on the model, so reusing the model reuses the compilation).
     `loss_mode`: dense or chunked LM loss (`loss.causal_lm_loss`); shards pass `chunked`.
+    `optimizer_state`: AdamW moments from an earlier call on the same parameters (the returned
+    `InnerStats.optimizer_state`) to continue from instead of zeros.
 
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
     round (a slow device still contributes what it managed)."""
@@ -74,6 +78,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
     tokens = tokens.to(device)
     batch_size = min(batch_size, tokens.shape[0])
     opt = _make_optimizer(model, lr, weight_decay, betas)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
     params = [p for p in model.parameters() if p.requires_grad]
     fwd_bwd = forward_backward(model, compile, loss_mode)
     model.train()
@@ -101,7 +107,7 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
     loss_first, loss_last = (float("nan") if t is None else float(t) for t in (first_loss, last_loss))
     seconds = time.perf_counter() - t0  # after the float() reads: the device has finished
     stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done,
-                       first_step_seconds)
+                       first_step_seconds, opt.state_dict())
     logger.debug(f"inner: {steps} steps x {batch_size} x {tokens.shape[1]} on {tokens.shape[0]} "
                  f"pages, loss {loss_first:.3f} -> {loss_last:.3f}, {seconds:.1f}s "
                  f"({stats.tokens_per_second / 1e3:.1f}k tok/s)")
