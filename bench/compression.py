@@ -1,5 +1,6 @@
 """Bytes on the wire per contribution vs dense fp32, and held-out loss after the same rounds
-with and without compression (K miners, full-model DiLoCo, plain averaging).
+with and without compression (K miners, full-model DiLoCo, plain averaging; miners carry
+their AdamW moments between rounds as the miner does, `--reset-moments` for the old behaviour).
 
 Runs the miner code of bench/collective.py (train_inner -> pseudo_gradient -> compress with
 error feedback -> decompress -> aggregate -> apply_outer_step) once per density.
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--topks", default="0,32,64,128", help="per 4096-chunk; 0 = dense fp32")
     p.add_argument("--bits", type=int, default=2)
     p.add_argument("--plot", type=Path, default=None, help="PNG of held-out loss per round")
+    p.add_argument("--reset-moments", action="store_true",
+                   help="miners start every round from zero AdamW moments (the miner before 2026-11-26)")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     if a.smoke:
@@ -47,7 +50,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         comp = None if k == 0 else CompressionConfig(chunk=64, topk=k, bits=a.bits, ef_beta=0.95)
         s = Setting(a.preset, vocab, a.seq, a.batch, a.steps, a.rounds, a.miners, a.lr, 2,
                     a.eval_pages, comp, 1)
-        res = run_diloco(store, s, heldout, "diloco-avg" if comp else "diloco-avg-dense")
+        arm = ("diloco-avg" if comp else "diloco-avg-dense") if a.reset_moments else "diloco-keep"
+        res = run_diloco(store, s, heldout, arm)
         wire = statistics.mean(res.wire_bytes) if res.wire_bytes else None
         dense = statistics.mean(res.dense_bytes) if res.dense_bytes else None
         rows.append({"topk": k, "density": k / 4096 if k else 1.0,

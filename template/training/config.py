@@ -16,7 +16,8 @@ class TrainingConfig:
     inner_steps: int = 30  # H: AdamW steps per round
     batch_size: int = 16  # pages per inner step
     lr: float = 3e-3  # inner AdamW peak lr
-    warmup: int = 3  # inner-loop warmup steps (AdamW state restarts every round)
+    warmup: int = 3  # inner-loop warmup steps, every round
+    carry_optimizer_state: bool = True  # miners keep their AdamW moments between rounds
     final_lr_frac: float = 0.1  # cosine floor inside a round
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)

@@ -83,6 +83,7 @@ def run_simulation(cfg: TrainingConfig, store: PageStore, rounds: int = 8, miner
     shapes = shapes_of(base)
     heldout = store.pages(heldout_pages(b"sim-eval", store.heldout_ids, eval_pages))
     residuals: list[dict[str, torch.Tensor] | None] = [None] * miners
+    optimizer_states: list[dict | None] = [None] * miners  # carried over as the miner does
     result = SimulationResult([float(per_sequence_loss(model, heldout).mean())])
     ratios: list[float] = []
     logger.info(f"sim: round 0 held-out loss {result.heldout_loss[0]:.4f}")
@@ -94,7 +95,10 @@ def run_simulation(cfg: TrainingConfig, store: PageStore, rounds: int = 8, miner
             pages = assigned_pages(seed, f"miner-{m}", store.train_ids, cfg.pages_per_assignment)
             stats = train_inner(model, store.pages(pages), cfg.inner_steps, cfg.batch_size,
                                 cfg.lr, cfg.weight_decay, cfg.betas, cfg.warmup,
-                                seed=r * 1000 + m, final_lr_frac=cfg.final_lr_frac)
+                                seed=r * 1000 + m, final_lr_frac=cfg.final_lr_frac,
+                                optimizer_state=optimizer_states[m])
+            if cfg.carry_optimizer_state:
+                optimizer_states[m] = stats.optimizer_state
             result.inner_seconds.append(stats.seconds)
             delta = pseudo_gradient(base, model)
             if compression is not None:
