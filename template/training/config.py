@@ -23,8 +23,8 @@ class TrainingConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     outer_lr: float = 1.0  # plain averaging, no outer momentum (SparseLoCo)
     model_seed: int = 0  # round-0 weights come from (preset, vocab, seed)
-    # Demo density 3.1% (top-128 of 4096, 70x): 8 rounds cut held-out loss 30.7%; the production
-    # 0.78% (top-32, 275x) reaches only 20.8% in 8 rounds (README.md in this folder).
+    # Demo density 3.1% (top-128 of 4096, 70x): 8 rounds cut held-out loss 32.4%; the production
+    # 0.78% (top-32, 275x) reaches 23.8% in 8 rounds (README.md in this folder).
     compression: CompressionConfig = field(default_factory=lambda: CompressionConfig(topk=128))
 
 
