@@ -72,10 +72,12 @@ def test_full_training_estimate_grows_with_the_model():
     assert full_training_gb("small", 8192, 16, 512) > full_training_gb("tiny", 1024, 16, 128)
 
 
-def contribution(workload, base_state, tmp_path, hotkey_uri: str, unit: UnitOfWork, round_index: int = 4):
+def contribution(workload, base_state, tmp_path, hotkey_uri: str, unit: UnitOfWork, round_index: int = 4,
+                 worker: MinerWorker | None = None):
     keypair = Keypair.create_from_uri(hotkey_uri)
     base_hash = state_hash(base_state)
-    worker = MinerWorker(keypair, workload, "honest", tmp_path / hotkey_uri.strip("/"), None, torch.device("cpu"))
+    worker = worker or MinerWorker(keypair, workload, "honest", tmp_path / hotkey_uri.strip("/"), None,
+                                   torch.device("cpu"))
     save_checkpoint(worker.checkpoints.directory / f"{base_hash}.safetensors", base_state)  # no HTTP needed
     seed = round_seed(SEED_HASH, round_index)
     pages = assigned_pages(seed, keypair.ss58_address, workload.pages.train_ids, 16)
@@ -103,6 +105,22 @@ def test_shard_contribution_touches_only_its_coordinates(workload, base_state, t
     outside = sum(float(delta[n][~mask[n]].abs().sum()) for n in delta)
     inside = sum(float(delta[n][mask[n]].abs().sum()) for n in delta)
     assert outside == 0.0 and inside > 0.0
+
+
+def test_a_miner_carries_its_adamw_moments_while_it_trains_the_same_unit(workload, base_state, tmp_path):
+    worker = MinerWorker(Keypair.create_from_uri("//carry1"), workload, "honest", tmp_path / "carry1", None,
+                         torch.device("cpu"))
+
+    def steps_done() -> set[float]:
+        return {float(s["step"]) for s in worker._optimizer_state[1]["state"].values()}
+
+    contribution(workload, base_state, tmp_path, "//carry1", UnitOfWork(), round_index=4, worker=worker)
+    assert worker._optimizer_state[0] == "full" and steps_done() == {8.0}
+    contribution(workload, base_state, tmp_path, "//carry1", UnitOfWork(), round_index=5, worker=worker)
+    assert steps_done() == {16.0}  # continued from round 4's moments
+    shard = UnitOfWork(kind="shard", scheme="width", index=2, count=4)
+    contribution(workload, base_state, tmp_path, "//carry1", shard, round_index=6, worker=worker)
+    assert worker._optimizer_state[0] == shard.label and steps_done() == {8.0}  # a new unit starts fresh
 
 
 def test_contribution_for_another_unit_than_assigned_is_rejected(workload, base_state, tmp_path):
