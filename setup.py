@@ -27,14 +27,14 @@ setup(
     version="0.1.0",
     description="Bittensor subnet for incentivized, decentralized training (DiLoCo-style rounds).",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["neurons", "protocol", "protocol.*", "template", "template.*"]),
+    packages=find_packages(include=["neurons", "protocol", "protocol.*", "simnet", "simnet.*", "template", "template.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
     entry_points={
         "console_scripts": [
             "deai-miner=neurons.miner:main",
             "deai-validator=neurons.validator:main",
-            "simnet=template.chain.simnet.cli:main",
+            "simnet=simnet.cli:main",
         ]
     },
 )

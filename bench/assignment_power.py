@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from bench.common import print_table, write_json
-from template.base.workload import Workload
+from template.training.workload import Workload
 from template.config import DataConfig
 from template.training.compression import compress, decompress
 from template.training.evaluation import applied_delta, per_sequence_loss

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from bench.common import page_store, print_table, save_loss_figure, write_json
-from template.base.workload import PRESET_DEFAULTS
+from template.training.workload import PRESET_DEFAULTS
 from template.training.assignment import assigned_pages, heldout_pages, round_seed
 from template.training.compression import (CompressionConfig, compress, decompress, dense_bytes,
                                             wire_bytes)

@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.collective import Setting, run_diloco
 from bench.common import (add_compression_setting_args, page_store, print_table, save_loss_figure,
                           write_json)
-from template.base.workload import PRESET_DEFAULTS
+from template.training.workload import PRESET_DEFAULTS
 from template.training.assignment import heldout_pages
 from template.training.compression import CompressionConfig
 from template.training.model import configure_torch_threads

@@ -33,7 +33,7 @@ import torch
 
 from bench.collective import Setting, round_pages
 from bench.common import add_compression_setting_args, page_store, print_table, write_json
-from template.base.workload import PRESET_DEFAULTS
+from template.training.workload import PRESET_DEFAULTS
 from template.training import compression as C
 from template.training.assignment import heldout_pages
 from template.training.evaluation import per_sequence_loss

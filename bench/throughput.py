@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from bench.common import (contribution_wire_bytes, current_rss_bytes, measure_matmul_peak,
                           peak_rss_bytes, print_table, sync, write_json)
-from template.base.workload import PRESET_DEFAULTS
+from template.training.workload import PRESET_DEFAULTS
 from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import train_inner
 from template.training.model import (PRESETS, build_model, configure_torch_threads, llama_config,

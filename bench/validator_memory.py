@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from bench.common import current_rss_bytes, peak_rss_bytes, print_table, write_json
 from bench.throughput import param_shapes
-from template.base.workload import PRESET_DEFAULTS
+from template.training.workload import PRESET_DEFAULTS
 from template.training.compression import (CompressedUpdate, CompressionConfig, DecodedUpdate, compress,
                                            decompress)
 from template.training.config import PRODUCTION_COMPRESSION

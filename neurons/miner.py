@@ -1,8 +1,8 @@
-"""Miner entry point: parse config, run. See template/base/miner.py for the lifecycle."""
+"""Miner entry point: parse config, run. See template/miner/lifecycle.py for the lifecycle."""
 import asyncio
 import sys
 
-from template.base.miner import run_miner
+from template.miner.lifecycle import run_miner
 from template.config import parse_config
 
 SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "miner"]

@@ -1,11 +1,11 @@
-"""Validator entry point: parse config, run. See template/base/validator.py for the lifecycle."""
+"""Validator entry point: parse config, run. See template/validator/lifecycle.py for the lifecycle."""
 import asyncio
 import sys
 
-from template.base.validator import run_validator
+from template.validator.lifecycle import run_validator
 from template.config import parse_config
 
-SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "round", "validator"]
+SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "round", "recipe", "validator"]
 
 
 def main(argv: list[str] | None = None) -> None:

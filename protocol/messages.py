@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from protocol.recipe import Recipe
 from protocol.version import PROTOCOL_VERSION, is_compatible
 
 HEX64 = r"^[0-9a-f]{64}$"
@@ -77,10 +78,7 @@ class TrainRequest(_Message):
     checkpoint_url: str = Field(max_length=512, description="where the base checkpoint is served")
     unit: UnitOfWork = UnitOfWork()
     pages: list[int] = Field(max_length=4096, description="the miner's assigned data pages")
-    inner_steps: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(ge=1, le=4096)
-    learning_rate: float = Field(gt=0, le=1.0)
-    warmup_steps: int = Field(default=0, ge=0, le=10_000)
+    recipe: Recipe = Field(description="how to train and compress, exactly as the lead planned the round")
     deadline_block: int = Field(ge=0)
     deadline_unix: float = Field(gt=0, description="wall clock seconds by which to be done")
 

@@ -30,10 +30,9 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
 from scripts.local_summary import MinerRow, render_summary, write_outputs  # noqa: E402
-from template.base.workload import Workload  # noqa: E402
+from template.training.workload import Workload  # noqa: E402
 from template.chain import bootstrap  # noqa: E402
-from template.config import DataConfig  # noqa: E402
-from template.utils.net import free_port  # noqa: E402
+from template.utils.ports import free_port  # noqa: E402
 from template.chain.client import open_client, start_simnet_process, wait_until_ready  # noqa: E402
 
 BEHAVIOURS = ["honest", "honest", "honest", "zero", "copy"]
@@ -120,8 +119,8 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
         common.append("--wandb.off")
     if neuron.role == "validator":
         flags = ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks),
-                 "--round.max_rounds", str(max_rounds or args.rounds), "--round.inner_steps", str(args.inner_steps),
-                 "--round.pages_per_miner", str(args.pages_per_miner)]
+                 "--round.max_rounds", str(max_rounds or args.rounds), "--recipe.inner_steps", str(args.inner_steps),
+                 "--recipe.pages_per_miner", str(args.pages_per_miner)]
         return [sys.executable, "-m", "neurons.validator", *common, *flags]
     flags = ["--miner.behaviour", neuron.behaviour]
     if neuron.name.endswith("-small"):
@@ -251,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             neurons.append(Neuron(name, "miner", behaviour, bootstrap.create_wallet(wallets, name), free_port(),
                                   workdir / name))
         console.log("preparing the corpus, tokenizer and pages (cached after the first run)")
-        Workload.build(DataConfig(preset=args.preset), Path(args.cache_dir).expanduser())
+        Workload.build(args.preset, "shakespeare", Path(args.cache_dir).expanduser())
         console.log(f"simnet at {sim_url}; creating the subnet")
         netuid = asyncio.run(setup_chain(args, workdir, neurons, sim_url))
         # The summary follows the lead, or with --kill-lead the validator that must take over.

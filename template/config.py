@@ -11,6 +11,9 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
+
+from protocol.recipe import CompressionConfig, Recipe
 
 
 def _f(default, help: str, **kw):
@@ -79,11 +82,6 @@ class MinerConfig:
 class RoundConfig:
     round_blocks: int = _f(60, "blocks per round")
     train_blocks: int = _f(40, "blocks from round start to the training deadline")
-    inner_steps: int = _f(0, "inner AdamW steps per round (0: the preset's)")
-    batch_size: int = _f(0, "sequences per inner step (0: the preset's)")
-    learning_rate: float = _f(0.0, "inner learning rate (0: the preset's)")
-    pages_per_miner: int = _f(0, "pages assigned to each miner per round (0: the preset's)")
-    outer_lr: float = _f(1.0, "outer step size (plain averaging at 1.0)")
     heldout_pages: int = _f(64, "held-out pages scored per contribution")
     # 16 a side passed honest quarter-width miners in round 1 (from random init, top-128) only
     # 7/16 times; 48 a side 13/16, wrong-data ones 1/16 (bench/assignment_power.py).
@@ -102,6 +100,31 @@ class ValidatorConfig:
     query_timeout: float = _f(10.0, "seconds for one HTTP call to a miner")
 
 
+def _recipe_section() -> type:
+    """`--recipe.<setting>` for every field of the training recipe (and its compression), each
+    unset by default: the preset's recipe (template.training.presets) decides."""
+    fields = [(name, Optional[_flag_type(info.annotation)], _f(None, f"{info.description} (default: the preset's)"))
+              for name, info in Recipe.model_fields.items() if name != "compression"]
+    fields += [(name, Optional[_flag_type(info.annotation)],
+                _f(None, f"compression: {info.description} (default: the preset's)"))
+               for name, info in CompressionConfig.model_fields.items()]
+    return dataclasses.make_dataclass("RecipeConfig", fields)
+
+
+def _flag_type(annotation) -> type:
+    return {int: int, float: float}[annotation]
+
+
+RecipeConfig = _recipe_section()
+
+
+def recipe_overrides(section) -> dict:
+    """The flags given, in the shape `Recipe.with_overrides` takes."""
+    values = dataclasses.asdict(section)
+    compression = {name: values.pop(name) for name in CompressionConfig.model_fields}
+    return {**values, "compression": compression}
+
+
 SECTIONS: dict[str, type] = {
     "subtensor": SubtensorConfig,
     "wallet": WalletConfig,
@@ -112,6 +135,7 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "miner": MinerConfig,
     "round": RoundConfig,
+    "recipe": RecipeConfig,
     "validator": ValidatorConfig,
 }
 
@@ -146,6 +170,8 @@ def build_parser(sections: list[str], description: str) -> argparse.ArgumentPars
 
 def _add_flag(parser: argparse.ArgumentParser, flag: str, fld: dataclasses.Field, cls: type) -> None:
     kind = typing.get_type_hints(cls)[fld.name]
+    if typing.get_origin(kind) is typing.Union:  # Optional[T]: unset unless given
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
     help_text = fld.metadata.get("help", "")
     if kind is bool:
         parser.add_argument(f"--{flag}", dest=flag, action=argparse.BooleanOptionalAction,
@@ -185,6 +211,16 @@ def validate(config: Config) -> None:
             raise SystemExit("--miner.behaviour copy needs --miner.copy_from_dir")
         if miner.compile not in ("auto", "on", "off"):
             raise SystemExit(f"--miner.compile {miner.compile!r}: expected auto, on or off")
+
+
+def build_workload(config: Config):
+    """This neuron's workload from its data, neuron and (validators') recipe flags."""
+    from template.training.workload import Workload  # torch and the corpus only when a neuron starts
+
+    data, neuron = config.data, config.neuron
+    overrides = recipe_overrides(config.recipe) if "recipe" in config.sections else None
+    return Workload.build(data.preset, data.corpus, expand(neuron.cache_dir), data.vocab_size, data.page_len,
+                          overrides, torch_threads=neuron.torch_threads)
 
 
 def expand(path: str) -> Path:

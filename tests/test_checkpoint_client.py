@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from protocol.messages import CheckpointInfo
-from template.base.checkpoint_app import create_checkpoint_app
-from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint, probe_latest
-from template.base.http_server import BackgroundServer
+from template.validator.checkpoint_app import create_checkpoint_app
+from template.net.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint, probe_latest
+from template.net.server import BackgroundServer
 from template.training.checkpoint import save_checkpoint, state_hash
-from template.utils.net import free_port
+from template.utils.ports import free_port
 
 STATE = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(3)}
 

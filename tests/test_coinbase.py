@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from template.chain.simnet import coinbase
-from template.chain.simnet.coinbase import PendingEmission, pay_out_epoch
-from template.chain.simnet.fixed_point import HALF, ONE
+from simnet import coinbase
+from simnet.coinbase import PendingEmission, pay_out_epoch
+from simnet.fixed_point import HALF, ONE
 
 
 @pytest.mark.parametrize(

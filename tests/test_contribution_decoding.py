@@ -6,7 +6,7 @@ import torch
 
 from protocol.messages import ContributionMeta, UnitOfWork
 from protocol.payload import encode_tensors
-from template.base.round_scoring import Received, RoundContext, decode_contribution
+from template.validation.round import Received, RoundContext, decode_contribution
 from template.training.compression import CompressionConfig, compress
 
 HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from template.chain.simnet import fixed_point as fx
-from template.chain.simnet.fixed_point import ONE
+from simnet import fixed_point as fx
+from simnet.fixed_point import ONE
 
 I64_MAX = (1 << 63) - 1
 I64_MIN = -(1 << 63)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from hypothesis import given, strategies as st
 
-from template.base.lead_election import (Candidate, announced_rounds, candidates_of, conflicting_checkpoint,
+from template.validator.lead_election import (Candidate, announced_rounds, candidates_of, conflicting_checkpoint,
                                          elect, starting_peer_to_wait_for)
 from template.chain.neuron_chain import MetagraphView, NeuronView
 
@@ -86,7 +86,7 @@ def test_candidates_are_permitted_validators_with_an_axon_by_stake_then_uid_and_
 
 
 def test_announced_rounds_asks_the_others_and_counts_silence_as_none():
-    from template.utils.net import free_port
+    from template.utils.ports import free_port
     dead = Candidate("dead", f"http://127.0.0.1:{free_port()}", 9, 0)
     announced = asyncio.run(announced_rounds([dead, ME], "me", 5, timeout=2.0))
     assert announced == {"dead": None, "me": 5}

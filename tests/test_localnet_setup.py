@@ -14,7 +14,7 @@ from pathlib import Path
 import bittensor as bt
 import pytest
 
-from template.utils.net import free_port
+from template.utils.ports import free_port
 
 from template.chain.client import open_client, start_simnet_process, wait_until_ready
 
@@ -133,7 +133,7 @@ def test_setup_subnet_commands_parse_with_the_neuron_config(first_run):
     report, _ = first_run
     for neuron in report["neurons"]:
         sections = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data"]
-        sections += ["round", "validator"] if neuron["role"] == "validator" else ["miner"]
+        sections += ["round", "recipe", "validator"] if neuron["role"] == "validator" else ["miner"]
         args = vars(build_parser(sections, "test").parse_args(neuron["command"][3:]))
         assert args["netuid"] == report["netuid"]
         assert args["wallet.hotkey"] == neuron["hotkey"]

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from template.utils.net import free_port
+from template.utils.ports import free_port
 import torch
 from bittensor.sp_core import Keypair
 
@@ -15,9 +15,9 @@ from protocol.auth import RequestVerifier, sign_contribution, sign_request, veri
 from protocol.limits import MAX_TRAIN_REQUEST_BYTES
 from protocol.messages import InfoResponse, TrainRequest
 from protocol.payload import PayloadError, decode_tensors, encode_tensors, read_metadata
-from template.base.http_server import BackgroundServer
-from template.base.miner_app import create_miner_app
-from template.base.miner_worker import MinerWorker
+from template.net.server import BackgroundServer
+from template.miner.app import create_miner_app
+from template.miner.worker import MinerWorker
 
 MINER = Keypair.create_from_uri("//MinerUnderTest")
 VALIDATOR = Keypair.create_from_uri("//Validator")

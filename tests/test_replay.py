@@ -13,7 +13,7 @@ from protocol.messages import UnitOfWork
 from template.audit.lead_check import check_lead_round, parse_record
 from template.audit.replay import ReplayError, replay, replay_from_state_dir
 from template.audit.round_record import RoundRecord, append_record
-from template.base.round_scoring import aggregate_in_arrival_order
+from template.validation.round import aggregate_in_arrival_order
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.training.outer_step import apply_outer_step
 from tests.test_units_of_work import VOCAB, base_state, score_mixed_round, workload  # noqa: F401 (fixtures)

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from template.audit.round_record import RoundRecord
-from template.base.checkpoint_app import create_checkpoint_app
-from template.base.http_server import BackgroundServer
-from template.base.round_records import Lead, RoundRecordBoard
-from template.utils.net import free_port
+from template.validator.checkpoint_app import create_checkpoint_app
+from template.net.server import BackgroundServer
+from template.validator.records_board import Lead, RoundRecordBoard
+from template.utils.ports import free_port
 
 LEAD_HOTKEY = "5Lead"
 

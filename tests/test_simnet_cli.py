@@ -13,8 +13,8 @@ from pathlib import Path
 import bittensor as bt
 import pytest
 
-from template.chain.simnet.cli import fmt_alpha, fmt_unit, short_key
-from template.chain.simnet.testing import DevWallet, SimnetProcess
+from simnet.cli import fmt_alpha, fmt_unit, short_key
+from simnet_process import DevWallet, SimnetProcess
 
 REPO = Path(__file__).resolve().parents[1]
 OWNER = DevWallet.from_uri("//Alice")
@@ -29,7 +29,7 @@ def run(coro):
 def cli(url: str, *args: str) -> str:
     env = dict(os.environ, COLUMNS="80", PYTHONPATH=str(REPO))
     env.pop("FORCE_COLOR", None)
-    done = subprocess.run([sys.executable, "-m", "template.chain.simnet", *args, "--url", url],
+    done = subprocess.run([sys.executable, "-m", "simnet", *args, "--url", url],
                           capture_output=True, text=True, timeout=60, cwd=str(REPO), env=env)
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -8,8 +8,8 @@ import asyncio
 import bittensor as bt
 import pytest
 
-from template.chain.simnet.testing import DevWallet, SimnetProcess
-from template.chain.simnet.yuma import epoch
+from simnet_process import DevWallet, SimnetProcess
+from simnet.yuma import epoch
 
 OWNER = DevWallet.from_uri("//Alice")
 VALIDATORS = [DevWallet.from_uri("//Bob"), DevWallet.from_uri("//Charlie")]

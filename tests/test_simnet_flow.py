@@ -7,7 +7,7 @@ import asyncio
 import bittensor as bt
 import pytest
 
-from template.chain.simnet.testing import DevWallet, SimnetProcess, create_wallet
+from simnet_process import DevWallet, SimnetProcess, create_wallet
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import bittensor as bt
 import httpx
 import pytest
 
-from template.chain.simnet.registration import decay_factor_q32
-from template.chain.simnet.testing import DevWallet, SimnetProcess
+from simnet.registration import decay_factor_q32
+from simnet_process import DevWallet, SimnetProcess
 
 ALICE = DevWallet.from_uri("//Alice")           # sudo key and subnet owner
 BOB = DevWallet.from_uri("//Bob")               # validator (staked)

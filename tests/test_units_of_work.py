@@ -12,10 +12,11 @@ from bittensor.sp_core import Keypair
 from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import TrainRequest, UnitOfWork
 from protocol.payload import decode_tensors
-from template.base.miner_worker import MinerWorker
-from template.base.round_scoring import (Received, RoundContext, aggregate_in_arrival_order,
+from template.miner.worker import MinerWorker
+from template.validation.round import (Received, RoundContext, aggregate_in_arrival_order,
                                          score_contributions)
-from template.base.workload import PRESET_DEFAULTS, Workload, full_training_gb, spread_windows, unit_for
+from template.training.workload import PRESET_DEFAULTS, Workload
+from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
 from template.training.assignment import assigned_pages, round_seed
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.training.compression import CompressionConfig
@@ -96,7 +97,7 @@ def test_shard_contribution_touches_only_its_coordinates(workload, base_state, t
     tensors, meta = decode_tensors(received.body, MAX_CONTRIBUTION_BYTES)
     assert meta["unit"] == unit.model_dump()
     ctx = RoundContext(1, 4, state_hash(base_state), b"\x02" * 32)
-    from template.base.round_scoring import decode_contribution
+    from template.validation.round import decode_contribution
 
     delta, problem = decode_contribution(received, ctx, {n: tuple(t.shape) for n, t in base_state.items()},
                                          workload.compression)
@@ -128,7 +129,7 @@ def test_contribution_for_another_unit_than_assigned_is_rejected(workload, base_
                                                                                    index=0, count=4))
     received.unit = UnitOfWork()  # the validator assigned the whole model
     ctx = RoundContext(1, 4, state_hash(base_state), b"\x02" * 32)
-    from template.base.round_scoring import decode_contribution
+    from template.validation.round import decode_contribution
 
     delta, problem = decode_contribution(received, ctx, {n: tuple(t.shape) for n, t in base_state.items()},
                                          workload.compression)
@@ -170,7 +171,7 @@ def test_error_feedback_is_kept_per_unit(workload, base_state, tmp_path):
     contribution(workload, base_state, tmp_path, "//mixed5", UnitOfWork(), round_index=4)
     unit = UnitOfWork(kind="shard", scheme="width", index=1, count=4)
     received = contribution(workload, base_state, tmp_path, "//mixed5", unit, round_index=5)
-    from template.base.round_scoring import decode_contribution
+    from template.validation.round import decode_contribution
 
     shapes = {n: tuple(t.shape) for n, t in base_state.items()}
     delta, problem = decode_contribution(received, RoundContext(1, 5, state_hash(base_state), b"\x02" * 32), shapes,

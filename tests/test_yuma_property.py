@@ -9,7 +9,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from template.chain.simnet.yuma import epoch
+from simnet.yuma import epoch
 from tests.yuma_reference import reference_epoch
 
 U16 = 65535

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from template.chain.simnet import coinbase
-from template.chain.simnet.fixed_point import from_float
-from template.chain.simnet.yuma import epoch, max_upscale_u16, weighted_median_consensus
+from simnet import coinbase
+from simnet.fixed_point import from_float
+from simnet.yuma import epoch, max_upscale_u16, weighted_median_consensus
 
 M = 65535
 

@@ -202,7 +202,7 @@ async def connect(args) -> bt.Client:
         return await open_client(args.network, args.chain_endpoint).connect()
     except (BittensorError, OSError) as error:
         if args.network == SIM_NETWORK:
-            what = (f"start simnet: python -m template.chain.simnet serve --db simnet.sqlite "
+            what = (f"start simnet: python -m simnet serve --db simnet.sqlite "
                     f"--port {args.chain_endpoint.rsplit(':', 1)[-1].rstrip('/')}")
         else:
             what = "start a localnet node first: scripts/localnet/start_node.sh (then wait for blocks)"

@@ -19,7 +19,6 @@ import torch
 from template.audit.replay import replayed_state
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
-from template.training.compression import CompressionConfig
 
 _RECORD = pydantic.TypeAdapter(RoundRecord)
 
@@ -42,8 +41,7 @@ def parse_record(data: Any) -> RoundRecord:
 
 
 def check_lead_round(record: RoundRecord, committed: set[str], round_index: int, base_state: dict[str, torch.Tensor],
-                     base_checkpoint: str, bodies: dict[str, bytes], compression: CompressionConfig, preset: str,
-                     vocab_size: int) -> LeadCheck:
+                     base_checkpoint: str, bodies: dict[str, bytes], preset: str, vocab_size: int) -> LeadCheck:
     """Check the lead's `record` of `round_index` against the digests its hotkey committed on
     chain and against a replay from the bytes this validator received (`bodies`, by hotkey)."""
     digest = record.digest()
@@ -62,7 +60,7 @@ def check_lead_round(record: RoundRecord, committed: set[str], round_index: int,
         return LeadCheck("unverifiable", f"{len(differ)} accepted miners sent other bytes here than the lead "
                          f"recorded (first {differ[0][:10]})", record)
     try:
-        state = replayed_state(record, base_state, bodies, compression, preset, vocab_size)
+        state = replayed_state(record, base_state, bodies, preset, vocab_size)
     except Exception as exc:  # a record naming bytes that do not decode, or units that do not exist
         return LeadCheck("mismatch", f"the record's accepted contributions do not replay: {exc}", record)
     got = state_hash(state)

@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from protocol.recipe import Recipe
+
 
 @dataclass
 class RoundRecord:
@@ -17,7 +19,7 @@ class RoundRecord:
     eval_block: int
     base_checkpoint: str
     new_checkpoint: str
-    outer_lr: float
+    recipe: dict = field(default_factory=dict)  # the round's Recipe (protocol.recipe), as sent to the miners
     assignments: dict[str, list[int]] = field(default_factory=dict)  # hotkey -> page ids
     units: dict[str, str] = field(default_factory=dict)  # hotkey -> unit of work ("full", "width-1/4")
     coldkeys: dict[str, str] = field(default_factory=dict)  # hotkey -> coldkey (the merge caps each at 1/3)
@@ -26,6 +28,10 @@ class RoundRecord:
     scores: dict[str, float] = field(default_factory=dict)
     heldout_loss_before: float | None = None
     heldout_loss_after: float | None = None
+
+    @property
+    def training_recipe(self) -> Recipe:
+        return Recipe.model_validate(self.recipe)
 
     def canonical_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

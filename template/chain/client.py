@@ -18,10 +18,9 @@ from pathlib import Path
 import bittensor as bt
 import httpx
 
-from template.chain.simnet.client import SimSubstrate
+from simnet.client import SIM_LABEL, SimSubstrate
 
 SIM_NETWORK = "sim"
-SIM_LABEL = "ws://localsim.invalid"  # own token-symbol cache entry, never a real node's
 DEFAULT_SIM_ENDPOINT = "http://127.0.0.1:9946"
 
 
@@ -36,9 +35,9 @@ def open_client(network: str, sim_endpoint: str = DEFAULT_SIM_ENDPOINT) -> bt.Cl
 def start_simnet_process(db_path: str | Path, port: int, block_time: float = 0.25,
                          manual_clock: bool = False, host: str = "127.0.0.1",
                          log_path: str | Path | None = None) -> subprocess.Popen:
-    """Start ``python -m template.chain.simnet serve`` in a child process (stop it with
+    """Start ``python -m simnet serve`` in a child process (stop it with
     ``proc.terminate(); proc.wait()``). Output goes to ``log_path`` or is discarded."""
-    cmd = [sys.executable, "-m", "template.chain.simnet", "serve", "--db", str(db_path),
+    cmd = [sys.executable, "-m", "simnet", "serve", "--db", str(db_path),
            "--host", host, "--port", str(port), "--block-time", str(block_time)]
     if manual_clock:
         cmd.append("--manual-clock")

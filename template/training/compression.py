@@ -17,6 +17,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from protocol.recipe import CompressionConfig
+
 FIELDS = ("idx", "codes", "scale")
 SEP = "|"  # wire names are f"{param}|{field}"; '|' never appears in torch parameter names
 FP16_MAX = 65504.0
@@ -29,28 +31,6 @@ class MalformedUpdate(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class CompressionConfig:
-    chunk: int = 64  # tile side; chunks hold chunk*chunk elements
-    topk: int = 32  # values kept per chunk (32 of 4096 = 0.78% density)
-    bits: int = 2  # bits per value code
-    ef_beta: float = 0.95  # error-feedback decay
-
-    def __post_init__(self) -> None:
-        if self.chunk < 2 or not 1 <= self.topk <= self.chunk * self.chunk:
-            raise ValueError(f"need chunk >= 2 and 1 <= topk <= chunk^2, got {self}")
-        if not 1 <= self.bits <= 8:
-            raise ValueError(f"bits must be in 1..8, got {self.bits}")
-
-    @property
-    def chunk_elems(self) -> int:
-        return self.chunk * self.chunk
-
-    @property
-    def index_bits(self) -> int:
-        return max(1, math.ceil(math.log2(self.chunk_elems)))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from loguru import logger
 
+from protocol.recipe import Recipe
 from template.training.train_step import clip_and_step, forward_backward
 
 
@@ -56,13 +57,11 @@ def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
-def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_size: int,
-                lr: float, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
-                warmup: int = 0, seed: int = 0, final_lr_frac: float = 0.1,
-                grad_clip: float = 1.0, deadline: float | None = None,
-                compile: bool = False, loss_mode: str = "auto",
+def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, seed: int = 0,
+                deadline: float | None = None, compile: bool = False, loss_mode: str = "auto",
                 optimizer_state: dict | None = None) -> InnerStats:
-    """Train `model` in place for `steps` AdamW steps over the pages `tokens` [N, T].
+    """Train `model` in place for the recipe's H AdamW steps over the pages `tokens` [N, T]
+    (batch, learning-rate schedule, weight decay, betas and gradient clip from `recipe`).
 
     `compile`: forward + loss + backward under torch.compile (`train_step.forward_backward`;
     the compiled step is kept on the model, so reusing the model reuses the compilation).
@@ -76,8 +75,9 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
     tokens = tokens.to(device)
-    batch_size = min(batch_size, tokens.shape[0])
-    opt = _make_optimizer(model, lr, weight_decay, betas)
+    steps, lr = recipe.inner_steps, recipe.learning_rate
+    batch_size = min(recipe.batch_size, tokens.shape[0])
+    opt = _make_optimizer(model, lr, recipe.weight_decay, recipe.betas)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -93,10 +93,10 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, steps: int, batch_
             logger.warning(f"inner: deadline reached after {step}/{steps} steps")
             break
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup, final_lr_frac)
+            group["lr"] = lr_at(step, steps, lr, recipe.warmup_steps, recipe.final_lr_frac)
         opt.zero_grad(set_to_none=True)
         loss = fwd_bwd(tokens[idx])
-        clip_and_step(opt, params, grad_clip)
+        clip_and_step(opt, params, recipe.grad_clip)
         last_loss = loss.detach()
         if step == 0:
             first_loss = last_loss

@@ -47,8 +47,11 @@ def configure_torch_threads(n: int) -> None:
         torch.set_num_interop_threads(max(1, n))
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: CUDA when there is one, else the CPU; anything else is a torch device name."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
@@ -84,7 +87,7 @@ def build_model(preset_name: str, vocab_size: int, seed: int,
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG untouched
         torch.manual_seed(seed)
         model = LlamaForCausalLM(llama_config(preset, vocab_size))
-    model = model.to(torch.device(device) if device is not None else default_device())
+    model = model.to(torch.device(device) if device is not None else pick_device())
     n = sum(p.numel() for p in model.parameters())
     logger.debug(f"model: preset={preset_name} vocab={vocab_size} params={n:,} {asdict(preset)}")
     return model
@@ -95,7 +98,7 @@ def load_pretrained_model(name_or_path: str, device: torch.device | str | None =
     """Production path: any causal LM from the hub or a save_pretrained directory (fp32)."""
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32,
                                                  attn_implementation="sdpa")
-    return model.to(torch.device(device) if device is not None else default_device())
+    return model.to(torch.device(device) if device is not None else pick_device())
 
 
 def num_params(model: torch.nn.Module) -> int:

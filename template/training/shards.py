@@ -22,7 +22,7 @@ next to whole-model contributions (DESIGN.md "Shards: measured, not assumed"):
   preset: DiLoCo 5.51, no scaler 5.87 (1.07x; rolling windows 5.82), scaler with kept/total
   5.80 (1.05x; one seed: the two are within round-to-round noise there, tiny separates them).
   Windows roll with the round (FedRolex); the validator spreads a round's shard miners over as
-  many windows as keep two peers on each (`workload.spread_windows`), so the shards of one
+  many windows as keep two peers on each (`unit_sizing.spread_windows`), so the shards of one
   round cover every coordinate once there are enough shard miners.
 
 Aggregating shard deltas: every coordinate is the mean over the contributions that trained it

@@ -15,7 +15,7 @@ import httpx
 
 from template.chain.bootstrap import DevWallet, create_wallet
 from template.chain.client import open_client, start_simnet_process, wait_until_ready
-from template.utils.net import free_port
+from template.utils.ports import free_port
 
 __all__ = ["DevWallet", "SimnetProcess", "create_wallet", "free_port"]
 

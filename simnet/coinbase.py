@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Collection, Sequence
 
-from template.chain.simnet.fixed_point import (
+from simnet.fixed_point import (
     HALF,
     ONE,
     U16_MAX,

@@ -8,7 +8,7 @@ import torch
 from protocol.limits import MAX_CHECKPOINT_BYTES
 from protocol.messages import CheckpointInfo
 from template.training.checkpoint import load_checkpoint_bytes, state_hash
-from template.utils.net import read_bounded
+from template.net.bounded import read_bounded
 
 
 class CheckpointFetchError(RuntimeError):

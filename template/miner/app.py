@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, RequestVerifier
 from protocol.limits import MAX_TRAIN_REQUEST_BYTES
 from protocol.messages import InfoResponse, TrainAccepted, TrainRequest
-from template.base.http_server import authenticate, read_body
-from template.base.miner_worker import MinerWorker
+from template.net.server import authenticate, read_body
+from template.miner.worker import MinerWorker
 
 
 def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int,

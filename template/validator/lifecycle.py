@@ -1,7 +1,7 @@
 """Validator lifecycle: rounds on the chain's clock, scoring, weights, and (as lead) the outer step.
 
 The validator orchestrates; the decisions live in pure functions (`template.validation`,
-`template.base.round_scoring`). State is saved after every round and resumed on restart.
+`template.validation.round`). State is saved after every round and resumed on restart.
 """
 from __future__ import annotations
 
@@ -24,19 +24,21 @@ from protocol.version import WEIGHTS_VERSION_KEY
 from template.audit.lead_check import LeadCheck, check_lead_round
 from template.audit.replay import archive_dir
 from template.audit.round_record import RoundRecord, append_record
-from template.base.checkpoint_app import create_checkpoint_app
-from template.base.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
-from template.base.http_server import BackgroundServer
-from template.base.lead_election import (announced_rounds, candidates_of, conflicting_checkpoint, elect,
+from template.validator.checkpoint_app import create_checkpoint_app
+from template.net.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
+from template.net.addresses import published_ip
+from template.net.server import BackgroundServer
+from template.validator.lead_election import (announced_rounds, candidates_of, conflicting_checkpoint, elect,
                                          starting_peer_to_wait_for)
-from template.base.miner_client import MinerClient, MinerEndpoint, Reply
-from template.base.miner import published_ip
-from template.base.round_records import Lead, RoundRecordBoard
-from template.base.round_schedule import RoundWindow, next_round, round_at
-from template.base.round_scoring import Received, RoundContext, aggregate_in_arrival_order, score_contributions
-from template.base.workload import Workload, full_training_gb, initial_seed, pick_device, spread_windows, unit_for
+from template.validator.miner_client import MinerClient, MinerEndpoint, Reply
+from template.validator.records_board import Lead, RoundRecordBoard
+from template.validator.round_clock import RoundWindow, next_round, round_at
+from template.validation.round import Received, RoundContext, aggregate_in_arrival_order, score_contributions
+from template.training.workload import Workload, initial_seed
+from template.training.model import pick_device
+from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
 from template.chain.neuron_chain import MetagraphView, NeuronChain
-from template.config import Config, expand
+from template.config import Config, build_workload, expand
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
 from template.training.checkpoint import load_checkpoint, save_checkpoint, state_hash
 from template.training.evaluation import per_sequence_loss
@@ -89,7 +91,7 @@ class Validator:
         self.chain = chain
         self.workload = workload
         self.rounds = config.round
-        self.plan = workload.round_plan(config.round)
+        self.recipe = workload.recipe
         self.state_dir = state_dir
         self.checkpoint_dir = state_dir / "checkpoints"
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -191,15 +193,15 @@ class Validator:
         else:
             check = await asyncio.to_thread(
                 check_lead_round, published.record, published.committed, window.index, base_state,
-                self.state.checkpoint, bodies, self.workload.compression, self.workload.preset_name,
+                self.state.checkpoint, bodies, self.workload.preset_name,
                 self.workload.vocab_size)
         if check.verified:
             load_model_state(self.model, check.state)
             self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, check.state)
             self.state.checkpoint_round = window.index
             lead_record = check.record  # this record then replays like the lead's
-            record.accepted, record.new_checkpoint, record.outer_lr = \
-                lead_record.accepted, self.state.checkpoint, lead_record.outer_lr
+            record.accepted, record.new_checkpoint, record.recipe = \
+                lead_record.accepted, self.state.checkpoint, lead_record.recipe
             for field_name in ("units", "coldkeys"):
                 ours, theirs = getattr(record, field_name), getattr(lead_record, field_name)
                 ours.update({hk: theirs[hk] for hk in lead_record.accepted if hk in theirs})
@@ -261,7 +263,7 @@ class Validator:
         units = await self.units_for(miners, window.index)
         miners = [m for m in miners if m.hotkey in units]
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
-                                                self.plan.pages_per_miner) for m in miners}
+                                                self.recipe.pages_per_miner) for m in miners}
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
         if lead.is_me:
             await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead.url)
@@ -279,14 +281,14 @@ class Validator:
         reports, accepted = await asyncio.to_thread(
             score_contributions, self.model, base_state, received, ctx, self.workload.pages,
             self.workload.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
-            self.rounds.outer_lr)
+            self.recipe.outer_lr)
         uids = {m.hotkey: m.uid for m in miners}
         self.scores.update({hk: r.score for hk, r in reports.items()}, uids)
         loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
         record = RoundRecord(
             netuid=self.config.netuid, round_index=window.index, start_block=window.start_block, seed=seed.hex(),
             eval_block=window.eval_block, base_checkpoint=self.state.checkpoint, new_checkpoint=self.state.checkpoint,
-            outer_lr=self.rounds.outer_lr, assignments=assignments, units={hk: u.label for hk, u in units.items()},
+            recipe=self.recipe.model_dump(), assignments=assignments, units={hk: u.label for hk, u in units.items()},
             coldkeys={n.hotkey: n.coldkey for n in graph.neurons if n.hotkey in units},
             contributions={r.hotkey: r.digest for r in received if r.body is not None},
             scores={hk: r.score for hk, r in reports.items()}, heldout_loss_before=loss_before)
@@ -316,7 +318,7 @@ class Validator:
         for miner, info in zip(unknown, await asyncio.gather(*(self.miners.info(m) for m in unknown))):
             if info is not None:
                 self.capacities[miner.hotkey] = info.capacity_gb
-        required = full_training_gb(self.workload.preset_name, self.workload.vocab_size, self.plan.batch_size,
+        required = full_training_gb(self.workload.preset_name, self.workload.vocab_size, self.recipe.batch_size,
                                     self.workload.pages.page_len)
         return spread_windows({m.hotkey: unit_for(self.capacities[m.hotkey], required, round_index,
                                                   self.workload.max_shards)
@@ -331,9 +333,7 @@ class Validator:
                 base_checkpoint=self.state.checkpoint, dataset=self.workload.dataset_id,
                 model_preset=self.workload.preset_name,
                 checkpoint_url=f"{my_url}/v1/checkpoint/{self.state.checkpoint}", unit=units[miner.hotkey],
-                pages=assignments[miner.hotkey], inner_steps=self.plan.inner_steps, batch_size=self.plan.batch_size,
-                learning_rate=self.plan.learning_rate, warmup_steps=self.plan.warmup_steps,
-                deadline_block=window.deadline_block,
+                pages=assignments[miner.hotkey], recipe=self.recipe, deadline_block=window.deadline_block,
                 deadline_unix=deadline_unix)
 
         replies = await asyncio.gather(*(self.miners.send_work(m, order(m)) for m in miners))
@@ -395,7 +395,7 @@ class Validator:
         self.archive(record.round_index, {hk: bodies[hk] for hk in order})
         if merged is None:
             return
-        new_state = apply_outer_step(model_state(self.model), merged, self.rounds.outer_lr)
+        new_state = apply_outer_step(model_state(self.model), merged, self.recipe.outer_lr)
         load_model_state(self.model, new_state)
         self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, new_state)
         record.new_checkpoint = self.state.checkpoint
@@ -459,7 +459,7 @@ async def run_validator(config: Config) -> None:
     chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
                               config.netuid).connect()
     uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim")
-    workload = Workload.build(config.data, expand(config.neuron.cache_dir), torch_threads=config.neuron.torch_threads)
+    workload = build_workload(config)
     run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"validator-uid{uid}",
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
     validator = Validator(config, chain, workload, state_dir, run)
@@ -467,8 +467,9 @@ async def run_validator(config: Config) -> None:
                                                         validator.lead_records.served),
                               config.axon.ip, config.axon.port).start()
     port = config.axon.external_port or config.axon.port
-    validator.base_url = f"http://{published_ip(config)}:{port}"
-    await chain.serve_axon(published_ip(config), port)
+    address = published_ip(config.axon.ip, config.axon.external_ip)
+    validator.base_url = f"http://{address}:{port}"
+    await chain.serve_axon(address, port)
     logger.info("validator uid {} serving checkpoints at {}", uid, validator.base_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,10 +1,10 @@
 """simnet command line: run the node, and look at the chain through the SDK.
 
-    python -m template.chain.simnet serve --db PATH [--host H] [--port P] [--block-time S]
+    python -m simnet serve --db PATH [--host H] [--port P] [--block-time S]
                                            [--manual-clock]
-    python -m template.chain.simnet status|subnets [--json] [--url URL]
-    python -m template.chain.simnet hyperparams|metagraph --netuid N [--json] [--url URL]
-    python -m template.chain.simnet advance --blocks N [--url URL]     (manual clock)
+    python -m simnet status|subnets [--json] [--url URL]
+    python -m simnet hyperparams|metagraph --netuid N [--json] [--url URL]
+    python -m simnet advance --blocks N [--url URL]     (manual clock)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ DEFAULT_URL = "http://127.0.0.1:9946"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m template.chain.simnet",
+    parser = argparse.ArgumentParser(prog="python -m simnet",
                                      description="simnet: the embedded simulated subtensor")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the simnet node")
@@ -82,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _gather(args: argparse.Namespace) -> Any:
     """Read what a view shows through the SDK over simnet (the same data for table and JSON)."""
-    from template.chain.client import open_client
+    import bittensor as bt
 
-    async with open_client("sim", args.url) as client:
+    from .client import SIM_LABEL, SimSubstrate
+
+    async with bt.Client(SIM_LABEL, substrate=SimSubstrate(args.url)) as client:
         block = await client.block()
         if args.command == "status":
             subnets = await client.read("subnets")

@@ -21,6 +21,8 @@ from bittensor.result import ChainError, ExtrinsicResult
 
 from .codec import SimCall, as_call, decode, encode, extrinsic_hash, signing_payload
 
+SIM_LABEL = "ws://localsim.invalid"  # the SDK's token-symbol cache key for simnet, never a real node's
+
 CHAIN_LABEL = "simnet"
 
 

@@ -16,7 +16,7 @@ import asyncio
 from dataclasses import dataclass
 
 from protocol.messages import CheckpointInfo
-from template.base.checkpoint_client import probe_latest
+from template.net.checkpoint_client import probe_latest
 from template.chain.neuron_chain import MetagraphView
 
 

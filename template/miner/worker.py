@@ -6,7 +6,6 @@ error-feedback residual saved beside it.
 """
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 import time
@@ -20,8 +19,9 @@ from protocol.auth import sign_contribution
 from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, TrainRequest
 from protocol.payload import decode_tensors, encode_tensors
-from template.base.checkpoint_client import download_checkpoint
-from template.base.workload import Workload
+from template.miner.checkpoint_cache import CheckpointCache
+from template.miner.outbox import Outbox
+from template.training.workload import Workload
 from template.utils.wandb_run import WandbRun
 from template.training.checkpoint import load_checkpoint, save_checkpoint
 from template.training.compression import compress
@@ -34,57 +34,6 @@ from template.training.shards import ShardSpec, delta_to_full, extract, loss_mod
 class Outcome:
     status: str  # queued | training | done | failed
     detail: str = ""
-
-
-class CheckpointCache:
-    """Base checkpoints by hash; fetched over HTTP and verified before use."""
-
-    def __init__(self, directory: Path, timeout: float = 60.0):
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.timeout = timeout
-
-    def get(self, url: str, expected_hash: str) -> dict[str, torch.Tensor]:
-        path = self.directory / f"{expected_hash}.safetensors"
-        if path.exists():
-            return load_checkpoint(path)
-        state = asyncio.run(download_checkpoint(url, expected_hash, self.timeout))  # the worker thread has no loop
-        save_checkpoint(path, state)
-        self._prune(keep=path)
-        return state
-
-    def _prune(self, keep: Path, max_files: int = 3) -> None:
-        files = sorted(self.directory.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
-        for old in files[:-max_files]:
-            if old != keep:
-                old.unlink(missing_ok=True)
-
-
-class Outbox:
-    """Finished contributions on disk: `round-R.safetensors` plus its hotkey signature."""
-
-    def __init__(self, directory: Path, keep_rounds: int = 8):
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.keep_rounds = keep_rounds
-
-    def path(self, round_index: int) -> Path:
-        return self.directory / f"round-{round_index}.safetensors"
-
-    def put(self, round_index: int, body: bytes, signature: str) -> None:
-        tmp = self.path(round_index).with_suffix(".tmp")
-        tmp.write_bytes(body)
-        self.path(round_index).with_suffix(".sig").write_text(signature)
-        tmp.replace(self.path(round_index))  # body last: its presence means complete
-        for old in sorted(self.directory.glob("round-*.safetensors"))[:-self.keep_rounds]:
-            old.unlink(missing_ok=True)
-            old.with_suffix(".sig").unlink(missing_ok=True)
-
-    def get(self, round_index: int) -> tuple[bytes, str] | None:
-        path = self.path(round_index)
-        if not path.exists():
-            return None
-        return path.read_bytes(), path.with_suffix(".sig").read_text()
 
 
 class MinerWorker:
@@ -160,14 +109,14 @@ class MinerWorker:
         # Error feedback is per unit of work: what a shard did not send belongs to that shard.
         residual_path = self.state_dir / f"residual-{request.unit.label.replace('/', 'of')}.safetensors"
         residual = load_checkpoint(residual_path) if residual_path.exists() else None
-        update, residual = compress(delta, residual, self.workload.compression)
+        update, residual = compress(delta, residual, request.recipe.compression)
         save_checkpoint(residual_path, residual)
         meta = ContributionMeta(
             netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
             hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
             inner_steps=stats.steps if stats else 0, loss_first=stats.loss_first if stats else 0.0,
             loss_last=stats.loss_last if stats else 0.0, train_seconds=time.monotonic() - started,
-            compression=self.workload.compression_id,
+            compression=request.recipe.compression.codec_id,
         )
         if stats:
             logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s",
@@ -196,11 +145,9 @@ class MinerWorker:
         self._optimizer_state = ("", None)
         if label != request.unit.label:
             kept = None  # another unit's moments must not sit in memory beside this one's
-        stats = train_inner(model, self.workload.pages.tokens[request.pages], steps=request.inner_steps,
-                            batch_size=request.batch_size, lr=request.learning_rate, warmup=request.warmup_steps,
-                            deadline=request.deadline_unix - 1.0, seed=int(request.seed[:8], 16),
-                            compile=self.compile, loss_mode=loss_mode(spec),
-                            optimizer_state=kept)
+        stats = train_inner(model, self.workload.pages.tokens[request.pages], request.recipe,
+                            seed=int(request.seed[:8], 16), deadline=request.deadline_unix - 1.0,
+                            compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept)
         self._optimizer_state = (request.unit.label, stats.optimizer_state)
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":

@@ -12,7 +12,7 @@ import pydantic
 from protocol.limits import MAX_ROUND_RECORD_BYTES
 from template.audit.lead_check import parse_record
 from template.audit.round_record import RoundRecord
-from template.utils.net import read_bounded
+from template.net.bounded import read_bounded
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ from loguru import logger
 from protocol.auth import RequestVerifier
 from protocol.messages import InfoResponse, TrainRequest
 from protocol.version import PROTOCOL_VERSION
-from template.base.http_server import BackgroundServer
-from template.base.miner_app import create_miner_app
-from template.base.miner_worker import MinerWorker
-from template.base.workload import Workload, pick_device
+from template.net.addresses import published_ip
+from template.net.server import BackgroundServer
+from template.miner.app import create_miner_app
+from template.miner.work_order import check_work_order
+from template.miner.worker import MinerWorker
+from template.training.model import pick_device
 from template.chain.neuron_chain import NeuronChain
-from template.config import Config, expand
-from template.training.assignment import assigned_pages, round_seed
+from template.config import Config, build_workload, expand
 from template.training.train_step import should_compile
 from template.utils.logging import setup_logging
 from template.utils.wandb_run import open_run
@@ -39,12 +40,6 @@ class PermitList:
         return f"{hotkey} is not a registered validator with a permit on this subnet"
 
 
-def published_ip(config: Config) -> str:
-    if config.axon.external_ip:
-        return config.axon.external_ip
-    return "127.0.0.1" if config.axon.ip in ("0.0.0.0", "::") else config.axon.ip
-
-
 async def run_miner(config: Config) -> None:
     state_dir = expand(config.neuron.state_dir)
     setup_logging(f"miner:{config.wallet.hotkey}", config.logging.debug, state_dir / "logs")
@@ -53,7 +48,7 @@ async def run_miner(config: Config) -> None:
     chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
                               config.netuid).connect()
     uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim")
-    workload = Workload.build(config.data, expand(config.neuron.cache_dir), torch_threads=config.neuron.torch_threads)
+    workload = build_workload(config)
     device = pick_device(config.neuron.device)
     run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"miner-uid{uid}",
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
@@ -64,23 +59,12 @@ async def run_miner(config: Config) -> None:
     main_loop = asyncio.get_running_loop()
 
     async def check_assignment(order: TrainRequest) -> str | None:
-        """Everything in a work order must be what the chain and the shared data say it is."""
-        if order.dataset != workload.dataset_id:
-            return f"dataset mismatch: validator uses {order.dataset[:12]}, this miner {workload.dataset_id[:12]}"
-        if order.model_preset != workload.preset_name:
-            return f"model preset mismatch: validator uses {order.model_preset}, this miner {workload.preset_name}"
         try:  # the chain client lives on the main loop; the HTTP server runs on its own
             block_hash = await asyncio.wrap_future(
                 asyncio.run_coroutine_threadsafe(chain.block_hash(order.round_block), main_loop))
         except Exception as exc:
             return f"cannot read block {order.round_block} to verify the round seed: {exc}"
-        seed = round_seed(block_hash, order.round_index)
-        if seed.hex() != order.seed:
-            return f"seed is not sha256(hash of block {order.round_block}, round {order.round_index})"
-        expected = assigned_pages(seed, keypair.ss58_address, workload.pages.train_ids, len(order.pages))
-        if list(order.pages) != expected:
-            return "pages do not match the public assignment for this round seed and hotkey"
-        return None
+        return check_work_order(order, workload, keypair.ss58_address, block_hash)
 
     permits = PermitList()
     info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION, device=str(device),
@@ -89,8 +73,9 @@ async def run_miner(config: Config) -> None:
     verifier = RequestVerifier(keypair.ss58_address, permits.policy)
     app = create_miner_app(worker, verifier, config.netuid, check_assignment, info)
     server = BackgroundServer(app, config.axon.ip, config.axon.port).start()
-    await chain.serve_axon(published_ip(config), config.axon.external_port or config.axon.port)
-    logger.info("miner uid {} ({}) serving on {}:{}", uid, config.miner.behaviour, published_ip(config), config.axon.port)
+    address = published_ip(config.axon.ip, config.axon.external_ip)
+    await chain.serve_axon(address, config.axon.external_port or config.axon.port)
+    logger.info("miner uid {} ({}) serving on {}:{}", uid, config.miner.behaviour, address, config.axon.port)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from template.chain.simnet.fixed_point import (
+from simnet.fixed_point import (
     ONE,
     add,
     clamp,

@@ -9,7 +9,7 @@ import httpx
 from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, sign_request, verify_contribution
 from protocol.limits import MAX_CONTRIBUTION_BYTES, MAX_INFO_BYTES
 from protocol.messages import InfoResponse, TrainRequest
-from template.utils.net import read_bounded
+from template.net.bounded import read_bounded
 
 
 @dataclass(frozen=True)

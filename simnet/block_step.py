@@ -1,6 +1,6 @@
 """One block of simnet (yuma.md §4.1): price decay, coinbase accrual, and the epoch when due.
 
-The epoch itself is ``template.chain.simnet.yuma.epoch`` (a pure function); this module
+The epoch itself is ``simnet.yuma.epoch`` (a pure function); this module
 gathers its inputs from the state, writes its outputs into the metagraph columns and pays
 the drained pots out as alpha stake (yuma.md §7).
 """

@@ -1,12 +1,4 @@
-"""Small network helpers."""
-import socket
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+"""Reading what a peer sends under a byte limit, so an oversized answer never costs memory."""
 
 
 async def read_bounded(response, limit: int) -> bytes | None:

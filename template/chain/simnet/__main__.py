@@ -1,6 +1,0 @@
-"""``python -m template.chain.simnet serve|status|subnets|hyperparams|metagraph ...``."""
-
-from .cli import main
-
-if __name__ == "__main__":
-    raise SystemExit(main())
