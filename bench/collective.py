@@ -1,10 +1,12 @@
 """K in-process miners training DiLoCo-style vs one centralised data-parallel run.
 
-Every miner runs the miner's code: train_inner -> pseudo_gradient -> compress (error feedback)
--> decompress; the aggregator clips to the median norm and averages (`aggregate`; shard units
-joined with `coverage_mean`) and takes the outer step. Arms see the same pages each round, so
-all arms train on the same tokens; the data-parallel run takes R*H AdamW steps with K times the
-batch (the same pages) and the same inner optimiser settings.
+Every DiLoCo arm runs the product's rounds (`bench/rounds.py`): the miner's training, error
+feedback and contribution bytes, the validator's scoring, `aggregate_in_arrival_order`
+(median-norm clip and mean per unit; shard units joined by coverage) and the outer step.
+Arms see the same pages each round, so all arms train on the same tokens; the data-parallel
+run takes R*H AdamW steps with K times the batch (the same pages) and the same inner
+optimiser settings. Dense arms (`--topk 0`, `diloco-avg-dense`) have no wire format a
+validator reads: they are merged unscored.
 
     python -m bench.collective --out bench/results/collective.json --plot bench/results/collective.png
     python -m bench.collective --smoke
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,25 +23,24 @@ from pathlib import Path
 import torch
 
 from bench.common import page_store, print_table, save_loss_figure, write_json
-from template.training.workload import PRESET_DEFAULTS
-from template.training.assignment import assigned_pages, heldout_pages, round_seed
-from template.training.compression import (CompressionConfig, compress, decompress, dense_bytes,
-                                            wire_bytes)
+from bench.nesterov import NesterovOuterOptimizer
+from bench.rounds import DenseCodec, RoundsSetting, assignments, miner_hotkey, run_rounds
+from bench.shard_geometry import sub_shapes
+from protocol.messages import UnitOfWork
+from protocol.recipe import CompressionConfig, Recipe
+from template.training.assignment import heldout_pages
 from template.training.evaluation import per_sequence_loss
-from template.training.inner_loop import (_make_optimizer, batch_order, lr_at,
-                                          pseudo_gradient, train_inner)
-from template.training.loss import causal_lm_loss
-from template.training.model import (PRESETS, ModelPreset, build_model, configure_torch_threads,
-                                     load_model_state, model_state)
-from template.training.outer_step import NesterovOuterOptimizer, apply_outer_step
-from template.training.shards import (ShardSpec, coverage_mean, delta_to_full, extract,
-                                      loss_mode, shard_mask, shard_plan, sub_shapes, sub_state)
-from template.validation.aggregation import aggregate
+from template.training.inner_loop import _make_optimizer, batch_order, lr_at
+from template.training.model import PRESETS, ModelPreset, build_model, configure_torch_threads, model_state
+from template.training.presets import PRESET_SETTINGS
+from template.training.shards import ShardSpec, shard_mask, shard_plan
+from template.training.train_step import clip_and_step, forward_backward
 
-ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lrX", "diloco-avg-dense", "diloco-keep",
-        "layers", "width", "width-roll", "width-pair", "width-same", "layers-roll")
-# diloco-keep: plain-average DiLoCo whose miners keep their AdamW moments between rounds (as in
-# the DiLoCo paper's workers) instead of starting each round from zero moments.
+ARMS = ("dp", "diloco-avg", "diloco-nesterov", "diloco-lrX", "diloco-avg-dense", "diloco-reset",
+        "diloco-keep", "layers", "width", "width-roll", "width-pair", "width-same", "layers-roll")
+# Every DiLoCo arm's miners carry their AdamW moments between rounds while they keep their
+# unit, as the miner does; diloco-reset starts every round from zero moments (the miner before
+# 2026-11-26); diloco-keep is the earlier name of what diloco-avg is now.
 # Which shard miner m trains in round r (count shards, K miners):
 #   fixed (`layers`, `width`): m % count, the same every round;
 #   roll (`*-roll`, FedRolex): (m + r) % count, every miner moves to the next window each round;
@@ -67,6 +67,16 @@ class Setting:
     shard_lr: float | None = None  # inner lr of shard miners (None: lr)
     shard_outer_lr: float | None = None  # outer lr when the arm trains shards (None: 1.0)
 
+    def recipe(self, lr: float | None = None, outer_lr: float = 1.0) -> Recipe:
+        """The round's recipe: one pass over H*B pages a miner-round."""
+        return Recipe(inner_steps=self.inner_steps, batch_size=self.batch_size, learning_rate=lr or self.lr,
+                      warmup_steps=self.warmup, pages_per_miner=self.inner_steps * self.batch_size,
+                      compression=self.compression or CompressionConfig(), outer_lr=outer_lr)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self) | {
+            "compression": None if self.compression is None else self.compression.model_dump()}
+
 
 @dataclass
 class ArmResult:
@@ -77,22 +87,19 @@ class ArmResult:
     trained_fraction: float
     seconds: float
     miner_seconds: list[float] = field(default_factory=list)
-    wire_bytes: list[int] = field(default_factory=list)  # per contribution as sent
+    wire_bytes: list[int] = field(default_factory=list)  # per contribution as sent (packed tensors)
     dense_bytes: list[int] = field(default_factory=list)  # the same tensors as dense fp32
+    merged: list[int] = field(default_factory=list)  # contributions in each round's update
 
     def compute_at(self, r: int) -> float:
         return r * self.tokens_per_round * self.flops_per_token
 
 
-def fake_block_hash(r: int) -> str:
-    return "0x" + hashlib.sha256(f"bench-block-{r}".encode()).hexdigest()
-
-
 def round_pages(store, s: Setting, r: int) -> list[list[int]]:
     """Pages of each miner in round r (the same for every arm): H * B pages, one pass."""
-    seed = round_seed(fake_block_hash(r), r)
-    return [assigned_pages(seed, f"miner-{m}", store.train_ids, s.inner_steps * s.batch_size)
-            for m in range(s.miners)]
+    hotkeys = [miner_hotkey(m) for m in range(s.miners)]
+    pages = assignments(store, s.recipe(), hotkeys, r)
+    return [pages[hk] for hk in hotkeys]
 
 
 # ------------------------------------------------------------------ miner FLOPs

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from protocol.limits import MAX_ROUND_OR_BLOCK
 from protocol.recipe import Recipe
 from protocol.version import PROTOCOL_VERSION, is_compatible
 
@@ -69,8 +70,8 @@ class TrainRequest(_Message):
     """A round's work order for one miner. Everything in it can be recomputed from the chain."""
 
     netuid: int = Field(ge=0, le=65535)
-    round_index: int = Field(ge=0)
-    round_block: int = Field(ge=0)
+    round_index: int = Field(ge=0, le=MAX_ROUND_OR_BLOCK)
+    round_block: int = Field(ge=0, le=MAX_ROUND_OR_BLOCK)
     seed: str = Field(pattern=HEX64, description="sha256(round block hash, round index), hex")
     base_checkpoint: str = Field(pattern=HEX64, description="sha256 of the checkpoint to start from")
     dataset: str = Field(pattern=r"^[0-9a-f]{16,64}$", description="digest of the page store both sides use")
@@ -79,8 +80,8 @@ class TrainRequest(_Message):
     unit: UnitOfWork = UnitOfWork()
     pages: list[int] = Field(max_length=4096, description="the miner's assigned data pages")
     recipe: Recipe = Field(description="how to train and compress, exactly as the lead planned the round")
-    deadline_block: int = Field(ge=0)
-    deadline_unix: float = Field(gt=0, description="wall clock seconds by which to be done")
+    deadline_block: int = Field(ge=0, le=MAX_ROUND_OR_BLOCK)
+    deadline_unix: float = Field(gt=0, allow_inf_nan=False, description="wall clock seconds by which to be done")
 
     @field_validator("checkpoint_url")
     @classmethod
@@ -91,7 +92,7 @@ class TrainRequest(_Message):
 
 
 class TrainAccepted(_Message):
-    round_index: int
+    round_index: int = Field(ge=0, le=MAX_ROUND_OR_BLOCK)
     status: Literal["accepted", "already_training", "done"]
 
 
@@ -99,7 +100,7 @@ class ContributionMeta(_Message):
     """Metadata carried inside the contribution's safetensors header (all values strings there)."""
 
     netuid: int
-    round_index: int
+    round_index: int = Field(ge=0, le=MAX_ROUND_OR_BLOCK)
     base_checkpoint: str = Field(pattern=HEX64)
     hotkey: str = Field(min_length=40, max_length=64)
     unit: UnitOfWork = UnitOfWork()
@@ -121,7 +122,7 @@ class InfoResponse(_Message):
 
 
 class CheckpointInfo(_Message):
-    round_index: int
+    round_index: int = Field(ge=-1, le=MAX_ROUND_OR_BLOCK, description="-1: the genesis checkpoint")
     sha256: str = Field(pattern=HEX64)
     size_bytes: int = Field(ge=0)
     model_preset: str

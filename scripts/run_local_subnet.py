@@ -117,9 +117,9 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
               *wallet_flags]
     if args.wandb_off:
         common.append("--wandb.off")
+    common += ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks)]
     if neuron.role == "validator":
-        flags = ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks),
-                 "--round.max_rounds", str(max_rounds or args.rounds), "--recipe.inner_steps", str(args.inner_steps),
+        flags = ["--round.max_rounds", str(max_rounds or args.rounds), "--recipe.inner_steps", str(args.inner_steps),
                  "--recipe.pages_per_miner", str(args.pages_per_miner)]
         return [sys.executable, "-m", "neurons.validator", *common, *flags]
     flags = ["--miner.behaviour", neuron.behaviour]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from template.training import compression
-from template.training.compression import CompressionConfig, DecodedUpdate, MalformedUpdate, compress, decompress
+from template.training.compression import (CompressionConfig, DecodedUpdate, MalformedUpdate, compress, decompress,
+                                            shapes_of)
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.model import build_model, model_state
 from template.validation.aggregation import aggregate, clip_to_norms
@@ -26,7 +27,7 @@ def model():
 
 def packed_updates(model, count: int) -> tuple[dict[str, tuple[int, ...]], list]:
     state = model_state(model)
-    shapes = {n: tuple(t.shape) for n, t in state.items()}
+    shapes = shapes_of(state)
     gen = torch.Generator().manual_seed(1)
     common = {n: torch.randn(s, generator=gen) * 1e-3 for n, s in shapes.items()}
     updates = []

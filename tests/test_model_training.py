@@ -8,8 +8,14 @@ from template.training.inner_loop import lr_at, pseudo_gradient, train_inner
 from template.training.model import (
     PRESETS, build_model, load_model_state, load_pretrained_model, model_state, num_params,
 )
+from template.training.presets import PRESET_SETTINGS
 
 VOCAB = 300
+
+
+def _recipe(steps: int, batch_size: int, lr: float, warmup: int = 0):
+    return PRESET_SETTINGS["tiny"].recipe.with_overrides(inner_steps=steps, batch_size=batch_size,
+                                                         learning_rate=lr, warmup_steps=warmup)
 
 
 def _pages(n: int, seed: int, t: int = 32) -> torch.Tensor:
@@ -65,7 +71,7 @@ def test_lr_schedule_warms_up_then_decays():
 def test_inner_loop_helps_its_own_pages_more_than_others(model):
     own, other = _pages(8, seed=1), _pages(8, seed=2)
     before_own, before_other = per_sequence_loss(model, own), per_sequence_loss(model, other)
-    stats = train_inner(model, own, steps=20, batch_size=4, lr=3e-3, warmup=2, seed=0)
+    stats = train_inner(model, own, _recipe(20, 4, 3e-3, warmup=2), seed=0)
     assert stats.loss_last < stats.loss_first and stats.tokens == 20 * 4 * 32
     gain_own = (before_own - per_sequence_loss(model, own)).mean()
     gain_other = (before_other - per_sequence_loss(model, other)).mean()
@@ -77,7 +83,7 @@ def test_inner_loop_is_reproducible():
     states = []
     for _ in range(2):
         m = build_model("tiny", VOCAB, 0, "cpu")
-        train_inner(m, pages, steps=3, batch_size=4, lr=1e-3, seed=5)
+        train_inner(m, pages, _recipe(3, 4, 1e-3), seed=5)
         states.append(state_hash(model_state(m)))
     assert states[0] == states[1]
 
@@ -85,7 +91,7 @@ def test_inner_loop_is_reproducible():
 def test_pseudo_gradient_is_base_minus_trained_for_trainable_params(model):
     base = model_state(model)
     model.model.embed_tokens.weight.requires_grad_(False)
-    train_inner(model, _pages(4, seed=4), steps=2, batch_size=2, lr=1e-2)
+    train_inner(model, _pages(4, seed=4), _recipe(2, 2, 1e-2))
     delta = pseudo_gradient(base, model)
     assert "model.embed_tokens.weight" not in delta
     trained = model_state(model)
@@ -120,13 +126,13 @@ def test_the_inner_optimizer_state_carries_over_between_calls():
     workers keep theirs); without them a round starts from zero moments."""
     pages = _pages(8, seed=9)
     carried, fresh = build_model("tiny", VOCAB, seed=0, device="cpu"), build_model("tiny", VOCAB, seed=0, device="cpu")
-    first = train_inner(carried, pages, steps=3, batch_size=4, lr=1e-2, seed=1)
-    train_inner(fresh, pages, steps=3, batch_size=4, lr=1e-2, seed=1)
+    first = train_inner(carried, pages, _recipe(3, 4, 1e-2), seed=1)
+    train_inner(fresh, pages, _recipe(3, 4, 1e-2), seed=1)
     steps = {float(s["step"]) for s in first.optimizer_state["state"].values()}
     assert steps == {3.0}
-    second = train_inner(carried, pages, steps=2, batch_size=4, lr=1e-2, seed=2,
+    second = train_inner(carried, pages, _recipe(2, 4, 1e-2), seed=2,
                          optimizer_state=first.optimizer_state)
     assert {float(s["step"]) for s in second.optimizer_state["state"].values()} == {5.0}
-    train_inner(fresh, pages, steps=2, batch_size=4, lr=1e-2, seed=2)
+    train_inner(fresh, pages, _recipe(2, 4, 1e-2), seed=2)
     moved = [n for (n, p), q in zip(carried.named_parameters(), fresh.parameters()) if not torch.allclose(p, q)]
     assert moved  # the carried moments changed the steps taken

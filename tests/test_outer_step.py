@@ -2,8 +2,9 @@
 import pytest
 import torch
 
+from bench.nesterov import NesterovOuterOptimizer
 from template.training.checkpoint import checkpoint_bytes, load_checkpoint_bytes, state_hash
-from template.training.outer_step import NesterovOuterOptimizer, apply_outer_step
+from template.training.outer_step import apply_outer_step
 
 
 def _base():

@@ -28,14 +28,15 @@ def scored_round(workload, base_state, tmp_path_factory):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def lead_round(scored_round, base_state):  # noqa: F811
+def lead_round(workload, scored_round, base_state):  # noqa: F811
     received, reports, accepted = scored_round
     units = {r.hotkey: r.unit for r in received}
     order, merged = aggregate_in_arrival_order(accepted, reports, units, "tiny", VOCAB)
     assert merged is not None
     new_hash = state_hash(apply_outer_step(base_state, merged, 1.0))
     record = RoundRecord(netuid=1, round_index=4, start_block=40, seed="00" * 32, eval_block=61,
-                         base_checkpoint=state_hash(base_state), new_checkpoint=new_hash, outer_lr=1.0,
+                         base_checkpoint=state_hash(base_state), new_checkpoint=new_hash,
+                         recipe=workload.recipe.model_dump(),
                          units={hk: u.label for hk, u in units.items()},
                          contributions={r.hotkey: hashlib.sha256(r.body).hexdigest() for r in received},
                          accepted=order)
@@ -44,7 +45,7 @@ def lead_round(scored_round, base_state):  # noqa: F811
 
 def test_replay_reproduces_the_leads_checkpoint_hash(workload, base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
-    assert replay(record, base_state, bodies, workload.compression, "tiny", VOCAB) == record.new_checkpoint
+    assert replay(record, base_state, bodies, "tiny", VOCAB) == record.new_checkpoint
 
 
 
@@ -55,7 +56,7 @@ def test_replay_applies_the_recorded_coldkey_cap(workload, base_state, lead_roun
     full = [hk for hk in record.accepted if record.units[hk] == "full"]
     coldkeys = {hk: ("sybil" if hk in full[:2] else hk) for hk in record.accepted}
     capped = dataclasses.replace(record, coldkeys=coldkeys)
-    capped.new_checkpoint = replay(capped, base_state, bodies, workload.compression, "tiny", VOCAB)
+    capped.new_checkpoint = replay(capped, base_state, bodies, "tiny", VOCAB)
     assert capped.new_checkpoint != record.new_checkpoint  # the cap changed the merge
     received, reports, accepted = scored_round
     order, merged = aggregate_in_arrival_order(accepted, reports, {r.hotkey: r.unit for r in received}, "tiny",
@@ -68,7 +69,7 @@ def test_replay_refuses_a_contribution_that_is_not_the_recorded_one(workload, ba
     victim = record.accepted[0]
     tampered = dict(bodies, **{victim: bodies[victim][:-1] + bytes([bodies[victim][-1] ^ 1])})
     with pytest.raises(ReplayError, match="does not match the record's hash"):
-        replay(record, base_state, tampered, workload.compression, "tiny", VOCAB)
+        replay(record, base_state, tampered, "tiny", VOCAB)
 
 
 def test_replay_from_a_validators_state_dir(workload, base_state, lead_round, tmp_path):  # noqa: F811
@@ -79,13 +80,13 @@ def test_replay_from_a_validators_state_dir(workload, base_state, lead_round, tm
     folder.mkdir(parents=True)
     for hotkey in record.accepted:
         (folder / f"{hotkey}.safetensors").write_bytes(bodies[hotkey])
-    got_record, got = replay_from_state_dir(tmp_path, 4, workload.compression, "tiny", VOCAB)
+    got_record, got = replay_from_state_dir(tmp_path, 4, "tiny", VOCAB)
     assert got == got_record.new_checkpoint == record.new_checkpoint
 
 
 def check(record, committed, base_state, bodies, workload, round_index=4):  # noqa: F811
     return check_lead_round(record, committed, round_index, base_state, state_hash(base_state), bodies,
-                            workload.compression, "tiny", VOCAB)
+                            "tiny", VOCAB)
 
 
 def test_follower_verifies_the_leads_committed_round_and_gets_its_checkpoint(workload, base_state, lead_round):  # noqa: F811

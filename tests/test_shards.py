@@ -2,13 +2,15 @@
 import pytest
 import torch
 
+from bench.shard_geometry import sub_shapes, trained_fraction
+from protocol.recipe import Recipe
+from template.training.compression import shapes_of
 from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import build_model, model_state
 from template.training.outer_step import apply_outer_step
 from template.training.shards import (ShardSpec, coverage_mean, delta_to_full, extract,
-                                      shard_mask, shard_plan, sub_shapes, sub_state,
-                                      trained_fraction)
+                                      shard_mask, shard_plan, sub_state)
 
 VOCAB = 256
 
@@ -20,7 +22,11 @@ def base():
 
 @pytest.fixture(scope="module")
 def shapes(base):
-    return {n: tuple(t.shape) for n, t in base.items()}
+    return shapes_of(base)
+
+
+def recipe(steps: int) -> Recipe:
+    return Recipe(inner_steps=steps, batch_size=4, learning_rate=1e-2, pages_per_miner=8)
 
 
 def tokens(seed: int = 0) -> torch.Tensor:
@@ -32,7 +38,7 @@ def test_training_a_shard_changes_only_its_coordinates(base, shapes, scheme):
     spec = ShardSpec(scheme, 1, 4)
     model, plan = extract(base, spec, "tiny", VOCAB)
     start = sub_state(model)
-    train_inner(model, tokens(), steps=3, batch_size=4, lr=1e-2)
+    train_inner(model, tokens(), recipe(3))
     full_delta = delta_to_full(pseudo_gradient(start, model), plan, shapes)
     new = apply_outer_step(base, full_delta, 1.0)
     mask = shard_mask(spec, "tiny", VOCAB, shapes)
@@ -45,7 +51,7 @@ def test_training_a_shard_changes_only_its_coordinates(base, shapes, scheme):
 
 def test_layer_shard_frozen_parameters_stay_bitwise_equal(base):
     model, plan = extract(base, ShardSpec("layers", 0, 4), "tiny", VOCAB)
-    train_inner(model, tokens(), steps=2, batch_size=4, lr=1e-2)
+    train_inner(model, tokens(), recipe(2))
     for name, p in model.named_parameters():
         if name not in plan:
             assert not p.requires_grad and torch.equal(p.detach(), base[name])
@@ -55,7 +61,7 @@ def test_width_shard_frozen_vocab_rows_stay_bitwise_equal(base):
     model, plan = extract(base, ShardSpec("width", 2, 4), "tiny", VOCAB)
     table = model.model.embed_tokens.table
     lo, hi = table.lo.clone(), table.hi.clone()
-    train_inner(model, tokens(), steps=2, batch_size=4, lr=1e-2)
+    train_inner(model, tokens(), recipe(2))
     assert torch.equal(table.lo, lo) and torch.equal(table.hi, hi)
     assert not any(n.endswith((".lo", ".hi")) for n, _ in model.named_parameters())
 
@@ -76,7 +82,7 @@ def test_delta_to_full_round_trip(shapes, scheme):
             back = back.index_select(1, s.cols)
         sub_name = {"model.embed_tokens.part": "model.embed_tokens.table.part",
                     "lm_head.part": "lm_head.table.part"}.get(s.sub_name, s.sub_name)
-        torch.testing.assert_close(back * s.scale, sub[sub_name])
+        torch.testing.assert_close(back, sub[sub_name])
         assert not full[name][~mask[name]].any()
 
 
@@ -85,20 +91,11 @@ def test_width_plan_copies_weights_unscaled(base, shapes):
     delta returns to full coordinates as it is (the scaler measured worse; shards.py doc)."""
     spec = ShardSpec("width", 1, 4)
     plan = shard_plan(spec, "tiny", VOCAB, shapes)
-    assert all(s.scale == 1.0 for s in plan.values())
     model, _ = extract(base, spec, "tiny", VOCAB)
     params = dict(model.named_parameters())
     for name in ("model.layers.0.self_attn.o_proj.weight", "model.layers.1.mlp.down_proj.weight"):
         s = plan[name]
         assert torch.equal(params[name].detach(), base[name].index_select(1, s.cols))
-
-
-def test_delta_to_full_divides_by_the_extraction_scale():
-    """sub = full * scale, so a step d of the sub-model is d / scale in full coordinates."""
-    from template.training.shards import Slice
-    plan = {"w": Slice("w", cols=torch.tensor([0, 2]), scale=4.0)}
-    full = delta_to_full({"w": torch.ones(2, 2)}, plan, {"w": (2, 3)})
-    assert torch.equal(full["w"], torch.tensor([[0.25, 0.0, 0.25], [0.25, 0.0, 0.25]]))
 
 
 @pytest.mark.parametrize("indices", [(0, 1, 2, 3), (1, 3)])
@@ -110,7 +107,7 @@ def test_a_round_of_width_shards_moves_its_coordinates_and_no_others(base, shape
         spec = ShardSpec("width", i, 4)
         model, plan = extract(base, spec, "tiny", VOCAB)
         start = sub_state(model)
-        train_inner(model, tokens(10 + k), steps=3, batch_size=4, lr=1e-2)
+        train_inner(model, tokens(10 + k), recipe(3))
         deltas.append(delta_to_full(pseudo_gradient(start, model), plan, shapes))
         masks.append(shard_mask(spec, "tiny", VOCAB, shapes))
     new = apply_outer_step(base, coverage_mean(deltas, masks), 1.0)

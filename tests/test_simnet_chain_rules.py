@@ -10,7 +10,7 @@ import asyncio
 import bittensor as bt
 import pytest
 
-from simnet_process import DevWallet, SimnetProcess
+from template.chain.simnet_process import DevWallet, SimnetProcess
 
 ALICE = DevWallet.from_uri("//Alice")      # sudo
 OWNER = DevWallet.from_uri("//Bob")        # owner of the weights subnet

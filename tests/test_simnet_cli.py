@@ -14,7 +14,7 @@ import bittensor as bt
 import pytest
 
 from simnet.cli import fmt_alpha, fmt_unit, short_key
-from simnet_process import DevWallet, SimnetProcess
+from template.chain.simnet_process import DevWallet, SimnetProcess
 
 REPO = Path(__file__).resolve().parents[1]
 OWNER = DevWallet.from_uri("//Alice")

@@ -8,7 +8,7 @@ import asyncio
 import bittensor as bt
 import pytest
 
-from simnet_process import DevWallet, SimnetProcess
+from template.chain.simnet_process import DevWallet, SimnetProcess
 from simnet.yuma import epoch
 
 OWNER = DevWallet.from_uri("//Alice")

@@ -7,7 +7,7 @@ import asyncio
 import bittensor as bt
 import pytest
 
-from simnet_process import DevWallet, SimnetProcess, create_wallet
+from template.chain.simnet_process import DevWallet, SimnetProcess, create_wallet
 
 
 @pytest.fixture(scope="module")

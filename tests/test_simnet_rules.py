@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from simnet.registration import decay_factor_q32
-from simnet_process import DevWallet, SimnetProcess
+from template.chain.simnet_process import DevWallet, SimnetProcess
 
 ALICE = DevWallet.from_uri("//Alice")           # sudo key and subnet owner
 BOB = DevWallet.from_uri("//Bob")               # validator (staked)

@@ -2,23 +2,24 @@
 
 The lead publishes its round record and commits the record's sha256 on chain. A follower takes
 the record only if its digest is the one the lead committed, then replays the record's accepted
-contributions (the bytes the follower received itself from the miners, matched by their hashes)
-on the base checkpoint both started from. If that gives the lead's new checkpoint, the follower
-adopts the replayed state: the aggregate is checked and no checkpoint download is needed. If it
-does not, the lead published a checkpoint its own record cannot explain, and the follower says so.
+contributions (the bytes the follower received itself from the miners, matched by their hashes
+and opened as scoring opens them) on the base checkpoint both started from. If that gives the
+lead's new checkpoint, the follower adopts the replayed state: the aggregate is checked and no
+checkpoint download is needed. If it does not, the lead published a checkpoint its own record
+cannot explain, and the follower says so.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 import torch
 
-from template.audit.replay import replayed_state
+from template.audit.replay import ReplayError, replayed_state
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
+from template.validation.contribution import HASH
 
 _RECORD = pydantic.TypeAdapter(RoundRecord)
 
@@ -51,17 +52,19 @@ def check_lead_round(record: RoundRecord, committed: set[str], round_index: int,
         return LeadCheck("mismatch", f"committed record is for round {record.round_index} from "
                          f"{record.base_checkpoint[:12]}, expected round {round_index} from {base_checkpoint[:12]}",
                          record)
-    missing = [hk for hk in record.accepted if bodies.get(hk) is None]
-    if missing:
-        return LeadCheck("unverifiable", f"no bytes here from {len(missing)} of {len(record.accepted)} accepted "
-                         f"miners (first {missing[0][:10]})", record)
-    differ = [hk for hk in record.accepted if hashlib.sha256(bodies[hk]).hexdigest() != record.contributions.get(hk)]
-    if differ:  # the miner answered the two validators with different bytes
-        return LeadCheck("unverifiable", f"{len(differ)} accepted miners sent other bytes here than the lead "
-                         f"recorded (first {differ[0][:10]})", record)
     try:
         state = replayed_state(record, base_state, bodies, preset, vocab_size)
-    except Exception as exc:  # a record naming bytes that do not decode, or units that do not exist
+    except ReplayError as exc:
+        accepted = len(record.accepted)
+        if exc.missing:
+            return LeadCheck("unverifiable", f"no bytes here from {len(exc.missing)} of {accepted} accepted "
+                             f"miners (first {exc.missing[0][:10]})", record)
+        differ = [hk for hk, rejected in exc.rejected.items() if rejected.kind == HASH]
+        if differ:  # the miner answered the two validators with different bytes
+            return LeadCheck("unverifiable", f"{len(differ)} accepted miners sent other bytes here than the lead "
+                             f"recorded (first {differ[0][:10]})", record)
+        return LeadCheck("mismatch", f"the record's accepted contributions do not replay: {exc}", record)
+    except Exception as exc:  # a record naming units that do not exist, or a recipe that does not validate
         return LeadCheck("mismatch", f"the record's accepted contributions do not replay: {exc}", record)
     got = state_hash(state)
     if got != record.new_checkpoint:

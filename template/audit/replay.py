@@ -6,25 +6,30 @@ that the lead's new checkpoint is exactly what the accepted updates produce.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 import torch
 
-from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import UnitOfWork
-from protocol.payload import decode_tensors
 from template.audit.round_record import RoundRecord, read_records
-from template.validation.unit_merge import merge_units
 from template.training.checkpoint import load_checkpoint, state_hash
-from template.training.compression import CompressedUpdate, DecodedUpdate
+from template.training.compression import shapes_of
 from template.training.outer_step import apply_outer_step
 from template.training.presets import PRESET_SETTINGS
+from template.validation.contribution import Expected, Rejected, open_contribution
+from template.validation.unit_merge import merge_units
 
 
 class ReplayError(RuntimeError):
-    pass
+    """The round does not replay; `missing` (hotkeys whose bytes are not here) and `rejected`
+    (hotkey -> why its bytes do not open) say which contributions stopped it."""
+
+    def __init__(self, message: str, missing: list[str] | None = None,
+                 rejected: dict[str, Rejected] | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing or []
+        self.rejected = rejected or {}
 
 
 def archive_dir(state_dir: Path, round_index: int) -> Path:
@@ -40,22 +45,34 @@ def replay(record: RoundRecord, base_state: dict[str, torch.Tensor], bodies: dic
 def replayed_state(record: RoundRecord, base_state: dict[str, torch.Tensor], bodies: dict[str, bytes], preset: str,
                    vocab_size: int) -> dict[str, torch.Tensor]:
     """The checkpoint the record's accepted contributions produce from `base_state`, merged and
-    stepped with the record's own recipe."""
+    stepped with the record's own recipe. Each contribution is opened as scoring opened it
+    (`open_contribution`), and must be the bytes whose hash the record names."""
     recipe = record.training_recipe
     if state_hash(base_state) != record.base_checkpoint:
         raise ReplayError("base checkpoint does not match the record")
-    shapes = {name: tuple(t.shape) for name, t in base_state.items()}
-    deltas = {}
-    for hotkey in record.accepted:
-        body = bodies.get(hotkey)
-        if body is None:
-            raise ReplayError(f"no contribution from {hotkey[:10]} to replay")
-        if hashlib.sha256(body).hexdigest() != record.contributions.get(hotkey):
-            raise ReplayError(f"contribution from {hotkey[:10]} does not match the record's hash")
-        tensors, _ = decode_tensors(body, MAX_CONTRIBUTION_BYTES)
-        deltas[hotkey] = DecodedUpdate(CompressedUpdate.from_tensors(tensors, shapes, recipe.compression), shapes)
-    units = {hk: UnitOfWork.from_label(record.units.get(hk, "full")) for hk in record.accepted}
-    _, merged = merge_units(list(record.accepted), deltas, units, preset, vocab_size, coldkeys=record.coldkeys)
+    accepted = list(record.accepted)
+    missing = [hk for hk in accepted if bodies.get(hk) is None]
+    if missing:
+        raise ReplayError(f"no contribution from {len(missing)} of {len(accepted)} accepted miners to replay "
+                          f"(first {missing[0][:10]})", missing=missing)
+    unnamed = [hk for hk in accepted if hk not in record.contributions]
+    if unnamed:
+        raise ReplayError(f"the record names no hash for accepted {unnamed[0][:10]}")
+    shapes = shapes_of(base_state)
+    units = {hk: UnitOfWork.from_label(record.units.get(hk, "full")) for hk in accepted}
+    deltas, rejected = {}, {}
+    for hotkey in accepted:
+        expected = Expected(hotkey, record.netuid, record.round_index, record.base_checkpoint, units[hotkey],
+                            sha256=record.contributions[hotkey])
+        try:
+            deltas[hotkey] = open_contribution(bodies[hotkey], expected, shapes, recipe.compression)
+        except Rejected as exc:
+            rejected[hotkey] = exc
+    if rejected:
+        first = next(iter(rejected))
+        raise ReplayError(f"{len(rejected)} of {len(accepted)} accepted contributions do not open (first "
+                          f"{first[:10]}: {rejected[first].reason})", rejected=rejected)
+    _, merged = merge_units(accepted, deltas, units, preset, vocab_size, coldkeys=record.coldkeys)
     return base_state if merged is None else apply_outer_step(base_state, merged, recipe.outer_lr)
 
 

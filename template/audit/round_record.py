@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from loguru import logger
+
 from protocol.recipe import Recipe
 
 
@@ -41,14 +43,34 @@ class RoundRecord:
 
 
 def append_record(path: Path, record: RoundRecord) -> str:
-    """Append the record as one JSON line; returns its digest (what goes on chain)."""
+    """Append the record as one JSON line; returns its digest (what goes on chain). A half-written
+    last line (a crash mid-append) is cut off first, so it is never glued to this record."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        handle.write(record.canonical_json() + "\n")
+    with path.open("ab+") as handle:
+        size = handle.seek(0, 2)
+        if size:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                handle.seek(0)
+                intact = handle.read().rfind(b"\n") + 1
+                logger.error("{}: cut a half-written last record ({} bytes)", path, size - intact)
+                handle.truncate(intact)
+        handle.seek(0, 2)
+        handle.write((record.canonical_json() + "\n").encode())
     return record.digest()
 
 
 def read_records(path: Path) -> list[RoundRecord]:
+    """The records in the file; a line that does not parse (a crash mid-append) is skipped with
+    an error naming the file and line."""
     if not path.exists():
         return []
-    return [RoundRecord(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(RoundRecord(**json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            logger.error("{} line {}: not a round record ({}); skipped", path, number, exc)
+    return records

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import time
 from dataclasses import dataclass
 
 import bittensor as bt
@@ -78,12 +79,27 @@ class NeuronChain:
     async def block_time(self) -> float:
         return await self.client.block_time()
 
-    async def wait_for_block(self, block: int, poll: float | None = None) -> int:
-        """Wait until the chain reaches `block` (polling: works the same on every backend)."""
-        poll = poll or max(0.05, min(1.0, await self.block_time() / 2))
-        while (current := await self.block()) < block:
-            await asyncio.sleep(poll)
-        return current
+    async def wait_for_block(self, block: int, poll: float | None = None, patience: float = 300.0) -> int:
+        """Wait until the chain reaches `block` (polling: works the same on every backend). Reads
+        that fail are retried: an outage shorter than `patience` seconds costs nothing."""
+        failing_since: float | None = None
+        while True:
+            try:
+                poll = poll or max(0.05, min(1.0, await self.block_time() / 2))
+                current = await self.block()
+                if failing_since is not None:
+                    logger.info("chain reachable again after {:.0f} s", time.monotonic() - failing_since)
+                    failing_since = None
+                if current >= block:
+                    return current
+            except Exception as exc:  # the node restarting, a dropped connection
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = now
+                    logger.warning("chain read failed ({}); retrying for up to {:.0f} s", exc, patience)
+                elif now - failing_since > patience:
+                    raise ChainError(f"the chain did not answer for {patience:.0f} s: {exc}") from exc
+            await asyncio.sleep(poll or 1.0)
 
     async def uid(self) -> int | None:
         return await self.client.read("uid", hotkey_ss58=self.hotkey, netuid=self.netuid)
@@ -103,10 +119,24 @@ class NeuronChain:
             raise ChainError("registration succeeded but the hotkey has no uid yet")
         return uid
 
-    async def serve_axon(self, ip: str, port: int) -> None:
+    async def serve_axon(self, ip: str, port: int, patience: float = 900.0) -> None:
+        """Publish the axon address, unless the chain already has it. Within the chain's serving
+        rate limit (a quick restart with a new address) wait it out instead of failing."""
         ipaddress.ip_address(ip)  # fails loudly on a bad address before paying a fee
-        result = await self.client.execute(bt.ServeAxon(netuid=self.netuid, ip=ip, port=port), self.wallet)
-        _raise_on_failure(result, "serve_axon")
+        address = f"{ip}:{port}"
+        me = (await self.metagraph()).by_hotkey(self.hotkey)
+        if me is not None and me.axon == address:
+            logger.info("axon {} is already published on chain", address)
+            return
+        give_up = time.monotonic() + patience
+        while True:
+            result = await self.client.execute(bt.ServeAxon(netuid=self.netuid, ip=ip, port=port), self.wallet)
+            if result.success or _error_name(result) != "ServingRateLimitExceeded" or time.monotonic() > give_up:
+                _raise_on_failure(result, "serve_axon")
+                return
+            wait = max(1.0, 5 * await self.block_time())
+            logger.warning("serving {} is rate-limited by the chain; trying again in {:.0f} s", address, wait)
+            await asyncio.sleep(wait)
 
     async def metagraph(self) -> MetagraphView:
         graph = await self.client.subnets.metagraph(self.netuid, commitments=False)
@@ -167,8 +197,12 @@ class NeuronChain:
         return bool(result.success)
 
 
+def _error_name(result) -> str:
+    return getattr(result.error, "name", None) or result.message or ""
+
+
 def _raise_on_failure(result, what: str) -> None:
     if not result.success:
-        name = getattr(result.error, "name", None) or result.message
+        name = _error_name(result)
         raise ChainError(f"{what} failed on chain: {name} ({result.message})")
 

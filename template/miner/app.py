@@ -21,14 +21,16 @@ from template.miner.worker import MinerWorker
 
 
 def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int,
-                     check_assignment: Callable[[TrainRequest], Awaitable[str | None]], info: InfoResponse
-                     ) -> FastAPI:
+                     check_assignment: Callable[[TrainRequest], Awaitable[str | None]], info: InfoResponse,
+                     priority_of: Callable[[str], float] = lambda hotkey: 0.0) -> FastAPI:
+    """`priority_of(sender)`: the weight of a sender's work order (its stake); a round's order is
+    replaced only by one with a higher priority."""
     app = FastAPI(title="deai miner", version=info.version)
 
     @app.post("/v1/train", status_code=202)
     async def train(request: Request) -> TrainAccepted:
         body = await read_body(request, MAX_TRAIN_REQUEST_BYTES)
-        authenticate(verifier, request, body)
+        sender = authenticate(verifier, request, body)
         try:
             order = TrainRequest.model_validate_json(body)
         except ValidationError as exc:
@@ -38,7 +40,7 @@ def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int
         problem = await check_assignment(order)
         if problem is not None:
             raise HTTPException(409, problem)
-        status = worker.submit(order)
+        status = worker.submit(order, priority_of(sender))
         return TrainAccepted(round_index=order.round_index, status=status)
 
     @app.get("/v1/contribution")

@@ -15,7 +15,7 @@ from protocol.version import PROTOCOL_VERSION
 from template.net.addresses import published_ip
 from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
-from template.miner.work_order import check_work_order
+from template.miner.work_order import check_round_is_open, check_work_order
 from template.miner.worker import MinerWorker
 from template.training.model import pick_device
 from template.chain.neuron_chain import NeuronChain
@@ -30,11 +30,19 @@ class PermitList:
     Replaced wholesale on refresh, so readers in the HTTP threads never see a half update."""
 
     def __init__(self):
-        self.hotkeys: frozenset[str] = frozenset()
+        self.stakes: dict[str, int] = {}  # hotkey -> stake (rao); never mutated, only replaced
         self.stale = threading.Event()
 
+    @property
+    def hotkeys(self) -> frozenset[str]:
+        return frozenset(self.stakes)
+
+    def stake_of(self, hotkey: str) -> float:
+        """A work order's priority: the lead has the most stake, so its order wins."""
+        return float(self.stakes.get(hotkey, 0))
+
     def policy(self, hotkey: str) -> str | None:
-        if hotkey in self.hotkeys:
+        if hotkey in self.stakes:
             return None
         self.stale.set()  # maybe a validator that just got its permit: refresh soon
         return f"{hotkey} is not a registered validator with a permit on this subnet"
@@ -60,18 +68,19 @@ async def run_miner(config: Config) -> None:
 
     async def check_assignment(order: TrainRequest) -> str | None:
         try:  # the chain client lives on the main loop; the HTTP server runs on its own
-            block_hash = await asyncio.wrap_future(
-                asyncio.run_coroutine_threadsafe(chain.block_hash(order.round_block), main_loop))
+            block, block_hash = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                _block_and_hash(chain, order.round_block), main_loop))
         except Exception as exc:
             return f"cannot read block {order.round_block} to verify the round seed: {exc}"
-        return check_work_order(order, workload, keypair.ss58_address, block_hash)
+        return check_round_is_open(order, block, config.round.round_blocks, config.round.train_blocks,
+                                   time.time()) or check_work_order(order, workload, keypair.ss58_address, block_hash)
 
     permits = PermitList()
     info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION, device=str(device),
                         capacity_gb=config.miner.capacity_gb or workload.capacity_gb(device),
                         model_preset=workload.preset_name, behaviour=config.miner.behaviour)
     verifier = RequestVerifier(keypair.ss58_address, permits.policy)
-    app = create_miner_app(worker, verifier, config.netuid, check_assignment, info)
+    app = create_miner_app(worker, verifier, config.netuid, check_assignment, info, permits.stake_of)
     server = BackgroundServer(app, config.axon.ip, config.axon.port).start()
     address = published_ip(config.axon.ip, config.axon.external_ip)
     await chain.serve_axon(address, config.axon.external_port or config.axon.port)
@@ -90,6 +99,10 @@ async def run_miner(config: Config) -> None:
         logger.info("miner stopped")
 
 
+async def _block_and_hash(chain: NeuronChain, block: int) -> tuple[int, str]:
+    return await chain.block(), await chain.block_hash(block)
+
+
 async def refresh_permits_until(stop: threading.Event, chain: NeuronChain, permits: PermitList,
                                 every: float = 12.0) -> None:
     last = 0.0
@@ -97,7 +110,7 @@ async def refresh_permits_until(stop: threading.Event, chain: NeuronChain, permi
         if time.monotonic() - last > every or (permits.stale.is_set() and time.monotonic() - last > 1.0):
             try:
                 graph = await chain.metagraph()
-                permits.hotkeys = frozenset(n.hotkey for n in graph.permitted_validators())
+                permits.stakes = {n.hotkey: n.stake_rao for n in graph.permitted_validators()}
                 permits.stale.clear()
                 logger.debug("permitted validators: {}", len(permits.hotkeys))
             except Exception as exc:  # the chain being briefly unreachable must not end the miner

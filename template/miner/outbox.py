@@ -21,9 +21,18 @@ class Outbox:
         tmp.write_bytes(body)
         self.path(round_index).with_suffix(".sig").write_text(signature)
         tmp.replace(self.path(round_index))  # body last: its presence means complete
-        for old in sorted(self.directory.glob("round-*.safetensors"))[:-self.keep_rounds]:
-            old.unlink(missing_ok=True)
-            old.with_suffix(".sig").unlink(missing_ok=True)
+        for old in self.rounds()[:-self.keep_rounds]:
+            self.path(old).unlink(missing_ok=True)
+            self.path(old).with_suffix(".sig").unlink(missing_ok=True)
+
+    def rounds(self) -> list[int]:
+        """Round indices held, oldest first (by number: round-10 is newer than round-9)."""
+        held = []
+        for path in self.directory.glob("round-*.safetensors"):
+            index = path.name[len("round-"):-len(".safetensors")]
+            if index.isdigit():
+                held.append(int(index))
+        return sorted(held)
 
     def get(self, round_index: int) -> tuple[bytes, str] | None:
         path = self.path(round_index)

@@ -2,8 +2,25 @@
 from __future__ import annotations
 
 from protocol.messages import TrainRequest
+from template.chain.round_clock import round_at
 from template.training.assignment import assigned_pages, round_seed
 from template.training.workload import Workload
+
+
+def check_round_is_open(order: TrainRequest, current_block: int, round_blocks: int, train_blocks: int,
+                        now: float) -> str | None:
+    """An order is for the round open on the chain right now, on the subnet's schedule, with a
+    deadline still ahead: nobody can queue work for a past or future round."""
+    window = round_at(order.round_block, round_blocks, train_blocks)
+    if (order.round_index, order.round_block, order.deadline_block) != \
+            (window.index, window.start_block, window.deadline_block):
+        return (f"round {order.round_index} from block {order.round_block} to {order.deadline_block} is not on "
+                f"this subnet's schedule ({round_blocks} blocks a round, {train_blocks} to train)")
+    if not window.start_block <= current_block < window.deadline_block:
+        return f"round {order.round_index} is not open for training at block {current_block}"
+    if order.deadline_unix <= now:
+        return "the order's deadline has passed"
+    return None
 
 
 def check_work_order(order: TrainRequest, workload: Workload, hotkey: str, round_block_hash: str) -> str | None:

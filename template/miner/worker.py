@@ -19,12 +19,12 @@ from protocol.auth import sign_contribution
 from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, TrainRequest
 from protocol.payload import decode_tensors, encode_tensors
+from template.miner.carry_over import CarryOver
 from template.miner.checkpoint_cache import CheckpointCache
 from template.miner.outbox import Outbox
 from template.training.workload import Workload
 from template.utils.wandb_run import WandbRun
-from template.training.checkpoint import load_checkpoint, save_checkpoint
-from template.training.compression import compress
+from template.training.compression import compress, shapes_of
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import load_model_state
 from template.training.shards import ShardSpec, delta_to_full, extract, loss_mode, sub_state
@@ -50,21 +50,42 @@ class MinerWorker:
         self.state_dir = state_dir
         self.jobs: queue.Queue[TrainRequest] = queue.Queue()
         self.outcomes: dict[int, Outcome] = {}
+        self.orders: dict[int, tuple[float, TrainRequest]] = {}  # round -> (priority, the order worked on)
         self.lock = threading.Lock()
         self.wandb = run or WandbRun()
         self.compile = compile
         self._full_model: torch.nn.Module | None = None  # reused so torch.compile runs once
-        self._optimizer_state: tuple[str, dict | None] = ("", None)  # (unit label, AdamW state)
+        self.carry = CarryOver(state_dir)
+        self._optimizer_state = self.carry.moments()  # (unit label, AdamW state)
 
-    def submit(self, request: TrainRequest) -> str:
+    def submit(self, request: TrainRequest, priority: float = 0.0) -> str:
+        """Queue a round's work order. A round has one order: a different one for the same round
+        replaces it only when it comes with a higher `priority` (the sender's stake, so the lead's
+        order wins over any lesser permit holder's), and the replaced work is dropped."""
         with self.lock:
-            if self.outbox.get(request.round_index) is not None:
+            held = self.orders.get(request.round_index)
+            if held is not None:
+                held_priority, held_request = held
+                if held_request == request:
+                    return "done" if self.outbox.get(request.round_index) is not None else "already_training"
+                if priority <= held_priority:
+                    return "already_training"
+                logger.warning("round {}: an order from a validator with more stake replaces the one held",
+                               request.round_index)
+                self.outbox.path(request.round_index).unlink(missing_ok=True)
+            elif self.outbox.get(request.round_index) is not None:
                 return "done"
-            if request.round_index in self.outcomes:
-                return "already_training"
+            self.orders[request.round_index] = (priority, request)
             self.outcomes[request.round_index] = Outcome("queued")
+            self.carry.save_order(request, priority)
         self.jobs.put(request)
         return "accepted"
+
+    def is_current(self, request: TrainRequest) -> bool:
+        """Whether `request` is still the order this miner works on for its round."""
+        with self.lock:
+            held = self.orders.get(request.round_index)
+            return held is not None and held[1] is request
 
     def outcome(self, round_index: int) -> Outcome | None:
         if self.outbox.get(round_index) is not None:
@@ -72,29 +93,48 @@ class MinerWorker:
         with self.lock:
             return self.outcomes.get(round_index)
 
+    def resume_open_orders(self) -> None:
+        """Queue again the orders accepted before a restart whose deadline is still ahead."""
+        for priority, order in self.carry.open_orders():
+            if time.time() < order.deadline_unix and self.submit(order, priority) == "accepted":
+                logger.info("round {}: resuming the order accepted before the restart", order.round_index)
+            else:
+                self.carry.forget_order(order.round_index)
+
     def run(self, stop: threading.Event) -> None:
+        self.resume_open_orders()
         while not stop.is_set():
             try:
                 request = self.jobs.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if not self.is_current(request):
+                continue  # replaced while queued
             if time.time() > request.deadline_unix:
                 self._set(request.round_index, Outcome("failed", "deadline passed before the job started"))
+                self.carry.forget_order(request.round_index)
                 continue
             self._set(request.round_index, Outcome("training"))
             try:
                 body = self._contribution(request)
+                if not self.is_current(request):
+                    logger.info("round {}: dropped the work of a replaced order", request.round_index)
+                    continue
                 self.outbox.put(request.round_index, body, sign_contribution(self.keypair, body))
                 self._set(request.round_index, Outcome("done"))
+                self.carry.forget_order(request.round_index)
             except Exception as exc:  # one bad round must not end the miner
                 logger.exception("round {} failed: {}", request.round_index, exc)
-                self._set(request.round_index, Outcome("failed", str(exc)))
+                if self.is_current(request):
+                    self._set(request.round_index, Outcome("failed", str(exc)))
+                    self.carry.forget_order(request.round_index)
 
     def _set(self, round_index: int, outcome: Outcome) -> None:
         with self.lock:
             self.outcomes[round_index] = outcome
             for old in [r for r in self.outcomes if r < round_index - 16]:
                 del self.outcomes[old]
+                self.orders.pop(old, None)
 
     def _contribution(self, request: TrainRequest) -> bytes:
         if self.behaviour == "copy":
@@ -107,10 +147,8 @@ class MinerWorker:
         else:
             delta, stats = self._train(request, base)
         # Error feedback is per unit of work: what a shard did not send belongs to that shard.
-        residual_path = self.state_dir / f"residual-{request.unit.label.replace('/', 'of')}.safetensors"
-        residual = load_checkpoint(residual_path) if residual_path.exists() else None
-        update, residual = compress(delta, residual, request.recipe.compression)
-        save_checkpoint(residual_path, residual)
+        update, residual = compress(delta, self.carry.residual(request.unit.label), request.recipe.compression)
+        self.carry.save_residual(request.unit.label, residual)
         meta = ContributionMeta(
             netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
             hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
@@ -147,11 +185,13 @@ class MinerWorker:
             kept = None  # another unit's moments must not sit in memory beside this one's
         stats = train_inner(model, self.workload.pages.tokens[request.pages], request.recipe,
                             seed=int(request.seed[:8], 16), deadline=request.deadline_unix - 1.0,
-                            compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept)
+                            compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept,
+                            should_stop=lambda: not self.is_current(request))
         self._optimizer_state = (request.unit.label, stats.optimizer_state)
+        self.carry.save_moments(self._optimizer_state)
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":
-            shapes = {name: tuple(t.shape) for name, t in base.items()}
+            shapes = shapes_of(base)
             touched = delta_to_full(delta, plan, shapes)
             delta = {name: touched.get(name, torch.zeros(shape)) for name, shape in shapes.items()}
         return delta, stats

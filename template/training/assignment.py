@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import operator
 from collections.abc import Iterable, Sequence
 
 
@@ -21,9 +22,14 @@ def _block_hash_bytes(block_hash: str) -> bytes:
 
 
 def round_seed(block_hash: str, round_index: int) -> bytes:
-    """s_r = sha256("deai/round" | block_hash | round_index), 32 bytes."""
-    if round_index < 0:
-        raise ValueError(f"round_index must be >= 0, got {round_index}")
+    """s_r = sha256("deai/round" | block_hash | round_index), 32 bytes; the index is packed as 8
+    big-endian bytes, so it must lie in 0..2**64-1."""
+    try:
+        round_index = operator.index(round_index)
+    except TypeError as exc:
+        raise ValueError(f"round_index must be an integer, got {type(round_index).__name__}") from exc
+    if not 0 <= round_index < 2**64:
+        raise ValueError(f"round_index must be within 0..2**64-1, got {round_index}")
     payload = b"deai/round|" + _block_hash_bytes(block_hash) + round_index.to_bytes(8, "big")
     return hashlib.sha256(payload).digest()
 

@@ -1,4 +1,4 @@
-"""SparseLoCo-style compression of pseudo-gradients (ALGORITHMS.md §2.4, §7.3).
+"""SparseLoCo-style compression of pseudo-gradients (wire format: docs/protocol.md).
 
 Error feedback e <- ef_beta * e + delta; each tensor is cut into chunks of chunk*chunk elements
 (2-D: chunk x chunk tiles; other ranks: flat runs), padded at the edges; per chunk the top-k
@@ -317,5 +317,6 @@ def dense_bytes(shapes: dict[str, tuple[int, ...]]) -> int:
     return sum(4 * math.prod(s) for s in shapes.values())
 
 
-def shapes_of(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+def shapes_of(state: Mapping[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    """name -> shape of every tensor (what decoding and shard plans take)."""
     return {name: tuple(t.shape) for name, t in state.items()}

@@ -59,7 +59,7 @@ def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
 
 def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, seed: int = 0,
                 deadline: float | None = None, compile: bool = False, loss_mode: str = "auto",
-                optimizer_state: dict | None = None) -> InnerStats:
+                optimizer_state: dict | None = None, should_stop=None) -> InnerStats:
     """Train `model` in place for the recipe's H AdamW steps over the pages `tokens` [N, T]
     (batch, learning-rate schedule, weight decay, betas and gradient clip from `recipe`).
 
@@ -70,7 +70,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     `InnerStats.optimizer_state`) to continue from instead of zeros.
 
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
-    round (a slow device still contributes what it managed)."""
+    round (a slow device still contributes what it managed). `should_stop()`: checked before each
+    step; true ends the loop (the work was called off)."""
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
@@ -80,6 +81,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     opt = _make_optimizer(model, lr, recipe.weight_decay, recipe.betas)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
+        for group in opt.param_groups:  # the moments carry over; the settings are this round's recipe
+            group.update(betas=recipe.betas, weight_decay=recipe.weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
     fwd_bwd = forward_backward(model, compile, loss_mode)
     model.train()
@@ -89,6 +92,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     # Indices go to the device once: a host->device copy per step would wait for the GPU.
     order = torch.stack(batch_order(tokens.shape[0], steps, batch_size, seed)).to(device)
     for step, idx in enumerate(order):
+        if should_stop is not None and should_stop():
+            break
         if deadline is not None and step > 0 and time.time() >= deadline:
             logger.warning(f"inner: deadline reached after {step}/{steps} steps")
             break

@@ -28,7 +28,7 @@ PRESETS: dict[str, ModelPreset] = {
     # thread (template/training/README.md).
     "tiny": ModelPreset("tiny", n_layers=2, d_model=128, n_heads=4, n_kv_heads=4, d_ff=384,
                         max_seq_len=256),
-    # ~14M at vocab 8192: the measurement size of DESIGN.md's shard study.
+    # 16.9M at vocab 8192: the CPU benchmarks' preset (bench/README.md), shard studies included.
     "small": ModelPreset("small", n_layers=6, d_model=384, n_heads=6, n_kv_heads=6, d_ff=1024,
                          max_seq_len=1024),
     # GPT-2-small class, ~124M at vocab 50k (tied, like GPT-2).

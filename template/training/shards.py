@@ -1,12 +1,12 @@
 """Shards: units of work smaller than the whole model, for miners whose device cannot hold it.
 
 Two schemes, both mapped back into full-model coordinates so the validator aggregates them
-next to whole-model contributions (DESIGN.md "Shards: measured, not assumed"):
+next to whole-model contributions (docs/design.md, "Units of work"):
 
 - ``layers``: a contiguous range of the units [embeddings, block 0..n-1, final norm + head],
   balanced by parameter count. The miner holds the full model, but only the range gets
   gradients and AdamW state, and autograd does no backward below the lowest trained unit.
-  Measured about 2x worse than full-model DiLoCo at equal tokens (kept as the baseline).
+  Kept as the baseline: it trails width shards (bench/README.md, "Collective training").
 - ``width``: a real smaller Llama cut out of every block (HeteroFL / FedRolex style): a window
   of KV groups (with their query heads) and a window of FFN units per block, plus a contiguous
   slice of the vocabulary rows of the embedding and the LM head; RMSNorm weights (0.1% of the
@@ -14,16 +14,10 @@ next to whole-model contributions (DESIGN.md "Shards: measured, not assumed"):
   activations, gradients and optimizer state are those of the smaller model. The kept weights
   are copied as they are (no HeteroFL ``total / kept`` scaler on the o_proj/down_proj columns),
   and the delta goes back to full coordinates unscaled, so every trained coordinate moves by
-  the same AdamW steps it would take in the full model. Measured (bench/collective.py, K=4
-  miners on quarter shards, fixed windows, 16 rounds of H=10, no compression), held-out loss:
-  tiny preset: full-model DiLoCo 4.45; scaler with the delta scaled back by kept/total 5.01;
-  the earlier code (scaler, delta multiplied by total/kept: 9x/16x too large on o_proj and
-  down_proj) stalled near 5.6-5.7 and drifted up; no scaler 4.67, still improving. small
-  preset: DiLoCo 5.51, no scaler 5.87 (1.07x; rolling windows 5.82), scaler with kept/total
-  5.80 (1.05x; one seed: the two are within round-to-round noise there, tiny separates them).
-  Windows roll with the round (FedRolex); the validator spreads a round's shard miners over as
-  many windows as keep two peers on each (`unit_sizing.spread_windows`), so the shards of one
-  round cover every coordinate once there are enough shard miners.
+  the same AdamW steps it would take in the full model (the variants measured against this
+  are in bench/README.md, "Width shards: the scaler"). Windows roll with the round (FedRolex);
+  the validator spreads a round's shard miners over as many windows as keep two peers on each
+  (`unit_sizing.spread_windows`).
 
 Aggregating shard deltas: every coordinate is the mean over the contributions that trained it
 (``coverage_mean``); coordinates nobody trained this round stay unchanged. Robust clipping
@@ -43,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaForCausalLM
 
+from template.training.compression import shapes_of
 from template.training.model import PRESETS, ModelPreset, llama_config, load_model_state
 
 SCHEMES = ("full", "layers", "width")
@@ -71,12 +66,11 @@ class ShardSpec:
 
 @dataclass(frozen=True)
 class Slice:
-    """Where a full tensor's trained part lives in the shard: full[rows][:, cols] * scale."""
+    """Where a full tensor's trained part lives in the shard: full[rows][:, cols], as it is."""
 
     sub_name: str
     rows: torch.Tensor | None = None  # int64 row ids of the full tensor (None: all)
     cols: torch.Tensor | None = None  # int64 column ids (None: all)
-    scale: float = 1.0  # sub = full * scale at extraction; delta_full = delta_sub / scale
 
 
 ShardPlan = dict[str, Slice]  # full parameter name -> its slice in the shard
@@ -214,12 +208,6 @@ def shard_mask(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
     return masks
 
 
-def trained_fraction(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
-                     shapes: Mapping[str, tuple[int, ...]]) -> float:
-    masks = shard_mask(spec, preset, vocab_size, shapes)
-    return sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
-
-
 # ------------------------------------------------------------------------ the sub-model
 
 
@@ -255,7 +243,7 @@ class RowSlicedHead(nn.Module):
         return F.linear(hidden, self.table.weight())
 
 
-def _sub_name(name: str) -> str:
+def sub_param_name(name: str) -> str:
     """Sub-model parameter name under the row-sliced modules."""
     return {"model.embed_tokens.part": "model.embed_tokens.table.part",
             "lm_head.part": "lm_head.table.part"}.get(name, name)
@@ -279,7 +267,7 @@ def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: Mod
     heads and FFN units; frozen vocabulary rows as buffers); for ``layers``/``full`` it is the
     full model with the other parameters frozen."""
     preset = PRESETS[preset] if isinstance(preset, str) else preset
-    shapes = {n: tuple(t.shape) for n, t in full_state.items()}
+    shapes = shapes_of(full_state)
     plan = shard_plan(spec, preset, vocab_size, shapes)
     if spec.scheme in ("full", "layers"):
         with torch.random.fork_rng(devices=[]):
@@ -308,10 +296,10 @@ def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: Mod
         model.lm_head = RowSlicedHead(RowSlicedWeight(full_state["lm_head.weight"], v0, v1))
     params = dict(model.named_parameters())
     for name, s in plan.items():
-        sub = _sub_name(s.sub_name)
+        sub = sub_param_name(s.sub_name)
         if sub == "model.embed_tokens.table.part" or sub == "lm_head.table.part":
             continue  # already copied into RowSlicedWeight
-        params[sub].copy_(_take(full_state[name], s) * s.scale)
+        params[sub].copy_(_take(full_state[name], s))
     return model.to(device), plan
 
 
@@ -328,9 +316,7 @@ def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: ShardPlan,
     the shard does not touch are absent."""
     out: dict[str, torch.Tensor] = {}
     for name, s in plan.items():
-        d = sub_delta[_sub_name(s.sub_name)].to("cpu", torch.float32)
-        if s.scale != 1.0:
-            d = d / s.scale  # sub = full * scale, so a sub-model step is 1/scale in full units
+        d = sub_delta[sub_param_name(s.sub_name)].to("cpu", torch.float32)
         if s.rows is None and s.cols is None:
             out[name] = d.clone()
             continue
@@ -342,19 +328,6 @@ def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: ShardPlan,
         else:
             full[s.rows[:, None], s.cols[None, :]] = d
         out[name] = full
-    return out
-
-
-def sub_shapes(plan: ShardPlan, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    """Shapes of the shard's own tensors (what goes on the wire), keyed by sub-model name."""
-    out = {}
-    for name, s in plan.items():
-        shape = list(shapes[name])
-        if s.rows is not None:
-            shape[0] = len(s.rows)
-        if s.cols is not None:
-            shape[1] = len(s.cols)
-        out[_sub_name(s.sub_name)] = tuple(shape)
     return out
 
 

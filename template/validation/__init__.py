@@ -1,7 +1,11 @@
 """Scoring, outlier/duplicate checks, score EMA -> weights, and aggregation.
 
-Pure functions over decoded pseudo-gradients (dict[str, Tensor], delta = base - trained) and
-per-sequence loss vectors. Imports torch and the standard library only: never the chain,
+The core modules re-exported here (`checks`, `norms`, `scoring`, `aggregation`, `score_ema`)
+are pure functions over decoded pseudo-gradients (name -> Tensor mappings, delta = base -
+trained) and per-sequence loss vectors, and import torch and the standard library only. Two
+modules build on them and also use `protocol` and the training core: `unit_merge` (joining
+units of work through the shard geometry of `template.training.shards`) and `round` (from the
+bytes miners sent to score reports and the merged update). No module here imports the chain,
 bittensor or networking code.
 """
 

@@ -1,8 +1,9 @@
-"""Robust, replayable aggregation of accepted pseudo-gradients (ALGORITHMS.md §7.5).
+"""Robust, replayable aggregation of accepted pseudo-gradients (docs/scoring.md, "Aggregation").
 
 Each accepted delta is clipped per tensor to the accepted median norm of that tensor, then the
 clipped deltas are averaged with equal weights in the given order, except that no one coldkey's
-contributions together weigh more than a third (sybils do not outvote the rest). No
+contributions together weigh more than a third, or 1/n with only n coldkeys (sybils do not
+outvote the rest). No
 coordinate-wise trimming: on sparse top-k vectors it would trim the few non-zeros.
 
 Replay: norms come from `norms.tensor_norm` (a fixed-order sum, the same on every machine),

@@ -7,15 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import torch
-from pydantic import ValidationError
 
-from protocol.limits import MAX_CONTRIBUTION_BYTES
-from protocol.messages import ContributionMeta, UnitOfWork
-from protocol.payload import PayloadError, decode_tensors
+from protocol.messages import UnitOfWork
 from template.training.assignment import control_pages, heldout_pages
-from template.training.compression import CompressedUpdate, CompressionConfig, DecodedUpdate, MalformedUpdate
+from template.training.compression import CompressionConfig, DecodedUpdate, shapes_of
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.pages import PageStore
+from template.validation.contribution import Expected, Rejected, open_contribution
 from template.validation.unit_merge import merge_units
 from template.validation.scoring import Contribution, ScoreReport, ScoringConfig, score_round
 
@@ -48,31 +46,14 @@ class RoundContext:
 def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str, tuple[int, ...]],
                         compression: CompressionConfig) -> tuple[DecodedUpdate | None, str | None]:
     """The delta (validated, kept packed, decoded tensor by tensor when read), or None and the
-    reason it cannot be used."""
+    reason it cannot be used (`contribution.open_contribution`)."""
     if received.body is None:
         return None, received.failure or "no contribution"
+    expected = Expected(received.hotkey, ctx.netuid, ctx.round_index, ctx.base_checkpoint, received.unit)
     try:
-        tensors, raw_meta = decode_tensors(received.body, MAX_CONTRIBUTION_BYTES)
-        meta = ContributionMeta.model_validate(raw_meta or {})
-    except PayloadError as exc:
-        return None, f"malformed payload: {exc}"
-    except ValidationError as exc:
-        return None, f"malformed metadata: {exc.errors()[0].get('msg')}"
-    if meta.hotkey != received.hotkey:
-        return None, f"metadata names hotkey {meta.hotkey[:10]}, sent by {received.hotkey[:10]}"
-    if meta.round_index != ctx.round_index:
-        return None, f"round {meta.round_index} expected {ctx.round_index}"
-    if meta.base_checkpoint != ctx.base_checkpoint:
-        return None, f"trained from checkpoint {meta.base_checkpoint[:12]}, expected {ctx.base_checkpoint[:12]}"
-    if meta.netuid != ctx.netuid:
-        return None, f"netuid {meta.netuid} expected {ctx.netuid}"
-    if meta.unit != received.unit:
-        return None, f"trained unit {meta.unit.label}, assigned {received.unit.label}"
-    try:
-        update = CompressedUpdate.from_tensors(tensors, shapes, compression)
-        return DecodedUpdate(update, shapes), None
-    except MalformedUpdate as exc:
-        return None, f"malformed update: {exc}"
+        return open_contribution(received.body, expected, shapes, compression), None
+    except Rejected as rejected:
+        return None, rejected.reason
 
 
 def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tensor], received: list[Received],
@@ -81,7 +62,7 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
                         ) -> tuple[dict[str, ScoreReport], dict[str, DecodedUpdate]]:
     """Score every contribution, each unit of work (whole model, or one shard) among its own
     peers; returns the reports and the decoded deltas of the accepted."""
-    shapes = {name: tuple(t.shape) for name, t in base_state.items()}
+    shapes = shapes_of(base_state)
     heldout = pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, heldout_count))
     by_unit: dict[str, list[Contribution]] = {}
     deltas = {}

@@ -1,4 +1,4 @@
-"""Scoring one round: gates, held-out gain, assigned-vs-random test (ALGORITHMS.md §7.4).
+"""Scoring one round: gates, held-out gain, assigned-vs-random test (docs/scoring.md).
 
 Pure functions of the contributions and a `loss_fn` the validator supplies:
 
@@ -284,11 +284,18 @@ def score_round(
 ) -> dict[str, ScoreReport]:
     """Score every contribution of one round (one unit of work) and say why.
 
-    Gates in order: pre-rejected/malformed payload, non-finite, empty, shape, norm vs the
-    median of the structurally valid contributions, duplicates (arrival order), held-out gain
-    (z >= z_min and mean > 0), assigned-vs-random. The base-model losses are computed once
-    per token set (held-out once for the round; assigned/control pages once per distinct
-    object), the updated-model losses once per contribution that reaches that gate.
+    Gates in CHECK_ORDER: pre-rejected/malformed payload, non-finite, empty, shape; norm vs the
+    median of the structurally valid contributions; duplicate, found among all structurally
+    valid ones (a copy's victim that failed the norm gate is still the original): within a
+    group of near-identical updates the earliest arrival is the original unless another
+    member's assignment z reaches `assignment_z_min` and beats the earliest's by
+    `originality_margin_z` (`_duplicates_originals_first`); held-out gain (mean > 0 and
+    z >= z_min) and assigned-vs-random (z >= assignment_z_min), both measured on the update
+    clipped per tensor to the median norm of the candidates left after the duplicate gate
+    (`clip_before_eval`) and applied at `eval_scale`. Score = the held-out gain mean when every
+    gate passes, else 0. The base-model losses are computed once per token set (held-out once
+    for the round; assigned/control pages once per distinct object), the updated-model losses
+    once per contribution that reaches that gate.
     """
     cfg = cfg or ScoringConfig()
     hotkeys = [c.hotkey for c in contributions]

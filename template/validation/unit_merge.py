@@ -8,6 +8,7 @@ import torch
 from loguru import logger
 
 from protocol.messages import UnitOfWork
+from template.training.compression import shapes_of
 from template.training.shards import ShardSpec, coverage_mean, shard_mask
 from template.validation.aggregation import aggregate, coldkey_capped_weights, median_norm_clip
 
@@ -37,7 +38,7 @@ def merge_units(order: list[str], accepted: dict[str, Mapping[str, torch.Tensor]
             continue
         unit = units[members[0]]
         spec = ShardSpec(unit.scheme, unit.index, unit.count)
-        shapes = {name: tuple(t.shape) for name, t in accepted[members[0]].items()}
+        shapes = shapes_of(accepted[members[0]])
         mask = shard_mask(spec, preset, vocab_size, shapes)
         capped = coldkey_capped_weights([owner(hk) for hk in members])
         # relative to 1 per contribution, so that units overlapping on a coordinate weigh as before

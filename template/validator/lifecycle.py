@@ -1,17 +1,19 @@
 """Validator lifecycle: rounds on the chain's clock, scoring, weights, and (as lead) the outer step.
 
-The validator orchestrates; the decisions live in pure functions (`template.validation`,
-`template.validation.round`). State is saved after every round and resumed on restart.
+Each round is planned (`plan_round`), collected, scored and settled (`template.validator.round`);
+`settle` is the one place the validator's model and state change. The decisions live in pure
+functions (`template.validation`, `template.validator.round`). State is saved after every
+round and resumed on restart.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import bittensor as bt
@@ -24,30 +26,31 @@ from protocol.version import WEIGHTS_VERSION_KEY
 from template.audit.lead_check import LeadCheck, check_lead_round
 from template.audit.replay import archive_dir
 from template.audit.round_record import RoundRecord, append_record
-from template.validator.checkpoint_app import create_checkpoint_app
-from template.net.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
-from template.net.addresses import published_ip
-from template.net.server import BackgroundServer
-from template.validator.lead_election import (announced_rounds, candidates_of, conflicting_checkpoint, elect,
-                                         starting_peer_to_wait_for)
-from template.validator.miner_client import MinerClient, MinerEndpoint, Reply
-from template.validator.records_board import Lead, RoundRecordBoard
-from template.validator.round_clock import RoundWindow, next_round, round_at
-from template.validation.round import Received, RoundContext, aggregate_in_arrival_order, score_contributions
-from template.training.workload import Workload, initial_seed
-from template.training.model import pick_device
-from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
 from template.chain.neuron_chain import MetagraphView, NeuronChain
 from template.config import Config, build_workload, expand
+from template.net.addresses import published_ip
+from template.net.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
+from template.net.server import BackgroundServer
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
-from template.training.checkpoint import load_checkpoint, save_checkpoint, state_hash
 from template.training.evaluation import per_sequence_loss
-from template.training.model import load_model_state, model_state
-from template.training.outer_step import apply_outer_step
+from template.training.model import load_model_state, model_state, pick_device
+from template.training.workload import Workload, initial_seed
 from template.utils.logging import setup_logging
 from template.utils.wandb_run import WandbRun, open_run
+from template.validation.round import Received, RoundContext, score_contributions
 from template.validation.score_ema import ScoreBook
-from template.validation.scoring import ScoringConfig
+from template.validation.scoring import ScoreReport, ScoringConfig
+from template.validator.checkpoint_app import create_checkpoint_app
+from template.validator.collection import collect
+from template.validator.lead_election import (announced_rounds, candidates_of, conflicting_checkpoint, elect,
+                                              starting_peer_to_wait_for)
+from template.validator.miner_client import MinerClient, MinerEndpoint
+from template.validator.records_board import Lead, RoundRecordBoard
+from template.validator.round import RoundPlan, Settlement, round_record, settle_as_follower, settle_as_lead
+from template.chain.round_clock import RoundWindow, next_round, round_at
+from template.validator.recovery import recover
+from template.validator.state import CheckpointStore, ValidatorState
+from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
 
 GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
 
@@ -56,47 +59,23 @@ class RoundSkipped(RuntimeError):
     """This validator cannot take part in the round (said in one line, not as a crash)."""
 
 
-@dataclass
-class ValidatorState:
-    last_round: int = -1
-    checkpoint: str = ""
-    checkpoint_round: int = -1  # the last round folded into `checkpoint` (announced; elects the lead)
-    last_weights_block: int = 0
-    scores_json: str = ""
-    heldout_history: list[dict] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> "ValidatorState":
-        if not path.exists():
-            return cls()
-        try:
-            fields = json.loads(path.read_text())
-            fields.setdefault("checkpoint_round", fields.get("last_round", -1))  # state of an older version
-            return cls(**fields)
-        except (ValueError, TypeError, AttributeError) as exc:
-            backup = path.with_suffix(".corrupt")
-            path.replace(backup)
-            logger.error("state file unreadable ({}); moved to {} and starting fresh", exc, backup)
-            return cls()
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
-
-
 class Validator:
-    def __init__(self, config: Config, chain: NeuronChain, workload: Workload, state_dir: Path, run: WandbRun):
+    """`miners`, `lead_records` and `fetch_checkpoint` default to the HTTP implementations; tests
+    pass in-process ones to drive whole rounds without sockets."""
+
+    def __init__(self, config: Config, chain: NeuronChain, workload: Workload, state_dir: Path, run: WandbRun,
+                 miners: MinerClient | None = None, lead_records: RoundRecordBoard | None = None,
+                 fetch_checkpoint=fetch_latest_checkpoint):
         self.config = config
         self.chain = chain
         self.workload = workload
         self.rounds = config.round
         self.recipe = workload.recipe
         self.state_dir = state_dir
-        self.checkpoint_dir = state_dir / "checkpoints"
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoints = CheckpointStore(state_dir / "checkpoints")
         self.state_path = state_dir / "validator_state.json"
-        self.state = ValidatorState.load(self.state_path)
+        self.state, self.record_to_commit = recover(ValidatorState.load(self.state_path), state_dir, self.checkpoints,
+                                                    config.validator.ema_alpha)
         self.scores = ScoreBook.from_json(self.state.scores_json) if self.state.scores_json else \
             ScoreBook(alpha=config.validator.ema_alpha)
         self.device = pick_device(config.neuron.device)
@@ -105,20 +84,24 @@ class Validator:
         self.scoring = ScoringConfig()
         self.global_eval = workload.pages.pages(
             heldout_pages(GLOBAL_EVAL_SEED, workload.pages.heldout_ids, config.round.global_eval_pages))
-        self.miners = MinerClient(chain.wallet.hotkey, timeout=config.validator.query_timeout + 6.0)
+        self.miners = miners or MinerClient(chain.wallet.hotkey, timeout=config.validator.query_timeout + 6.0)
+        self.lead_records = lead_records or RoundRecordBoard(chain.committed_digests)
+        self.fetch_checkpoint = fetch_checkpoint
         self.base_url = ""
         self.capacities: dict[str, float] = {}  # hotkey -> declared GB (from /v1/info)
-        self.lead_records = RoundRecordBoard(chain.committed_digests)
         self.rounds_started = 0  # since this process started
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.checkpoints.directory
 
     # --- checkpoints -------------------------------------------------------------------------
     def ensure_checkpoint(self) -> None:
-        path = self.checkpoint_dir / f"{self.state.checkpoint}.safetensors"
-        if self.state.checkpoint and path.exists():
-            load_model_state(self.model, load_checkpoint(path))
+        if self.checkpoints.has(self.state.checkpoint):
+            load_model_state(self.model, self.checkpoints.load(self.state.checkpoint))
             logger.info("resumed at round {} from checkpoint {}", self.state.last_round, self.state.checkpoint[:12])
             return
-        self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, model_state(self.model))
+        self.state.checkpoint = self.checkpoints.save(model_state(self.model))
         loss = self.global_loss()
         self.state.heldout_history.append({"round": -1, "heldout_loss": loss})
         logger.info("initial checkpoint {} (held-out loss {:.4f})", self.state.checkpoint[:12], loss)
@@ -126,7 +109,7 @@ class Validator:
     def latest_info(self) -> CheckpointInfo | None:
         if not self.state.checkpoint:
             return None
-        path = self.checkpoint_dir / f"{self.state.checkpoint}.safetensors"
+        path = self.checkpoints.path(self.state.checkpoint)
         return CheckpointInfo(round_index=self.state.checkpoint_round, sha256=self.state.checkpoint,
                               size_bytes=path.stat().st_size if path.exists() else 0,
                               model_preset=self.workload.preset_name, vocab_size=self.workload.vocab_size)
@@ -134,24 +117,33 @@ class Validator:
     def global_loss(self) -> float:
         return float(per_sequence_loss(self.model, self.global_eval).mean())
 
+    def adopt_checkpoint(self, digest: str, round_index: int, state: dict[str, torch.Tensor] | None) -> None:
+        """The one place the model and the announced checkpoint change."""
+        if state is not None:
+            self.checkpoints.save(state)
+            load_model_state(self.model, state)
+        self.state.checkpoint, self.state.checkpoint_round = digest, round_index
+
     async def sync_from_lead(self, lead: Lead) -> None:
         """A non-lead validator scores against the lead's checkpoint: fetch it when it is not the
         one this validator already holds (joining, or a round it could not verify), check it is
         the one announced, and say whether a record the lead committed on chain backs it. An
         unbacked checkpoint that conflicts with one held for the same or a later round is refused
         (`lead_election.conflicting_checkpoint`): the round is skipped."""
-        info, state = await fetch_latest_checkpoint(lead.url, self.state.checkpoint)
+        try:
+            info, state = await self.fetch_checkpoint(lead.url, self.state.checkpoint)
+        except (CheckpointFetchError, httpx.HTTPError) as exc:
+            raise RoundSkipped(f"the lead's checkpoint is unavailable ({str(exc) or type(exc).__name__}); "
+                               "the miners' updates cannot be scored against another base") from exc
         if state is None:
-            self.state.checkpoint_round = info.round_index
+            self.adopt_checkpoint(self.state.checkpoint, info.round_index, None)
             return
         backed, detail = await self.lead_records.backs_checkpoint(lead, info.round_index, info.sha256)
         conflict = conflicting_checkpoint(info.round_index, info.sha256, self.state.checkpoint_round,
                                           self.state.checkpoint, backed)
         if conflict:
             raise RoundSkipped(f"not adopting the lead's checkpoint: {conflict} ({detail})")
-        save_checkpoint_by_hash(self.checkpoint_dir, state)
-        load_model_state(self.model, state)
-        self.state.checkpoint, self.state.checkpoint_round = info.sha256, info.round_index
+        self.adopt_checkpoint(info.sha256, info.round_index, state)
         (logger.info if backed else logger.warning)("synced checkpoint {} from the lead: {}", info.sha256[:12], detail)
 
     # --- rounds ------------------------------------------------------------------------------
@@ -181,41 +173,12 @@ class Validator:
             return me
         return Lead(election.lead.hotkey, election.lead.url, is_me=False)
 
-    async def follow_lead(self, window: RoundWindow, lead: Lead, received: list[Received],
-                          base_state: dict[str, torch.Tensor], record: RoundRecord) -> LeadCheck:
-        """Check the lead's aggregate of this round by replaying its committed record on the
-        bytes received here; adopt the replayed checkpoint when it is the lead's."""
-        bodies = {r.hotkey: r.body for r in received if r.body is not None}
-        seconds = (window.end_block - await self.chain.block()) * await self.chain.block_time()
-        published, problem = await self.lead_records.wait_for(lead, window.index, max(5.0, seconds))
-        if published is None:
-            check = LeadCheck("unverifiable", problem)
-        else:
-            check = await asyncio.to_thread(
-                check_lead_round, published.record, published.committed, window.index, base_state,
-                self.state.checkpoint, bodies, self.workload.preset_name,
-                self.workload.vocab_size)
-        if check.verified:
-            load_model_state(self.model, check.state)
-            self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, check.state)
-            self.state.checkpoint_round = window.index
-            lead_record = check.record  # this record then replays like the lead's
-            record.accepted, record.new_checkpoint, record.recipe = \
-                lead_record.accepted, self.state.checkpoint, lead_record.recipe
-            for field_name in ("units", "coldkeys"):
-                ours, theirs = getattr(record, field_name), getattr(lead_record, field_name)
-                ours.update({hk: theirs[hk] for hk in lead_record.accepted if hk in theirs})
-            self.archive(window.index, {hk: bodies[hk] for hk in record.accepted})
-            logger.info("round {}: the lead's checkpoint is verified ({})", window.index, check.detail)
-        elif check.status == "mismatch":
-            logger.error("round {}: the lead's checkpoint does NOT follow from its record: {}", window.index,
-                         check.detail)
-        else:
-            logger.warning("round {}: could not check the lead's round: {}", window.index, check.detail)
-        return check
-
     async def run_forever(self, stop: asyncio.Event) -> None:
         self.ensure_checkpoint()
+        if self.record_to_commit:  # a round settled just before a crash, not yet committed
+            await self.chain.commit_hash(self.record_to_commit, note="recommit after restart")
+            self.record_to_commit = None
+        self.state.save(self.state_path)
         done = 0
         attempted = self.state.last_round
         while not stop.is_set():
@@ -225,6 +188,10 @@ class Validator:
                                     join_slack_blocks=self.rounds.train_blocks // 4)
                 if window.index <= attempted:
                     window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
+                if self.rounds_started and window.index > attempted + 1:
+                    missed = ", ".join(str(r) for r in range(attempted + 1, window.index))
+                    logger.warning("round(s) {} skipped: the previous round's work ran past their start "
+                                   "(block {}; rounds are {} blocks)", missed, block, self.rounds.round_blocks)
                 attempted = window.index
                 await self.chain.wait_for_block(window.start_block)
             except Exception as exc:  # the chain briefly unreachable: wait and try again
@@ -232,10 +199,11 @@ class Validator:
                 await asyncio.sleep(5.0)
                 continue
             try:
-                await self.run_round(window)
-                done += 1  # --round.max_rounds counts completed rounds
-            except RoundSkipped as exc:  # an expected condition: one line, no traceback
-                logger.warning("round {} skipped: {}", window.index, exc)
+                settlement = await self.run_round(window)
+                if settlement.skipped:
+                    logger.warning("round {} skipped: {}", window.index, settlement.skipped)
+                else:
+                    done += 1  # --round.max_rounds counts completed rounds
             except Exception as exc:  # a broken round is logged; the next one starts on time
                 logger.exception("round {} failed: {}", window.index, exc)
             if self.rounds.max_rounds and done >= self.rounds.max_rounds:
@@ -252,9 +220,36 @@ class Validator:
         for task in (waiting, stopping):
             task.cancel()
 
-    async def run_round(self, window: RoundWindow) -> None:
+    async def run_round(self, window: RoundWindow) -> Settlement:
+        """Plan, collect, score and settle one round; returns its settlement (or why it was skipped)."""
         t0 = time.monotonic()
         self.rounds_started += 1
+        plan = await self.plan_round(window)
+        if plan.lead.is_me:
+            await self.send_work(plan)
+        received = await collect(self.miners, window.index, plan.miners, plan.assignments, plan.units,
+                                 plan.deadline_unix)
+        if not plan.lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
+            try:
+                await self.sync_from_lead(plan.lead)
+            except RoundSkipped as exc:
+                return Settlement.skip(self.state.checkpoint, str(exc))
+            plan = dataclasses.replace(plan, base_checkpoint=self.state.checkpoint)
+        await self.chain.wait_for_block(window.eval_block)
+        base_state = model_state(self.model)
+        reports, accepted = await self.score(plan, received, base_state)
+        if plan.lead.is_me:
+            settlement = await asyncio.to_thread(settle_as_lead, plan, base_state, accepted, reports,
+                                                 self.workload.preset_name, self.workload.vocab_size)
+        else:
+            settlement = settle_as_follower(plan, await self.check_lead(plan, received, base_state))
+        record = await self.settle(plan, received, reports, settlement)
+        weights_set = await self.maybe_set_weights(plan.uids)
+        self.state.save(self.state_path)
+        self.report_round(window, reports, record, weights_set, time.monotonic() - t0, settlement.lead_check)
+        return settlement
+
+    async def plan_round(self, window: RoundWindow) -> RoundPlan:
         graph = await self.chain.metagraph()
         lead = await self.choose_lead(graph, window.index)
         seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
@@ -265,51 +260,68 @@ class Validator:
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
                                                 self.recipe.pages_per_miner) for m in miners}
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
-        if lead.is_me:
-            await self.send_work(window, seed, miners, assignments, units, deadline_unix, lead.url)
-        received = await self.collect(window, miners, assignments, units, deadline_unix)
-        if not lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
-            try:
-                await self.sync_from_lead(lead)
-            except (CheckpointFetchError, httpx.HTTPError) as exc:
-                raise RoundSkipped(f"the lead's checkpoint is unavailable ({str(exc) or type(exc).__name__}); "
-                                   "the miners' updates cannot be scored against another base") from exc
-        await self.chain.wait_for_block(window.eval_block)
-        ctx = RoundContext(self.config.netuid, window.index, self.state.checkpoint,
-                           eval_seed(await self.chain.block_hash(window.eval_block)))
-        base_state = model_state(self.model)
-        reports, accepted = await asyncio.to_thread(
+        return RoundPlan(netuid=self.config.netuid, window=window, seed=seed, lead=lead,
+                         base_checkpoint=self.state.checkpoint, recipe=self.recipe, miners=miners, units=units,
+                         assignments=assignments,
+                         coldkeys={n.hotkey: n.coldkey for n in graph.neurons if n.hotkey in units},
+                         deadline_unix=deadline_unix)
+
+    async def score(self, plan: RoundPlan, received: list[Received], base_state: dict[str, torch.Tensor]
+                    ) -> tuple[dict[str, ScoreReport], dict]:
+        ctx = RoundContext(plan.netuid, plan.window.index, plan.base_checkpoint,
+                           eval_seed(await self.chain.block_hash(plan.window.eval_block)))
+        return await asyncio.to_thread(
             score_contributions, self.model, base_state, received, ctx, self.workload.pages,
-            self.workload.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
-            self.recipe.outer_lr)
-        uids = {m.hotkey: m.uid for m in miners}
-        self.scores.update({hk: r.score for hk, r in reports.items()}, uids)
-        loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
-        record = RoundRecord(
-            netuid=self.config.netuid, round_index=window.index, start_block=window.start_block, seed=seed.hex(),
-            eval_block=window.eval_block, base_checkpoint=self.state.checkpoint, new_checkpoint=self.state.checkpoint,
-            recipe=self.recipe.model_dump(), assignments=assignments, units={hk: u.label for hk, u in units.items()},
-            coldkeys={n.hotkey: n.coldkey for n in graph.neurons if n.hotkey in units},
-            contributions={r.hotkey: r.digest for r in received if r.body is not None},
-            scores={hk: r.score for hk, r in reports.items()}, heldout_loss_before=loss_before)
-        lead_check = None
-        if lead.is_me:
-            bodies = {r.hotkey: r.body for r in received if r.body is not None}
-            await asyncio.to_thread(self.outer_step, accepted, reports, units, record, bodies)
-            self.state.checkpoint_round = window.index
+            plan.recipe.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
+            plan.recipe.outer_lr)
+
+    async def check_lead(self, plan: RoundPlan, received: list[Received], base_state: dict[str, torch.Tensor]
+                         ) -> LeadCheck:
+        """Replay the lead's committed record of this round on the bytes received here."""
+        window = plan.window
+        bodies = {r.hotkey: r.body for r in received if r.body is not None}
+        seconds = (window.end_block - await self.chain.block()) * await self.chain.block_time()
+        published, problem = await self.lead_records.wait_for(plan.lead, window.index, max(5.0, seconds))
+        if published is None:
+            check = LeadCheck("unverifiable", problem)
         else:
-            lead_check = await self.follow_lead(window, lead, received, base_state, record)
-        record.heldout_loss_after = await asyncio.to_thread(self.global_loss)
-        self.state.heldout_history.append({"round": window.index, "heldout_loss": record.heldout_loss_after})
+            check = await asyncio.to_thread(
+                check_lead_round, published.record, published.committed, window.index, base_state,
+                plan.base_checkpoint, bodies, self.workload.preset_name, self.workload.vocab_size)
+        if check.verified:
+            logger.info("round {}: the lead's checkpoint is verified ({})", window.index, check.detail)
+        elif check.status == "mismatch":
+            logger.error("round {}: the lead's checkpoint does NOT follow from its record: {}", window.index,
+                         check.detail)
+        else:
+            logger.warning("round {}: could not check the lead's round: {}", window.index, check.detail)
+        return check
+
+    async def settle(self, plan: RoundPlan, received: list[Received], reports: dict[str, ScoreReport],
+                     settlement: Settlement) -> RoundRecord:
+        """Apply the round's settlement: model, checkpoint, scores, held-out curve, the record
+        (appended, served, and committed on chain by the lead) and the archive of merged bytes."""
+        index = plan.window.index
+        if settlement.folds_round:
+            self.adopt_checkpoint(settlement.new_checkpoint, index, settlement.new_state)
+        self.scores.update({hk: r.score for hk, r in reports.items()}, plan.uids)
+        loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
+        loss_after = await asyncio.to_thread(self.global_loss)
+        self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
+        record = round_record(plan, received, reports, settlement, loss_before, loss_after)
+        bodies = {r.hotkey: r.body for r in received if r.body is not None}
+        self.archive(index, {hk: bodies[hk] for hk in record.accepted})
+        self.state.last_round = index
+        self.state.scores_json = self.scores.to_json()
+        # Settled on disk before anyone sees the record: a crash from here on never drops the round.
+        self.state.pending_record, self.state.pending_commit = record.canonical_json(), plan.lead.is_me
+        self.state.save(self.state_path)
         digest = append_record(self.state_dir / "rounds.jsonl", record)
         self.lead_records.publish(record)
-        if lead.is_me:
-            await self.chain.commit_hash(digest, note=f"r{window.index} ckpt {self.state.checkpoint[:16]}")
-        weights_set = await self.maybe_set_weights(uids)
-        self.state.last_round = window.index
-        self.state.scores_json = self.scores.to_json()
-        self.state.save(self.state_path)
-        self.report_round(window, reports, record, weights_set, time.monotonic() - t0, lead_check)
+        if plan.lead.is_me:
+            await self.chain.commit_hash(digest, note=f"r{index} ckpt {self.state.checkpoint[:16]}")
+        self.state.pending_record, self.state.pending_commit = "", False
+        return record
 
     async def units_for(self, miners: list[MinerEndpoint], round_index: int) -> dict[str, UnitOfWork]:
         """Each miner's unit of work from its declared capacity (asked once, then cached). An axon
@@ -324,81 +336,26 @@ class Validator:
                                                   self.workload.max_shards)
                                for m in miners if m.hotkey in self.capacities}, round_index)
 
-    async def send_work(self, window: RoundWindow, seed: bytes, miners: list[MinerEndpoint],
-                        assignments: dict[str, list[int]], units: dict[str, UnitOfWork], deadline_unix: float,
-                        my_url: str) -> None:
+    async def send_work(self, plan: RoundPlan) -> None:
+        window = plan.window
+
         def order(miner: MinerEndpoint) -> TrainRequest:
             return TrainRequest(
-                netuid=self.config.netuid, round_index=window.index, round_block=window.start_block, seed=seed.hex(),
-                base_checkpoint=self.state.checkpoint, dataset=self.workload.dataset_id,
+                netuid=plan.netuid, round_index=window.index, round_block=window.start_block, seed=plan.seed.hex(),
+                base_checkpoint=plan.base_checkpoint, dataset=self.workload.dataset_id,
                 model_preset=self.workload.preset_name,
-                checkpoint_url=f"{my_url}/v1/checkpoint/{self.state.checkpoint}", unit=units[miner.hotkey],
-                pages=assignments[miner.hotkey], recipe=self.recipe, deadline_block=window.deadline_block,
-                deadline_unix=deadline_unix)
+                checkpoint_url=f"{plan.lead.url}/v1/checkpoint/{plan.base_checkpoint}", unit=plan.units[miner.hotkey],
+                pages=plan.assignments[miner.hotkey], recipe=plan.recipe, deadline_block=window.deadline_block,
+                deadline_unix=plan.deadline_unix)
 
-        replies = await asyncio.gather(*(self.miners.send_work(m, order(m)) for m in miners))
+        replies = await asyncio.gather(*(self.miners.send_work(m, order(m)) for m in plan.miners))
         logger.info("round {}: leading from checkpoint {} (round {}); {}/{} miners took the work", window.index,
-                    self.state.checkpoint[:12], self.state.checkpoint_round,
-                    sum(r.status == "ok" for r in replies), len(miners))
-        for miner, reply in zip(miners, replies):
+                    plan.base_checkpoint[:12], self.state.checkpoint_round,
+                    sum(r.status == "ok" for r in replies), len(plan.miners))
+        for miner, reply in zip(plan.miners, replies):
             if reply.status != "ok":
                 logger.warning("round {}: uid {} did not take the work: {} {}", window.index, miner.uid,
                                reply.status, reply.detail)
-
-    async def collect(self, window: RoundWindow, miners: list[MinerEndpoint], assignments: dict[str, list[int]],
-                      units: dict[str, UnitOfWork], deadline_unix: float) -> list[Received]:
-        """Long-poll every miner until its contribution arrives or the deadline passes; record
-        arrival order (the duplicate check gives the earlier of two near-identical updates)."""
-        arrivals: list[str] = []
-        results: dict[str, Reply] = {}
-
-        async def poll(miner: MinerEndpoint) -> None:
-            while True:
-                remaining = deadline_unix + 2.0 - time.time()  # a little grace for the transfer
-                if remaining <= 0:
-                    results[miner.hotkey] = Reply("late", "no contribution by the deadline")
-                    return
-                reply = await self.miners.fetch_contribution(miner, window.index, wait=min(5.0, remaining))
-                if reply.status == "ok":
-                    arrivals.append(miner.hotkey)
-                    results[miner.hotkey] = reply
-                    return
-                results[miner.hotkey] = reply
-                if reply.status == "unreachable" or reply.detail.startswith("404"):
-                    # restarting, or the lead's work order has not reached it yet: retry until the deadline
-                    await asyncio.sleep(1.0 if reply.status == "unreachable" else 0.5)
-                    continue
-                if reply.detail.startswith(("410", "403")):
-                    return
-                await asyncio.sleep(0.05)
-
-        await asyncio.gather(*(poll(m) for m in miners))
-        order = {hk: i for i, hk in enumerate(arrivals)}
-        received = []
-        for miner in miners:
-            reply = results.get(miner.hotkey, Reply("late"))
-            if reply.status != "ok":
-                logger.warning("round {}: uid {} sent nothing: {} {}", window.index, miner.uid, reply.status,
-                               reply.detail)
-            received.append(Received(uid=miner.uid, hotkey=miner.hotkey, assigned=assignments[miner.hotkey],
-                                     body=reply.body if reply.status == "ok" else None,
-                                     arrival_index=order.get(miner.hotkey, len(miners) + miner.uid),
-                                     unit=units[miner.hotkey],
-                                     failure=None if reply.status == "ok" else f"{reply.status}: {reply.detail}"))
-        return received
-
-    def outer_step(self, accepted: dict, reports: dict, units: dict[str, UnitOfWork], record: RoundRecord,
-                   bodies: dict[str, bytes]) -> None:
-        order, merged = aggregate_in_arrival_order(accepted, reports, units, self.workload.preset_name,
-                                                   self.workload.vocab_size, coldkeys=record.coldkeys)
-        record.accepted = order
-        self.archive(record.round_index, {hk: bodies[hk] for hk in order})
-        if merged is None:
-            return
-        new_state = apply_outer_step(model_state(self.model), merged, self.recipe.outer_lr)
-        load_model_state(self.model, new_state)
-        self.state.checkpoint = save_checkpoint_by_hash(self.checkpoint_dir, new_state)
-        record.new_checkpoint = self.state.checkpoint
 
     def archive(self, round_index: int, bodies: dict[str, bytes], keep_rounds: int = 32) -> None:
         """Keep the merged contributions so anyone can replay the round (template.audit.replay)."""
@@ -444,14 +401,6 @@ class Validator:
         self.run.log(metrics, step=window.index)
 
 
-def save_checkpoint_by_hash(directory: Path, state: dict[str, torch.Tensor]) -> str:
-    digest = state_hash(state)
-    path = directory / f"{digest}.safetensors"
-    if not path.exists():
-        save_checkpoint(path, state)
-    return digest
-
-
 async def run_validator(config: Config) -> None:
     state_dir = expand(config.neuron.state_dir)
     setup_logging(f"validator:{config.wallet.hotkey}", config.logging.debug, state_dir / "logs")
@@ -464,7 +413,7 @@ async def run_validator(config: Config) -> None:
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
     validator = Validator(config, chain, workload, state_dir, run)
     server = BackgroundServer(create_checkpoint_app(validator.checkpoint_dir, validator.latest_info,
-                                                        validator.lead_records.served),
+                                                    validator.lead_records.served),
                               config.axon.ip, config.axon.port).start()
     port = config.axon.external_port or config.axon.port
     address = published_ip(config.axon.ip, config.axon.external_ip)
@@ -478,6 +427,7 @@ async def run_validator(config: Config) -> None:
     runner = asyncio.create_task(validator.run_forever(stop))
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    failure = runner.exception() if runner.done() and not runner.cancelled() else None
     runner.cancel()
     stopper.cancel()
     validator.state.save(validator.state_path)
@@ -485,4 +435,7 @@ async def run_validator(config: Config) -> None:
     server.stop()
     run.finish()
     await chain.close()
+    if failure is not None:
+        logger.opt(exception=failure).error("validator cannot go on: {}", failure)
+        raise SystemExit(1)
     logger.info("validator stopped")

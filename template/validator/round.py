@@ -1,0 +1,103 @@
+"""One round as data: the plan every validator derives at its start, and the settlement that
+says what the round decided. The lead settles by aggregating the accepted updates and taking the
+outer step; a follower settles by the lead's record once its replay checks out. The round
+record is built once, from the plan and the settlement."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from protocol.messages import UnitOfWork
+from protocol.recipe import Recipe
+from template.audit.lead_check import LeadCheck
+from template.audit.round_record import RoundRecord
+from template.training.checkpoint import state_hash
+from template.training.outer_step import apply_outer_step
+from template.validation.round import Received, aggregate_in_arrival_order
+from template.validation.scoring import ScoreReport
+from template.validator.miner_client import MinerEndpoint
+from template.validator.records_board import Lead
+from template.chain.round_clock import RoundWindow
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Everything fixed at the round's start: who leads, who trains what, with which recipe."""
+
+    netuid: int
+    window: RoundWindow
+    seed: bytes
+    lead: Lead
+    base_checkpoint: str
+    recipe: Recipe
+    miners: list[MinerEndpoint]
+    units: dict[str, UnitOfWork]
+    assignments: dict[str, list[int]]
+    coldkeys: dict[str, str]
+    deadline_unix: float
+
+    @property
+    def uids(self) -> dict[str, int]:
+        return {m.hotkey: m.uid for m in self.miners}
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What the round decided for this validator's model: the accepted contributions in merge
+    order and the checkpoint they give, or why the round was skipped."""
+
+    base_checkpoint: str
+    new_checkpoint: str
+    new_state: dict[str, torch.Tensor] | None = None  # None: the model stays as it is
+    accepted: list[str] = field(default_factory=list)
+    recipe: Recipe | None = None  # how the accepted updates were merged (the lead's, for a follower)
+    units: dict[str, str] = field(default_factory=dict)  # of the accepted, as merged
+    coldkeys: dict[str, str] = field(default_factory=dict)
+    folds_round: bool = False  # the new checkpoint includes this round (announced as its round)
+    lead_check: LeadCheck | None = None  # a follower's check of the lead's round
+    skipped: str | None = None
+
+    @classmethod
+    def skip(cls, base_checkpoint: str, reason: str) -> "Settlement":
+        return cls(base_checkpoint, base_checkpoint, skipped=reason)
+
+
+def settle_as_lead(plan: RoundPlan, base_state: dict[str, torch.Tensor], accepted: dict[str, Mapping],
+                   reports: dict[str, ScoreReport], preset: str, vocab_size: int) -> Settlement:
+    """Merge the accepted updates in their fixed order and take the outer step."""
+    order, merged = aggregate_in_arrival_order(accepted, reports, plan.units, preset, vocab_size,
+                                               coldkeys=plan.coldkeys)
+    new_state = None if merged is None else apply_outer_step(base_state, merged, plan.recipe.outer_lr)
+    return Settlement(plan.base_checkpoint, plan.base_checkpoint if new_state is None else state_hash(new_state),
+                      new_state, order, plan.recipe, {hk: plan.units[hk].label for hk in order},
+                      {hk: plan.coldkeys[hk] for hk in order if hk in plan.coldkeys}, folds_round=True)
+
+
+def settle_as_follower(plan: RoundPlan, check: LeadCheck) -> Settlement:
+    """Adopt the lead's round when its committed record replays to its checkpoint here; else keep
+    the model and say why in the check."""
+    if not check.verified:
+        return Settlement(plan.base_checkpoint, plan.base_checkpoint, recipe=plan.recipe, lead_check=check)
+    lead = check.record
+    return Settlement(plan.base_checkpoint, lead.new_checkpoint, check.state, list(lead.accepted),
+                      lead.training_recipe, {hk: lead.units[hk] for hk in lead.accepted if hk in lead.units},
+                      {hk: lead.coldkeys[hk] for hk in lead.accepted if hk in lead.coldkeys}, folds_round=True,
+                      lead_check=check)
+
+
+def round_record(plan: RoundPlan, received: list[Received], reports: dict[str, ScoreReport], settlement: Settlement,
+                 loss_before: float | None, loss_after: float | None) -> RoundRecord:
+    """The round's record: what anyone needs to replay the merge and check the new checkpoint."""
+    window = plan.window
+    recipe = settlement.recipe or plan.recipe
+    return RoundRecord(
+        netuid=plan.netuid, round_index=window.index, start_block=window.start_block, seed=plan.seed.hex(),
+        eval_block=window.eval_block, base_checkpoint=settlement.base_checkpoint,
+        new_checkpoint=settlement.new_checkpoint, recipe=recipe.model_dump(), assignments=plan.assignments,
+        units={**{hk: u.label for hk, u in plan.units.items()}, **settlement.units},
+        coldkeys={**plan.coldkeys, **settlement.coldkeys},
+        contributions={r.hotkey: r.digest for r in received if r.body is not None},
+        accepted=list(settlement.accepted), scores={hk: r.score for hk, r in reports.items()},
+        heldout_loss_before=loss_before, heldout_loss_after=loss_after)

@@ -1,0 +1,105 @@
+"""A validator restarted after kill -9 at a bad moment, or with a truncated file, resumes from its
+newest intact state and never drops a round it committed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from loguru import logger
+
+from template.audit.round_record import RoundRecord, append_record, read_records
+from template.validator.recovery import recover
+from template.validator.state import CheckpointStore, ValidatorState
+
+
+def weights(value: float) -> dict[str, torch.Tensor]:
+    return {"w": torch.full((4, 4), value), "b": torch.full((4,), value)}
+
+
+def record(round_index: int, base: str, new: str, loss: float) -> RoundRecord:
+    return RoundRecord(netuid=1, round_index=round_index, start_block=60 * round_index, seed="00" * 32,
+                       eval_block=60 * round_index + 41, base_checkpoint=base, new_checkpoint=new,
+                       accepted=["5Miner"] if new != base else [], scores={"5Miner": 0.1 * round_index},
+                       heldout_loss_before=loss + 0.1, heldout_loss_after=loss)
+
+
+@pytest.fixture()
+def trail(tmp_path):
+    """Three settled rounds: checkpoints c0 -> c1 -> c2 -> c3, records, score reports."""
+    store = CheckpointStore(tmp_path / "checkpoints")
+    digests = [store.save(weights(float(i))) for i in range(4)]
+    for r in range(1, 4):
+        append_record(tmp_path / "rounds.jsonl", record(r, digests[r - 1], digests[r], 5.0 - r))
+        with (tmp_path / "scores.jsonl").open("a") as handle:
+            handle.write(json.dumps({"round": r, "reports": {"5Miner": {"uid": 3, "score": 0.1 * r}}}) + "\n")
+    state = ValidatorState(last_round=3, checkpoint=digests[3], checkpoint_round=3)
+    return tmp_path, store, digests, state
+
+
+@pytest.fixture()
+def errors():
+    lines: list[str] = []
+    handle = logger.add(lines.append, level="ERROR", format="{message}")
+    yield lines
+    logger.remove(handle)
+
+
+def test_a_round_settled_but_not_written_is_written_and_committed_on_restart(trail):
+    path, store, digests, state = trail
+    store_4 = store.save(weights(4.0))
+    pending = record(4, digests[3], store_4, 1.0)
+    state.pending_record, state.pending_commit = pending.canonical_json(), True
+    state.last_round, state.checkpoint, state.checkpoint_round = 4, store_4, 4
+
+    resumed, to_commit = recover(state, path, store, alpha=0.3)
+
+    assert [r.round_index for r in read_records(path / "rounds.jsonl")] == [1, 2, 3, 4]
+    assert to_commit == pending.digest()
+    assert resumed.pending_record == "" and resumed.checkpoint == store_4
+
+
+def test_a_pending_record_already_written_is_not_written_twice(trail):
+    path, store, digests, state = trail
+    written = read_records(path / "rounds.jsonl")[-1]
+    state.pending_record, state.pending_commit = written.canonical_json(), False
+    resumed, to_commit = recover(state, path, store, alpha=0.3)
+    assert len(read_records(path / "rounds.jsonl")) == 3 and to_commit is None
+
+
+def test_a_truncated_state_file_is_rebuilt_from_the_records(trail, errors):
+    path, store, digests, state = trail
+    state.save(path / "validator_state.json")
+    text = (path / "validator_state.json").read_text()
+    (path / "validator_state.json").write_text(text[: len(text) // 2])
+
+    loaded = ValidatorState.load(path / "validator_state.json")
+    resumed, _ = recover(loaded, path, store, alpha=0.3)
+
+    assert loaded is None and any("validator_state.json" in line for line in errors)
+    assert (resumed.last_round, resumed.checkpoint, resumed.checkpoint_round) == (3, digests[3], 3)
+    assert [h["round"] for h in resumed.heldout_history] == [-1, 1, 2, 3]
+    book = json.loads(resumed.scores_json)
+    assert book["rounds"] == 3  # the EMA is folded again from the score reports, not started over
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_newest_intact_one(trail, errors):
+    path, store, digests, state = trail
+    broken = store.path(digests[3])
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+
+    resumed, _ = recover(state, path, store, alpha=0.3)
+
+    assert resumed.checkpoint == digests[2] and resumed.checkpoint_round == 2
+    assert any(str(broken) in line for line in errors)
+    assert not broken.exists() and broken.with_suffix(".corrupt").exists()
+
+
+def test_a_half_written_last_record_is_cut_before_the_next_append(trail, errors):
+    path, store, digests, _ = trail
+    with (path / "rounds.jsonl").open("a") as handle:
+        handle.write('{"netuid": 1, "round_index": 4, "sta')  # kill -9 mid-append
+    assert [r.round_index for r in read_records(path / "rounds.jsonl")] == [1, 2, 3]
+    append_record(path / "rounds.jsonl", record(4, digests[3], digests[3], 1.5))
+    assert [r.round_index for r in read_records(path / "rounds.jsonl")] == [1, 2, 3, 4]
+    assert any("half-written" in line for line in errors)
