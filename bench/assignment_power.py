@@ -2,9 +2,11 @@
 often updates trained on other data (wrong-data freeloaders) do, per unit and page count.
 
 Each trial draws 48 assigned pages, 48 other pages and 48 control pages; an honest miner trains
-on the assigned pages, a wrong-data miner on the other ones (the validator's own miner code:
-extract -> train_inner -> pseudo_gradient -> compress -> decompress); the validator's test
-(`assigned_vs_random`) runs on the first n assigned and control pages, delta applied at --scale.
+on the assigned pages, a wrong-data miner on the other ones (the miner's own code,
+`bench.rounds.Miner`: extract -> train_inner -> pseudo_gradient, then the recipe's compression as
+the validator decodes it); the validator's test (`assigned_vs_random`) runs on the first n
+assigned and control pages, delta applied at --scale. Warm rounds are the product's rounds
+(`bench.rounds.run_rounds`, 3 honest full-model miners).
 
     python -m bench.assignment_power --trials 16                     # round 1, from random init
     python -m bench.assignment_power --trials 10 --warm-rounds 1 --topk 32
@@ -12,37 +14,34 @@ extract -> train_inner -> pseudo_gradient -> compress -> decompress); the valida
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import hashlib
 from pathlib import Path
 
 import torch
 
-from bench.common import print_table, write_json
-from template.training.workload import Workload
-from template.config import DataConfig
-from template.training.compression import compress, decompress
+from bench.common import DEFAULT_CACHE, print_table, write_json
+from bench.rounds import Miner, RoundsSetting, WorkOrder, miner_hotkey, run_rounds
+from protocol.messages import UnitOfWork
+from protocol.recipe import Recipe
+from template.training.checkpoint import state_hash
+from template.training.compression import compress, decompress, shapes_of
 from template.training.evaluation import applied_delta, per_sequence_loss
-from template.training.inner_loop import pseudo_gradient, train_inner
-from template.training.model import configure_torch_threads, load_model_state, model_state
-from template.training.shards import ShardSpec, delta_to_full, extract, loss_mode, sub_state
+from template.training.model import load_model_state, model_state
+from template.training.workload import Workload
 from template.validation.scoring import assigned_vs_random
 
 PAGES = 48
 
 
-def trained_delta(workload: Workload, base: dict, pages: list[int], spec: ShardSpec, compression, seed: int) -> dict:
-    shapes = {k: tuple(v.shape) for k, v in base.items()}
-    model, plan = extract(base, spec, workload.preset_name, workload.vocab_size)
-    start = sub_state(model) if spec.scheme != "full" else base
-    d = workload.defaults
-    train_inner(model, workload.pages.tokens[pages], steps=d.inner_steps, batch_size=d.batch_size,
-                lr=d.learning_rate, warmup=d.warmup_steps, seed=seed, loss_mode=loss_mode(spec))
-    delta = pseudo_gradient(start, model)
-    if spec.scheme != "full":
-        touched = delta_to_full(delta, plan, shapes)
-        delta = {k: touched.get(k, torch.zeros(s)) for k, s in shapes.items()}
-    update, _ = compress(delta, None, compression)
-    return decompress(update, shapes)
+def trained_delta(workload: Workload, recipe: Recipe, base: dict, pages: list[int], unit: UnitOfWork,
+                  trial: int) -> dict:
+    """A fresh miner's pseudo-gradient on `pages` (no moments, no residual yet), compressed as
+    sent and decoded as the validator reads it."""
+    miner = Miner(miner_hotkey(0), workload.preset_name, workload.vocab_size, workload.pages)
+    seed = hashlib.sha256(f"bench/assignment-power/{trial}".encode()).digest()
+    delta, _ = miner.train(WorkOrder(0, seed, state_hash(base), pages, recipe, unit), base)
+    update, _ = compress(delta, None, recipe.compression)
+    return decompress(update, shapes_of(base))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -59,28 +58,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     if args.smoke:
         args.trials, args.page_counts = 2, "4"
-    configure_torch_threads(args.threads)
-    workload = Workload.build(DataConfig(preset="tiny"), Path.home() / ".cache" / "deai")
-    compression = dataclasses.replace(workload.compression, topk=args.topk or workload.compression.topk)
+    workload = Workload.build("tiny", "shakespeare", DEFAULT_CACHE, torch_threads=args.threads,
+                              recipe_overrides={"pages_per_miner": PAGES, "compression": {"topk": args.topk or None}})
+    recipe = workload.recipe
     model = workload.initial_model(0, torch.device("cpu"))
+    if args.warm_rounds:
+        warm = run_rounds(RoundsSetting(workload.preset_name, workload.vocab_size, recipe, miners=3,
+                                        rounds=args.warm_rounds, label="warm"), workload.pages)
+        load_model_state(model, warm.final_state)
+    base = model_state(model)
     ids, rng = list(workload.pages.train_ids), torch.Generator().manual_seed(1)
     draw = lambda: [ids[i] for i in torch.randperm(len(ids), generator=rng).tolist()[:3 * PAGES]]  # noqa: E731
-    full = ShardSpec("full", 0, 1)
-    for r in range(args.warm_rounds):
-        base = model_state(model)
-        deltas = [trained_delta(workload, base, draw()[:PAGES], full, compression, seed=100 * r + m) for m in range(3)]
-        load_model_state(model, {k: base[k] + sum(d[k] for d in deltas) / 3 for k in base})
-    base = {k: v.clone() for k, v in model_state(model).items()}
+    full, width = UnitOfWork(), UnitOfWork(kind="shard", scheme="width", index=0, count=4)
 
     rows, counts = [], [int(n) for n in args.page_counts.split(",")]
-    for label, spec in (("full", full), ("width 1/4", ShardSpec("width", 0, 4))):
+    for label, unit in (("full", full), ("width 1/4", width)):
         for behaviour in ("honest", "wrong data"):
             zs = {n: [] for n in counts}
             for trial in range(args.trials):
                 pages = draw()
                 assigned, other, control = pages[:PAGES], pages[PAGES:2 * PAGES], pages[2 * PAGES:]
-                delta = trained_delta(workload, base, assigned if behaviour == "honest" else other, spec,
-                                      compression, seed=trial)
+                delta = trained_delta(workload, recipe, base, assigned if behaviour == "honest" else other, unit,
+                                      trial)
                 before_a, before_c = (per_sequence_loss(model, workload.pages.tokens[x]) for x in (assigned, control))
                 with applied_delta(model, delta, args.scale):
                     after_a, after_c = (per_sequence_loss(model, workload.pages.tokens[x]) for x in (assigned, control))
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print_table(rows, [("unit", "unit", "s"), ("miner", "miner", "s"), ("pages", "pages a side", "d"),
                        ("passed", f"z >= {args.z:g}", "s"), ("z_min", "z min", ".2f"),
                        ("z_median", "z median", ".2f"), ("z_max", "z max", ".2f")],
-                title=f"assigned-vs-random, {args.warm_rounds} warm rounds, top-{compression.topk}, scale {args.scale:g}")
+                title=f"assigned-vs-random, {args.warm_rounds} warm rounds, top-{recipe.compression.topk}, scale {args.scale:g}")
     write_json(args.out, {"args": vars(args), "rows": rows})
     return rows
 

@@ -24,7 +24,7 @@ import torch
 
 from bench.common import page_store, print_table, save_loss_figure, write_json
 from bench.nesterov import NesterovOuterOptimizer
-from bench.rounds import DenseCodec, RoundsSetting, assignments, miner_hotkey, run_rounds
+from bench.rounds import EVAL_SEED, DenseCodec, RoundsSetting, assignments, miner_hotkey, run_rounds
 from bench.shard_geometry import sub_shapes
 from protocol.messages import UnitOfWork
 from protocol.recipe import CompressionConfig, Recipe
@@ -88,6 +88,7 @@ class ArmResult:
     seconds: float
     miner_seconds: list[float] = field(default_factory=list)
     wire_bytes: list[int] = field(default_factory=list)  # per contribution as sent (packed tensors)
+    body_bytes: list[int] = field(default_factory=list)  # whole payloads, header and metadata too
     dense_bytes: list[int] = field(default_factory=list)  # the same tensors as dense fp32
     merged: list[int] = field(default_factory=list)  # contributions in each round's update
 
@@ -138,11 +139,14 @@ def miner_flops_per_token(spec: ShardSpec, preset: ModelPreset, vocab: int,
 
 
 def run_dp(store, s: Setting, heldout: torch.Tensor) -> ArmResult:
-    """Centralised data parallel: one AdamW over R*H steps of K*B pages (the same pages)."""
+    """Centralised data parallel: one AdamW over R*H steps of K*B pages (the same pages), with
+    the miner's optimizer, step and clip (`train_step`) scheduled over the whole run."""
     model = build_model(s.preset, s.vocab_size, s.seed, "cpu")
+    recipe = s.recipe()
     steps_total = s.rounds * s.inner_steps
-    opt = _make_optimizer(model, s.lr, 0.1, (0.9, 0.95))
+    opt = _make_optimizer(model, s.lr, recipe.weight_decay, recipe.betas)
     params = [p for p in model.parameters() if p.requires_grad]
+    fwd_bwd = forward_backward(model, False, "auto")
     losses = [float(per_sequence_loss(model, heldout).mean())]
     t0 = time.perf_counter()
     step = 0
@@ -152,12 +156,10 @@ def run_dp(store, s: Setting, heldout: torch.Tensor) -> ArmResult:
         model.train()
         for idx in batch_order(len(pages), s.inner_steps, s.batch_size * s.miners, s.seed + r):
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, steps_total, s.lr, s.warmup, 0.1)
-            loss = causal_lm_loss(model, tokens[idx])
+                g["lr"] = lr_at(step, steps_total, s.lr, s.warmup, recipe.final_lr_frac)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            fwd_bwd(tokens[idx])
+            clip_and_step(opt, params, recipe.grad_clip)
             step += 1
         losses.append(float(per_sequence_loss(model, heldout).mean()))
         print(f"  dp round {r}: held-out {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)",
@@ -184,80 +186,39 @@ def shard_index(policy: str, m: int, r: int, count: int, miners: int) -> int:
 
 
 def run_diloco(store, s: Setting, heldout: torch.Tensor, arm: str) -> ArmResult:
-    """K miners, full model or `count` shards of one scheme (which shard: `shard_index`)."""
+    """K miners, full model or `count` shards of one scheme (which shard: `shard_index`), in
+    the product's rounds (`bench.rounds.run_rounds`)."""
     preset = PRESETS[s.preset]
-    eval_model = build_model(s.preset, s.vocab_size, s.seed, "cpu")
-    base = model_state(eval_model)
-    shapes = {n: tuple(t.shape) for n, t in base.items()}
+    shapes = {n: tuple(t.shape) for n, t in model_state(build_model(s.preset, s.vocab_size, s.seed, "cpu")).items()}
     scheme, _, policy = arm.partition("-")
     if scheme not in ("layers", "width"):
         scheme, policy = "full", ""
     policy = policy or "fixed"
 
-    def specs_of(r: int) -> list[ShardSpec]:
+    def unit_of(m: int, r: int) -> UnitOfWork:
         if scheme == "full":
-            return [ShardSpec("full")] * s.miners
-        return [ShardSpec(scheme, shard_index(policy, m, r, s.shard_count, s.miners),
-                          s.shard_count) for m in range(s.miners)]
+            return UnitOfWork()
+        return UnitOfWork(kind="shard", scheme=scheme, count=s.shard_count,
+                          index=shard_index(policy, m, r, s.shard_count, s.miners))
 
-    comp = None if arm == "diloco-avg-dense" else s.compression
+    dense = s.compression is None or arm == "diloco-avg-dense"
     outer_lr = float(arm.removeprefix("diloco-lr")) if arm.startswith("diloco-lr") else 1.0
     if scheme != "full" and s.shard_outer_lr is not None:
         outer_lr = s.shard_outer_lr
     inner_lr = s.lr if scheme == "full" or s.shard_lr is None else s.shard_lr
     nesterov = NesterovOuterOptimizer(0.7, 0.9) if arm == "diloco-nesterov" else None
-    keep_state = arm == "diloco-keep"  # each miner's AdamW moments carry over between rounds
-    kept_state: dict[int, dict] = {}
-    mask_cache: dict[ShardSpec, dict[str, torch.Tensor]] = {}
-
-    def mask_of(sp: ShardSpec) -> dict[str, torch.Tensor]:
-        if sp not in mask_cache:
-            mask_cache[sp] = shard_mask(sp, preset, s.vocab_size, shapes)
-        return mask_cache[sp]
-
-    specs = specs_of(1)
+    specs = [ShardSpec(u.scheme, u.index, u.count) for u in (unit_of(m, 1) for m in range(s.miners))]
     fpts = [miner_flops_per_token(sp, preset, s.vocab_size, shapes, s.seq_len) for sp in specs]
-    residuals: dict[tuple[int, ShardSpec], dict] = {}  # error feedback per miner and unit
-    losses = [float(per_sequence_loss(eval_model, heldout).mean())]
-    result = ArmResult(arm, losses, s.miners * s.inner_steps * s.batch_size * s.seq_len,
-                       sum(f for f, _ in fpts) / len(fpts), sum(f for _, f in fpts) / len(fpts),
-                       0.0)
-    t0 = time.perf_counter()
-    for r in range(1, s.rounds + 1):
-        contributions: dict[ShardSpec, list[dict]] = {}
-        specs = specs_of(r)
-        for m, pages in enumerate(round_pages(store, s, r)):
-            sub, plan = extract(base, specs[m], preset, s.vocab_size)
-            sub_base = sub_state(sub)
-            stats = train_inner(sub, store.pages(pages), s.inner_steps, s.batch_size, inner_lr,
-                                warmup=s.warmup, seed=s.seed + 1000 * r + m,
-                                loss_mode=loss_mode(specs[m]),
-                                optimizer_state=kept_state.get(m) if keep_state else None)
-            if keep_state:
-                kept_state[m] = stats.optimizer_state
-            result.miner_seconds.append(stats.seconds)
-            delta = pseudo_gradient(sub_base, sub)
-            if comp is not None:
-                update, residuals[m, specs[m]] = compress(delta, residuals.get((m, specs[m])),
-                                                          comp)
-                result.wire_bytes.append(wire_bytes(update))
-                result.dense_bytes.append(dense_bytes({n: tuple(t.shape) for n, t in delta.items()}))
-                delta = decompress(update, {n: tuple(t.shape) for n, t in delta.items()})
-            contributions.setdefault(specs[m], []).append(delta_to_full(delta, plan, shapes))
-        if scheme == "full":
-            agg = aggregate(contributions[ShardSpec("full")], min_contributions=2)
-        else:  # clip within each unit, then average every coordinate over its trainers
-            units = sorted(contributions, key=lambda sp: sp.index)
-            per_unit = [aggregate(contributions[sp], min_contributions=1) for sp in units]
-            agg = coverage_mean(per_unit, [mask_of(sp) for sp in units])
-        assert agg is not None
-        base = nesterov.step(base, agg) if nesterov else apply_outer_step(base, agg, outer_lr)
-        load_model_state(eval_model, base)
-        losses.append(float(per_sequence_loss(eval_model, heldout).mean()))
-        print(f"  {arm} round {r}: held-out {losses[-1]:.4f} ({time.perf_counter() - t0:.0f}s)",
-              flush=True)
-    result.seconds = time.perf_counter() - t0
-    return result
+    setting = RoundsSetting(
+        s.preset, s.vocab_size, s.recipe(inner_lr, outer_lr), s.miners, s.rounds, s.eval_pages,
+        codec=DenseCodec() if dense else None, unit_of=unit_of, carry_moments=arm != "diloco-reset",
+        outer_step=nesterov.step if nesterov else None,
+        # the fixed and rolling policies give a window one miner (the validator hands out pairs)
+        min_per_unit=2 if scheme == "full" else 1, model_seed=s.seed, label=arm)
+    res = run_rounds(setting, store, heldout, log=lambda line: print(line, flush=True))
+    return ArmResult(arm, res.heldout, s.miners * s.inner_steps * s.batch_size * s.seq_len,
+                     sum(f for f, _ in fpts) / len(fpts), sum(f for _, f in fpts) / len(fpts), res.seconds,
+                     res.inner_seconds, res.wire_bytes, res.body_bytes, res.dense_bytes, res.merged)
 
 
 def _is_outer_lr_arm(arm: str) -> bool:
@@ -319,16 +280,16 @@ def main(argv: list[str] | None = None) -> list[ArmResult]:
         a.preset, a.seq, a.batch, a.steps, a.rounds, a.miners, a.eval_pages = \
             "tiny", 32, 2, 2, 2, 4, 8
     configure_torch_threads(a.threads)
-    defaults = PRESET_DEFAULTS[a.preset]
+    defaults = PRESET_SETTINGS[a.preset]
     vocab = a.vocab or defaults.vocab_size
-    comp = defaults.compression
+    comp = defaults.recipe.compression
     if a.topk is not None:
-        comp = None if a.topk == 0 else dataclasses.replace(comp, topk=a.topk)
+        comp = None if a.topk == 0 else comp.model_copy(update={"topk": a.topk})
     s = Setting(a.preset, vocab, a.seq, a.batch, a.steps, a.rounds, a.miners, a.lr, a.warmup,
                 a.eval_pages, comp, a.shard_count, shard_lr=a.shard_lr,
                 shard_outer_lr=a.shard_outer_lr)
     store = page_store(vocab, a.seq)
-    heldout = store.pages(heldout_pages(b"bench-eval", store.heldout_ids, a.eval_pages))
+    heldout = store.pages(heldout_pages(EVAL_SEED, store.heldout_ids, a.eval_pages))
     arms = [x.strip() for x in a.arms.split(",") if x.strip()]
     unknown = sorted(a for a in arms if a not in ARMS and not _is_outer_lr_arm(a))
     if unknown:
@@ -366,9 +327,10 @@ def main(argv: list[str] | None = None) -> list[ArmResult]:
                 title=f"held-out loss after {a.rounds} rounds (initial "
                       f"{results[0].heldout[0]:.4f})")
     print(f"total {time.perf_counter() - t0:.0f}s")
-    write_json(a.out, {"setting": dataclasses.asdict(s), "rows": rows,
+    write_json(a.out, {"setting": s.to_json(), "rows": rows,
                        "curves": {r.arm: r.heldout for r in results},
-                       "miner_seconds": {r.arm: r.miner_seconds for r in results}})
+                       "miner_seconds": {r.arm: r.miner_seconds for r in results},
+                       "merged": {r.arm: r.merged for r in results if r.merged}})
     if a.plot is not None:
         plot(results, a.plot)
     return results

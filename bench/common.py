@@ -76,7 +76,8 @@ def contribution_wire_bytes(shapes: dict[str, tuple[int, ...]], topk: int = 32, 
                             chunk: int = 64) -> int:
     """Bytes a compressed contribution of these tensors takes on the wire (same layout as
     `compression.compress`: packed 12-bit indices, packed codes, one fp16 scale per chunk)."""
-    from template.training.compression import CompressionConfig, _layout, _packed_len
+    from protocol.recipe import CompressionConfig
+    from template.training.compression import _layout, _packed_len
     cfg = CompressionConfig(chunk=chunk, topk=topk, bits=bits)
     total = 0
     for shape in shapes.values():

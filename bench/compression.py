@@ -2,8 +2,10 @@
 with and without compression (K miners, full-model DiLoCo, plain averaging; miners carry
 their AdamW moments between rounds as the miner does, `--reset-moments` for the old behaviour).
 
-Runs the miner code of bench/collective.py (train_inner -> pseudo_gradient -> compress with
-error feedback -> decompress -> aggregate -> apply_outer_step) once per density.
+Runs the product's rounds (bench/rounds.py, through bench/collective.py's `run_diloco`) once
+per density: the miner's training, compression with error feedback and contribution bytes, the
+validator's scoring, aggregation and outer step. Dense fp32 has no wire format a validator
+reads: that arm is merged unscored.
 
     python -m bench.compression --out bench/results/compression.json
     python -m bench.compression --smoke
@@ -18,10 +20,11 @@ from pathlib import Path
 from bench.collective import Setting, run_diloco
 from bench.common import (add_compression_setting_args, page_store, print_table, save_loss_figure,
                           write_json)
-from template.training.workload import PRESET_DEFAULTS
+from bench.rounds import EVAL_SEED
+from protocol.recipe import CompressionConfig
 from template.training.assignment import heldout_pages
-from template.training.compression import CompressionConfig
 from template.training.model import configure_torch_threads
+from template.training.presets import PRESET_SETTINGS
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -40,9 +43,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         a.seq, a.batch, a.steps, a.rounds, a.miners, a.topks, a.eval_pages, a.report_rounds = \
             32, 2, 2, 2, 2, "0,32", 8, "1"
     configure_torch_threads(a.threads)
-    vocab = PRESET_DEFAULTS[a.preset].vocab_size
+    vocab = PRESET_SETTINGS[a.preset].vocab_size
     store = page_store(vocab, a.seq)
-    heldout = store.pages(heldout_pages(b"bench-eval", store.heldout_ids, a.eval_pages))
+    heldout = store.pages(heldout_pages(EVAL_SEED, store.heldout_ids, a.eval_pages))
     print(f"compression: preset={a.preset} vocab={vocab} K={a.miners} R={a.rounds} H={a.steps} "
           f"batch={a.batch}x{a.seq} lr={a.lr} bits={a.bits} threads={a.threads}", flush=True)
     rows, t0 = [], time.perf_counter()
@@ -50,15 +53,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         comp = None if k == 0 else CompressionConfig(chunk=64, topk=k, bits=a.bits, ef_beta=0.95)
         s = Setting(a.preset, vocab, a.seq, a.batch, a.steps, a.rounds, a.miners, a.lr, 2,
                     a.eval_pages, comp, 1)
-        arm = ("diloco-avg" if comp else "diloco-avg-dense") if a.reset_moments else "diloco-keep"
-        res = run_diloco(store, s, heldout, arm)
-        wire = statistics.mean(res.wire_bytes) if res.wire_bytes else None
-        dense = statistics.mean(res.dense_bytes) if res.dense_bytes else None
+        res = run_diloco(store, s, heldout, "diloco-reset" if a.reset_moments else "diloco-avg")
+        wire = statistics.mean(res.wire_bytes) if comp else None
+        body = statistics.mean(res.body_bytes) if res.body_bytes else None
+        dense = statistics.mean(res.dense_bytes)
         rows.append({"topk": k, "density": k / 4096 if k else 1.0,
-                     "wire_kb": (wire or 0) / 1e3 if wire else None,
-                     "dense_kb": dense / 1e3 if dense else None,
+                     "wire_kb": wire / 1e3 if wire else None,
+                     "payload_kb": body / 1e3 if body else None,
+                     "dense_kb": dense / 1e3,
                      "ratio": dense / wire if wire else 1.0,
-                     "final": res.heldout[-1], "curve": res.heldout})
+                     "final": res.heldout[-1], "curve": res.heldout, "merged": res.merged})
     dense = next((r for r in rows if r["topk"] == 0), None)
     marks = [m for m in (int(x) for x in a.report_rounds.split(",") if x) if 0 < m < a.rounds]
     for r in rows:
@@ -67,7 +71,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for m in marks:
                 r[f"vs_dense_r{m}"] = r["curve"][m] / dense["curve"][m] - 1
     print_table(rows, [("topk", "top-k/4096", "d"), ("density", "density", ".2%"),
-                       ("wire_kb", "wire kB", ",.1f"), ("dense_kb", "fp32 kB", ",.1f"),
+                       ("wire_kb", "wire kB", ",.1f"), ("payload_kb", "payload kB", ",.1f"),
+                       ("dense_kb", "fp32 kB", ",.1f"),
                        ("ratio", "x smaller", ".0f"), ("final", "final loss", ".4f"),
                        *[(f"vs_dense_r{m}", f"vs dense @{m}", "+.2%") for m in marks],
                        ("vs_dense", "vs dense", "+.2%")],

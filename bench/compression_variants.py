@@ -1,11 +1,14 @@
 """Contribution codecs compared at a ~200x wire budget: held-out loss after R rounds of K-miner
-full-model DiLoCo (plain averaging, outer lr 1) and bytes per contribution, every byte counted.
+full-model DiLoCo (the product's rounds, bench/rounds.py: plain averaging, outer lr 1) and
+bytes per contribution, every byte counted.
 
 Research record (bench/README.md "Compression: what else was tried"): the low-rank codecs
 win at 8 rounds (213x at +3.0-3.2%) but lose from round ~20 on (+8% at 32 rounds, where the
 top-k codec is +1.3%), so the miners keep top-k. Codecs (prototypes, except topk-K):
   dense            fp32, no compression (the reference)
-  topk-K           the current SparseLoCo codec (template/training/compression.py, top-K/4096)
+  topk-K           the current SparseLoCo codec (template/training/compression.py, top-K/4096),
+                   sent as contribution bytes and scored by the validator; the others are
+                   merged unscored (no wire format a validator reads)
   dct-K            the same budget but top-K in the 2-D DCT-II domain of each 64x64 tile (DeMo)
   lr-R-bB          PowerSGD-style rank-R factors of every 2-D tensor (one power step, Q warm-
                    started across rounds), B-bit factors with one fp16 scale per column; 1-D
@@ -27,22 +30,16 @@ import argparse
 import math
 import zlib
 import statistics
-import time
 
 import torch
 
-from bench.collective import Setting, round_pages
+from bench.collective import Setting
 from bench.common import add_compression_setting_args, page_store, print_table, write_json
-from template.training.workload import PRESET_DEFAULTS
+from bench.rounds import EVAL_SEED, DenseCodec, RoundsSetting, miner_hotkey, run_rounds
 from template.training import compression as C
 from template.training.assignment import heldout_pages
-from template.training.evaluation import per_sequence_loss
-from template.training.inner_loop import pseudo_gradient, train_inner
-from template.training.model import (build_model, configure_torch_threads, load_model_state,
-                                     model_state)
-from template.training.outer_step import apply_outer_step
-from template.training.shards import ShardSpec, extract, sub_state
-from template.validation.aggregation import aggregate
+from template.training.model import configure_torch_threads
+from template.training.presets import PRESET_SETTINGS
 
 Tensors = dict[str, torch.Tensor]
 
@@ -233,43 +230,44 @@ def parse_codec(spec: str) -> Codec:
 # ------------------------------------------------------------------ training loop
 
 
+class WithErrorFeedback:
+    """A prototype codec with error feedback e <- beta e + delta (as `compress` keeps it), in the
+    form `bench.rounds.Miner` sends research codecs through."""
+
+    def __init__(self, codec: Codec, beta: float):
+        self.codec, self.beta, self.name = codec, beta, codec.name
+
+    def send(self, delta: Tensors, memory: dict) -> tuple[Tensors, int]:
+        residual = memory.get("residual")
+        e = delta if residual is None else {n: self.beta * residual[n] + delta[n] for n in delta}
+        sent, nbytes = self.codec.encode(e, memory.setdefault("codec", {}))
+        memory["residual"] = {n: e[n] - sent[n] for n in e}
+        return sent, nbytes
+
+
 def run_codec(store, s: Setting, heldout: torch.Tensor, codec: Codec, ef_beta: float,
               dump: dict | None = None) -> dict:
-    """bench.collective.run_diloco (full model, plain averaging, outer lr 1) with `codec` in
-    place of compress/decompress; error feedback kept here."""
-    model = build_model(s.preset, s.vocab_size, s.seed, "cpu")
-    base = model_state(model)
-    residual: list[Tensors | None] = [None] * s.miners
-    states: list[dict] = [{} for _ in range(s.miners)]
-    losses, wire, dense = [float(per_sequence_loss(model, heldout).mean())], [], []
-    t0 = time.perf_counter()
+    """The product's rounds (`bench.rounds.run_rounds`: full model, plain averaging, outer lr 1)
+    with `codec`: `topk-K` is the product's codec (contribution bytes, scored by the validator);
+    the dense reference and the prototypes are merged unscored. `dump`: round -> miner 0's
+    pseudo-gradient of that round, filled in."""
     ef_beta = ef_beta if getattr(codec, "ef_beta", None) is None else codec.ef_beta
-    for r in range(1, s.rounds + 1):
-        contributions = []
-        for m, pages in enumerate(round_pages(store, s, r)):
-            sub, _ = extract(base, ShardSpec("full"), s.preset, s.vocab_size)
-            sub_base = sub_state(sub)
-            train_inner(sub, store.pages(pages), s.inner_steps, s.batch_size, s.lr,
-                        warmup=s.warmup, seed=s.seed + 1000 * r + m)
-            delta = pseudo_gradient(sub_base, sub)
-            if dump is not None and m == 0 and r in dump:
-                dump[r] = {n: t.clone() for n, t in delta.items()}
-            e = delta if residual[m] is None else {
-                n: ef_beta * residual[m][n] + delta[n] for n in delta}
-            sent, nbytes = codec.encode(e, states[m])
-            residual[m] = {n: e[n] - sent[n] for n in e}
-            wire.append(nbytes)
-            dense.append(sum(4 * t.numel() for t in delta.values()))
-            contributions.append(sent)
-        agg = aggregate(contributions, min_contributions=2)
-        base = apply_outer_step(base, agg, 1.0)
-        load_model_state(model, base)
-        losses.append(float(per_sequence_loss(model, heldout).mean()))
-        print(f"  {codec.name} round {r}: held-out {losses[-1]:.4f} "
-              f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    return {"codec": codec.name, "wire_kb": statistics.mean(wire) / 1e3,
-            "ratio": statistics.mean(dense) / statistics.mean(wire), "final": losses[-1],
-            "curve": losses, "seconds": time.perf_counter() - t0}
+    product = type(codec) is TopK
+    recipe = s.recipe()
+    if product:
+        recipe = recipe.model_copy(update={"compression": codec.cfg.model_copy(update={"ef_beta": ef_beta})})
+    sender = None if product else DenseCodec() if isinstance(codec, Dense) else WithErrorFeedback(codec, ef_beta)
+
+    def observe(hotkey: str, r: int, delta: Tensors) -> None:
+        if dump is not None and hotkey == miner_hotkey(0) and r in dump:
+            dump[r] = {n: t.clone() for n, t in delta.items()}
+
+    setting = RoundsSetting(s.preset, s.vocab_size, recipe, s.miners, s.rounds, s.eval_pages, codec=sender,
+                            model_seed=s.seed, label=codec.name, observe=observe)
+    res = run_rounds(setting, store, heldout, log=lambda line: print(line, flush=True))
+    return {"codec": codec.name, "wire_kb": statistics.mean(res.wire_bytes) / 1e3,
+            "ratio": statistics.mean(res.dense_bytes) / statistics.mean(res.wire_bytes), "final": res.heldout[-1],
+            "curve": res.heldout, "merged": res.merged, "seconds": res.seconds}
 
 
 # ------------------------------------------------------------------ one-shot diagnostic
@@ -328,9 +326,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         a.seq, a.batch, a.steps, a.rounds, a.miners, a.eval_pages = 32, 2, 2, 2, 2, 8
         a.codecs = "dense,topk-32,dct-32,lr-2-b4,lr-1-b4-s8-i2-e0.9,lr-4-b3-i3-v5"
     configure_torch_threads(a.threads)
-    vocab = PRESET_DEFAULTS[a.preset].vocab_size
+    vocab = PRESET_SETTINGS[a.preset].vocab_size
     store = page_store(vocab, a.seq)
-    heldout = store.pages(heldout_pages(b"bench-eval", store.heldout_ids, a.eval_pages))
+    heldout = store.pages(heldout_pages(EVAL_SEED, store.heldout_ids, a.eval_pages))
     s = Setting(a.preset, vocab, a.seq, a.batch, a.steps, a.rounds, a.miners, a.lr, 2,
                 a.eval_pages, None, 1)
     specs = [c.strip() for c in a.codecs.split(",") if c.strip()]

@@ -41,11 +41,12 @@ import torch.nn.functional as F
 
 from bench.common import (contribution_wire_bytes, current_rss_bytes, measure_matmul_peak,
                           peak_rss_bytes, print_table, sync, write_json)
-from template.training.workload import PRESET_DEFAULTS
+from protocol.recipe import Recipe
 from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import train_inner
 from template.training.model import (PRESETS, build_model, configure_torch_threads, llama_config,
                                      model_state)
+from template.training.presets import PRESET_SETTINGS
 from template.training.shards import ShardSpec, extract, loss_mode
 from template.training.train_step import COMPILE_MODES, should_compile
 
@@ -96,6 +97,11 @@ def hf_compiled_step(model: torch.nn.Module, opt: torch.optim.Optimizer, grad_cl
     return step
 
 
+def timing_recipe(steps: int, batch: int, pages: int) -> Recipe:
+    """The miner's inner step at a fixed learning rate (no warmup) for `steps` steps."""
+    return Recipe(inner_steps=steps, batch_size=batch, learning_rate=1e-3, pages_per_miner=pages)
+
+
 def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, steps: int,
                 warmup: int, device: torch.device, compile_mode: str = "auto") -> dict:
     """Time `steps` inner steps after `warmup` steps; returns the row's figures."""
@@ -127,12 +133,12 @@ def measure_row(row: str, preset_name: str, vocab: int, batch: int, seq: int, st
             model, _ = extract(model_state(full), spec, preset_name, vocab, device=device)
             del full
         t0 = time.perf_counter()
-        train_inner(model, tokens, max(warmup, 2 if compile else 1), batch, 1e-3, warmup=0,
+        train_inner(model, tokens, timing_recipe(max(warmup, 2 if compile else 1), batch, tokens.shape[0]),
                     compile=compile, loss_mode=mode)
         sync(device)
         t_compile = time.perf_counter() - t0
         # One more step than timed: the first (a fresh AdamW's state) is timed apart.
-        stats = train_inner(model, tokens, steps + 1, batch, 1e-3, warmup=0, seed=1,
+        stats = train_inner(model, tokens, timing_recipe(steps + 1, batch, tokens.shape[0]), seed=1,
                             compile=compile, loss_mode=mode)
         sync(device)
         seconds = (stats.seconds - stats.first_step_seconds) * steps / (stats.steps - 1)
@@ -227,8 +233,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{steps} timed steps after {warm} warmup", flush=True)
     results = []
     for name in presets:
-        d = PRESET_DEFAULTS[name]
-        batch = a.batch or (8 if cpu else d.batch_size)
+        d = PRESET_SETTINGS[name]
+        batch = a.batch or (8 if cpu else d.recipe.batch_size)
         seq = a.seq or (128 if cpu else d.page_len)
         if not cpu:  # skip presets that cannot fit: ~16 bytes/param + activations
             need = 16 * build_param_count(name, d.vocab_size)
@@ -269,7 +275,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                       f"{'fp32' if cpu else 'bf16'} peak {peak / 1e12:.3f} TFLOP/s)")
     wire = []
     for name in presets:
-        shapes = param_shapes(name, PRESET_DEFAULTS[name].vocab_size)
+        shapes = param_shapes(name, PRESET_SETTINGS[name].vocab_size)
         dense = sum(4 * int(torch.tensor(s).prod()) for s in shapes.values())
         w = contribution_wire_bytes(shapes, topk=32, bits=2)
         wire.append({"preset": name, "params": dense // 4, "dense_mb": dense / 1e6,

@@ -28,11 +28,10 @@ from safetensors.torch import load_file, save_file
 
 from bench.common import current_rss_bytes, peak_rss_bytes, print_table, write_json
 from bench.throughput import param_shapes
-from template.training.workload import PRESET_DEFAULTS
-from template.training.compression import (CompressedUpdate, CompressionConfig, DecodedUpdate, compress,
-                                           decompress)
-from template.training.config import PRODUCTION_COMPRESSION
+from protocol.recipe import CompressionConfig
+from template.training.compression import CompressedUpdate, DecodedUpdate, compress, decompress
 from template.training.model import configure_torch_threads
+from template.training.presets import PRESET_SETTINGS, PRODUCTION_COMPRESSION
 from template.validation.aggregation import aggregate, clip_to_norms, median_tensor_norms
 from template.validation.checks import is_empty, non_finite, similarity_matrices, wrong_shape
 from template.validation.norms import delta_norm
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     configure_torch_threads(a.threads)
     if a.smoke:
         a.preset, a.miners = "tiny", 3
-    shapes = param_shapes(a.preset, PRESET_DEFAULTS[a.preset].vocab_size)
+    shapes = param_shapes(a.preset, PRESET_SETTINGS[a.preset].vocab_size)
     cfg = PRODUCTION_COMPRESSION
     if a.worker:
         w = json.loads(a.worker)

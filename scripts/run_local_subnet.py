@@ -119,8 +119,10 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
         common.append("--wandb.off")
     common += ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks)]
     if neuron.role == "validator":
-        flags = ["--round.max_rounds", str(max_rounds or args.rounds), "--recipe.inner_steps", str(args.inner_steps),
-                 "--recipe.pages_per_miner", str(args.pages_per_miner)]
+        flags = ["--round.max_rounds", str(max_rounds or args.rounds)]
+        for flag, value in (("--recipe.inner_steps", args.inner_steps), ("--recipe.pages_per_miner", args.pages_per_miner)):
+            if value:  # 0: the preset's recipe decides
+                flags += [flag, str(value)]
         return [sys.executable, "-m", "neurons.validator", *common, *flags]
     flags = ["--miner.behaviour", neuron.behaviour]
     if neuron.name.endswith("-small"):

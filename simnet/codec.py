@@ -106,6 +106,26 @@ def decode(value: Any) -> Any:
     return {k: decode(v) for k, v in value.items()}
 
 
+MAX_DEPTH = 32  # the deepest legitimate value (a Sudo-wrapped call's params) is about 12
+
+
+def loads(raw: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
+    """``json.loads`` for bytes from the network: nesting deeper than ``max_depth`` raises
+    ``ValueError`` (so nothing downstream recurses on it), as does any malformed JSON."""
+    try:
+        value = json.loads(raw)
+    except RecursionError as error:
+        raise ValueError(f"JSON nested deeper than {max_depth}") from error
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ValueError(f"JSON nested deeper than {max_depth}")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
+
+
 def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 from . import registration
 from .codec import SimCall
-from .state import NETWORK_LOCK_RAO, ChainState, new_subnet
+from .state import EXISTENTIAL_DEPOSIT, NETWORK_LOCK_RAO, ChainState, new_subnet
 
 ROOT = "<root>"
 Events = list[tuple[str, str, Any]]
@@ -250,6 +250,10 @@ def transfer(state: ChainState, origin: str, p: dict) -> Events:
     if not isinstance(dest, str) or isinstance(value, bool) or not isinstance(value, int) \
             or value < 0:
         raise DispatchError("InvalidValue", "Balances")
+    if value == 0 or int(state.account(dest)["free"]) + value < EXISTENTIAL_DEPOSIT:
+        # pallet_balances: a transfer may not leave the destination below the existential
+        # deposit; simnet refuses zero moves too, so no transfer ever touches an empty key.
+        raise DispatchError("ExistentialDeposit", "Balances")
     if state.account(origin)["free"] < value:
         raise DispatchError("InsufficientBalance", "Balances")
     state.add_free(origin, -value)

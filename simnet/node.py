@@ -8,7 +8,6 @@ This is what lets tests run on a manual clock.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import threading
 import time
@@ -18,7 +17,7 @@ from bittensor import sp_core
 from bittensor.result import _DESCRIPTIONS
 
 from . import block_step, weights
-from .codec import SimCall, block_hash, decode, extrinsic_hash
+from .codec import SimCall, block_hash, decode, extrinsic_hash, loads
 from .extrinsics import DispatchError, dispatch
 from .state import HISTORY_BLOCKS, ChainState
 from .store import Store
@@ -92,7 +91,7 @@ class Node:
             payload = envelope["payload"].encode()
             signature = bytes.fromhex(envelope["signature"])
             crypto_type = int(envelope.get("crypto_type", 1))
-            body = json.loads(payload)
+            body = loads(payload)
             signer, nonce = body["signer"], int(body["nonce"])
             call = decode(body["call"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -131,6 +130,7 @@ class Node:
         block = state.head
         index = self._next_index.get(block, 1)
         self._next_index = {block: index + 1}
+        had_account = self.store.get("accounts", signer) is not None
         account = dict(state.account(signer))
         account["nonce"] = int(account["nonce"]) + 1
         state.set_account(signer, account)
@@ -142,6 +142,10 @@ class Node:
             _restore(self.store, snapshot)
             events, error = [], {"name": failure.name, "module": failure.module,
                                  "docs": _DESCRIPTIONS.get(failure.name, failure.name)}
+        if not had_account and not state.keeps_account(signer):
+            # An unfunded key that is no registered hotkey gets no row (so no stored nonce):
+            # otherwise every fresh key could add a row for nothing.
+            self.store.delete("accounts", signer)
         records = [_record(index, module, event, attrs) for module, event, attrs in events]
         records.append(_record(index, "TransactionPayment", "TransactionFeePaid",
                                {"who": signer, "actual_fee": 0, "tip": 0}))

@@ -4,33 +4,42 @@ Routes:
   GET  /health                  -> {"ok": true, "block": head, "manual_clock": bool}
   POST /rpc                     {"method": name, "params": {...}} -> {"result": value}
                                 (tagged JSON, see ``codec``); one method per ``Substrate`` need
-  POST /admin/advance           {"blocks": N} -> {"block": head}   (manual-clock tests; N <= 10000)
+  POST /admin/advance           {"blocks": N} -> {"block": head}   (N <= 10000)
   POST /admin/reveal_weights    {"netuid", "hotkey", "uids", "weights", "version_key"}
                                 -> attach plaintext weights to the hotkey's oldest pending
                                 timelocked commit (drand is unreachable offline); the chain's
                                 reveal checks run now (422 + error name), the weights are
                                 applied at the start of the commit's reveal-epoch block
 
-Errors are JSON ``{"error": {"message", "name"?}}``: 400 for a malformed request, 404 for an
-unknown route or method, 422 for a well-formed read the chain refuses (unknown storage
-item, a height above the head), 413 for an oversized body. The server never crashes on input.
+The admin routes are unauthenticated test hooks: they are served only by a node started with
+``--manual-clock`` (403 otherwise), which only tests run.
+
+Errors are JSON ``{"error": {"message", "name"?}}``: 400 for a malformed request (JSON nested
+deeper than ``codec.MAX_DEPTH`` included), 403 for an admin route on a running clock, 404 for
+an unknown route or method, 408 for a body that does not arrive within ``BODY_TIMEOUT``, 411
+for a chunked body, 413 for an oversized body, 422 for a well-formed read the chain refuses
+(unknown storage item, a height above the head). The server never crashes on input; a
+connection that stays silent for ``IDLE_TIMEOUT`` is closed, freeing its thread.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from . import runtime_api
-from .codec import block_hash, block_number_of, decode, encode
+from .codec import block_hash, block_number_of, decode, encode, loads
 from .node import Node, RequestError
 from .runtime_api import UnknownItem
 
 log = logging.getLogger("simnet")
 MAX_BODY = 4 * 1024 * 1024
+BODY_TIMEOUT = 10.0  # seconds for a whole request body to arrive once its headers are in
+IDLE_TIMEOUT = 30.0  # seconds a connection may wait between reads of its request line and headers
 
 
 class ChainRefusal(Exception):
@@ -140,17 +149,21 @@ RPC: dict[str, Callable[[Node, dict], Any]] = {
 def make_handler(node: Node) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = IDLE_TIMEOUT  # socket timeout: a silent client is dropped, its thread freed
 
         def log_message(self, fmt: str, *args: Any) -> None:  # quiet: one line per call is noise
             log.debug("%s " + fmt, self.address_string(), *args)
 
         def _reply(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client went away
+                self.close_connection = True
 
         def _error(self, status: int, message: str, **extra: Any) -> None:
             self._reply(status, {"error": {"message": message, **extra}})
@@ -171,13 +184,22 @@ def make_handler(node: Node) -> type[BaseHTTPRequestHandler]:
             if length > MAX_BODY or length < 0:
                 self.close_connection = True
                 return self._error(413, "request body too large")
-            raw = self.rfile.read(length)
+            if self.headers.get("Transfer-Encoding"):
+                self.close_connection = True
+                return self._error(411, "send the body with a Content-Length")
+            if self.path.startswith("/admin/") and not node.manual_clock:
+                self.close_connection = True  # the body is left unread
+                return self._error(403, "admin routes are served only by a node started with "
+                                        "--manual-clock")
+            raw = self._read_body(length)
+            if raw is None:
+                return None
             try:
-                body = json.loads(raw or b"{}")
+                body = loads(raw or b"{}")
                 if not isinstance(body, dict):
                     raise ValueError("body must be a JSON object")
                 body = decode(body)
-            except (ValueError, TypeError, KeyError) as error:
+            except (ValueError, TypeError, KeyError, RecursionError) as error:
                 return self._error(400, f"malformed JSON: {error}")
             route = {"/rpc": self._rpc, "/admin/advance": self._advance,
                      "/admin/reveal_weights": self._reveal}.get(self.path)
@@ -192,6 +214,33 @@ def make_handler(node: Node) -> type[BaseHTTPRequestHandler]:
             except Exception as error:  # noqa: BLE001 - the node must survive any input
                 log.warning("simnet request failed: %s", traceback.format_exc())
                 self._error(400, f"{type(error).__name__}: {error}")
+
+        def _read_body(self, length: int) -> bytes | None:
+            """The body, or None once answered 400 (it ended early) or 408 (it took longer
+            than BODY_TIMEOUT in all, however slowly it trickled in)."""
+            deadline = time.monotonic() + BODY_TIMEOUT
+            chunks: list[bytes] = []
+            received = 0
+            try:
+                while received < length:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    self.connection.settimeout(remaining)
+                    chunk = self.rfile.read1(min(length - received, 64 * 1024))
+                    if not chunk:
+                        self.close_connection = True
+                        self._error(400, f"request body ended after {received} of {length} bytes")
+                        return None
+                    chunks.append(chunk)
+                    received += len(chunk)
+            except TimeoutError:
+                self.close_connection = True
+                self._error(408, f"request body not received within {BODY_TIMEOUT:g}s")
+                return None
+            finally:
+                self.connection.settimeout(self.timeout)
+            return b"".join(chunks)
 
         def _rpc(self, body: dict) -> None:
             method = body.get("method")

@@ -146,9 +146,16 @@ class ChainState:
         self.store.put("accounts", ss58, account)
 
     def add_free(self, ss58: str, delta: int) -> None:
+        if not delta:
+            return  # a zero move creates no row
         account = dict(self.account(ss58))
         account["free"] = int(account["free"]) + int(delta)
         self.set_account(ss58, account)
+
+    def keeps_account(self, ss58: str) -> bool:
+        """Whether a key needs an ``accounts`` row (its balance and nonce): it holds a balance
+        or is a registered hotkey (hotkeys sign weights and axons without funds)."""
+        return int(self.account(ss58)["free"]) > 0 or self.owner_of(ss58) is not None
 
     def owner_of(self, hotkey: str) -> Optional[str]:
         return self.store.get("owners", hotkey)

@@ -1,6 +1,22 @@
 """Each benchmark runs end to end at a tiny --smoke setting and prints its table (no timing
 assertions: benchmarks are never asserted)."""
-from bench import assignment_power, collective, compression, compression_variants, throughput, validator_memory
+from bench import assignment_power, collective, compression, compression_variants, rounds, throughput, validator_memory
+
+
+def test_rounds_driver_runs_miners_and_validator_and_cuts_heldout_loss(capsys):
+    result = rounds.main(["--smoke"])
+    assert "held-out loss" in capsys.readouterr().out
+    assert len(result.heldout) == 3 and result.heldout[-1] < result.heldout[0]
+    # every honest contribution went as bytes through the validator's scoring and was merged
+    assert result.merged == [3, 3] and len(result.body_bytes) == 6
+    assert all(r.accepted and r.assignment is not None for rs in result.reports for r in rs.values())
+    assert result.compression_ratio > 50
+
+
+def test_rounds_driver_merges_research_codecs_unscored():
+    result = rounds.main(["--smoke", "--no-compression"])
+    assert result.merged == [3, 3] and not result.body_bytes
+    assert {r.reason for rs in result.reports for r in rs.values()} == {rounds.NOT_SCORED}
 
 
 def test_throughput_bench_prints_its_table(capsys):

@@ -22,8 +22,9 @@ def lead(tmp_path):
     save_checkpoint(tmp_path / f"{announced['sha']}.safetensors", STATE)
 
     def latest():
-        return CheckpointInfo(round_index=4, sha256=announced["sha"], size_bytes=1, model_preset="tiny",
-                              vocab_size=3)
+        path = tmp_path / f"{announced['sha']}.safetensors"  # the download may be no larger than announced
+        return CheckpointInfo(round_index=4, sha256=announced["sha"], size_bytes=path.stat().st_size if path.exists()
+                              else 1, model_preset="tiny", vocab_size=3)
 
     port = free_port()
     server = BackgroundServer(create_checkpoint_app(tmp_path, latest), "127.0.0.1", port).start()

@@ -71,6 +71,8 @@ CORPUS: dict[str, object] = {
     "header nested 200k deep (objects)": blob(b'{"a":' * DEEP + b"1" + b"}" * DEEP),
     "entry nested deep": blob(b'{"t": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
     "metadata value nested 200k deep": with_metadata({"meta": "[" * DEEP + "]" * DEEP}),
+    "meta nested 5000 deep within the size limit": with_metadata({"meta": "[" * 5000 + "]" * 5000}),
+    "meta nested just past the depth cap": with_metadata({"meta": '{"a":' * 9 + "1" + "}" * 9}),
     "metadata object nested deep": blob(b'{"__metadata__": ' + b'{"a":' * 50 + b'"x"' + b"}" * 50 + b"}"),
     # huge header
     "header over the cap": blob(b" " * (MAX_PAYLOAD_HEADER_BYTES + 1)),

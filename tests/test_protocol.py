@@ -18,6 +18,7 @@ from protocol.payload import PayloadError, decode_tensors, encode_tensors, read_
 from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
 from template.miner.worker import MinerWorker
+from template.training.presets import PRESET_SETTINGS
 
 MINER = Keypair.create_from_uri("//MinerUnderTest")
 VALIDATOR = Keypair.create_from_uri("//Validator")
@@ -28,7 +29,9 @@ HASH = "ab" * 32
 def train_request(**overrides) -> TrainRequest:
     fields = dict(netuid=7, round_index=3, round_block=300, seed=HASH, base_checkpoint=HASH, dataset=HASH,
                   model_preset="tiny", checkpoint_url="http://10.0.0.1:8091/v1/checkpoint/" + HASH,
-                  pages=[1, 2, 3], inner_steps=5, batch_size=2, learning_rate=1e-3, deadline_block=340,
+                  pages=[1, 2, 3], deadline_block=340,
+                  recipe=PRESET_SETTINGS["tiny"].recipe.with_overrides(inner_steps=5, batch_size=2, learning_rate=1e-3,
+                                                                       warmup_steps=0),
                   deadline_unix=time.time() + 60)
     fields.update(overrides)
     return TrainRequest(**fields)
@@ -119,7 +122,7 @@ def test_malformed_json_is_rejected_with_reason(miner_url):
 
 def test_incompatible_protocol_version_is_rejected(miner_url):
     data = json.loads(train_request().model_dump_json())
-    data["protocol_version"] = "2.0"
+    data["protocol_version"] = "1.0"  # a peer still speaking the previous major version
     response = post_train(miner_url, json.dumps(data).encode())
     assert response.status_code == 400
     assert "protocol version" in response.json()["detail"]

@@ -5,17 +5,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from types import SimpleNamespace
 
 import pydantic
 import pytest
 
+from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import UnitOfWork
+from protocol.payload import decode_tensors, encode_tensors
 from template.audit.lead_check import check_lead_round, parse_record
 from template.audit.replay import ReplayError, replay, replay_from_state_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.validation.round import aggregate_in_arrival_order
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.training.outer_step import apply_outer_step
+from template.validation import contribution
+from template.validation.contribution import MISMATCH
 from tests.test_units_of_work import VOCAB, base_state, score_mixed_round, workload  # noqa: F401 (fixtures)
 
 
@@ -33,7 +38,7 @@ def lead_round(workload, scored_round, base_state):  # noqa: F811
     units = {r.hotkey: r.unit for r in received}
     order, merged = aggregate_in_arrival_order(accepted, reports, units, "tiny", VOCAB)
     assert merged is not None
-    new_hash = state_hash(apply_outer_step(base_state, merged, 1.0))
+    new_hash = state_hash(apply_outer_step(base_state, merged, workload.recipe.outer_lr))
     record = RoundRecord(netuid=1, round_index=4, start_block=40, seed="00" * 32, eval_block=61,
                          base_checkpoint=state_hash(base_state), new_checkpoint=new_hash,
                          recipe=workload.recipe.model_dump(),
@@ -43,13 +48,12 @@ def lead_round(workload, scored_round, base_state):  # noqa: F811
     return record, {r.hotkey: r.body for r in received}
 
 
-def test_replay_reproduces_the_leads_checkpoint_hash(workload, base_state, lead_round):  # noqa: F811
+def test_replay_reproduces_the_leads_checkpoint_hash(base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
     assert replay(record, base_state, bodies, "tiny", VOCAB) == record.new_checkpoint
 
 
-
-def test_replay_applies_the_recorded_coldkey_cap(workload, base_state, lead_round, scored_round):  # noqa: F811
+def test_replay_applies_the_recorded_coldkey_cap(base_state, lead_round, scored_round):  # noqa: F811
     """Two of the three whole-model miners share a coldkey: together they weigh half, not two
     thirds (two coldkeys in the unit); the record binds that."""
     record, bodies = lead_round
@@ -64,7 +68,7 @@ def test_replay_applies_the_recorded_coldkey_cap(workload, base_state, lead_roun
     assert state_hash(apply_outer_step(base_state, merged, 1.0)) == capped.new_checkpoint  # lead == replay
 
 
-def test_replay_refuses_a_contribution_that_is_not_the_recorded_one(workload, base_state, lead_round):  # noqa: F811
+def test_replay_refuses_a_contribution_that_is_not_the_recorded_one(base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
     victim = record.accepted[0]
     tampered = dict(bodies, **{victim: bodies[victim][:-1] + bytes([bodies[victim][-1] ^ 1])})
@@ -72,7 +76,7 @@ def test_replay_refuses_a_contribution_that_is_not_the_recorded_one(workload, ba
         replay(record, base_state, tampered, "tiny", VOCAB)
 
 
-def test_replay_from_a_validators_state_dir(workload, base_state, lead_round, tmp_path):  # noqa: F811
+def test_replay_from_a_validators_state_dir(base_state, lead_round, tmp_path):  # noqa: F811
     record, bodies = lead_round
     save_checkpoint(tmp_path / "checkpoints" / f"{record.base_checkpoint}.safetensors", base_state)
     append_record(tmp_path / "rounds.jsonl", record)
@@ -84,43 +88,90 @@ def test_replay_from_a_validators_state_dir(workload, base_state, lead_round, tm
     assert got == got_record.new_checkpoint == record.new_checkpoint
 
 
-def check(record, committed, base_state, bodies, workload, round_index=4):  # noqa: F811
+def check(record, committed, base_state, bodies, round_index=4):  # noqa: F811
     return check_lead_round(record, committed, round_index, base_state, state_hash(base_state), bodies,
                             "tiny", VOCAB)
 
 
-def test_follower_verifies_the_leads_committed_round_and_gets_its_checkpoint(workload, base_state, lead_round):  # noqa: F811
+def test_follower_verifies_the_leads_committed_round_and_gets_its_checkpoint(base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
-    result = check(record, {record.digest()}, base_state, bodies, workload)
+    result = check(record, {record.digest()}, base_state, bodies)
     assert result.verified, result.detail
     assert state_hash(result.state) == record.new_checkpoint != record.base_checkpoint
 
 
-def test_follower_takes_only_the_record_the_lead_committed(workload, base_state, lead_round):  # noqa: F811
+def test_follower_takes_only_the_record_the_lead_committed(base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
-    result = check(record, {"ab" * 32}, base_state, bodies, workload)
+    result = check(record, {"ab" * 32}, base_state, bodies)
     assert result.status == "unverifiable" and "committed on chain" in result.detail and result.state is None
 
 
-def test_follower_flags_a_checkpoint_the_leads_own_record_does_not_produce(workload, base_state, lead_round):  # noqa: F811
+def test_follower_flags_a_checkpoint_the_leads_own_record_does_not_produce(base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
     dropped = dataclasses.replace(record, accepted=record.accepted[1:])  # one merged update not declared
-    result = check(dropped, {dropped.digest()}, base_state, bodies, workload)
+    result = check(dropped, {dropped.digest()}, base_state, bodies)
     assert result.status == "mismatch" and "the lead published" in result.detail
     forged = dataclasses.replace(record, new_checkpoint="cd" * 32)
-    assert check(forged, {forged.digest()}, base_state, bodies, workload).status == "mismatch"
-    assert check(record, {record.digest()}, base_state, bodies, workload, round_index=5).status == "mismatch"
+    assert check(forged, {forged.digest()}, base_state, bodies).status == "mismatch"
+    assert check(record, {record.digest()}, base_state, bodies, round_index=5).status == "mismatch"
 
 
-def test_follower_cannot_check_without_the_same_bytes(workload, base_state, lead_round):  # noqa: F811
+def test_follower_cannot_check_without_the_same_bytes(base_state, lead_round):  # noqa: F811
     record, bodies = lead_round
     victim = record.accepted[0]
     missing = {hk: b for hk, b in bodies.items() if hk != victim}
-    result = check(record, {record.digest()}, base_state, missing, workload)
+    result = check(record, {record.digest()}, base_state, missing)
     assert result.status == "unverifiable" and "no bytes here" in result.detail
     other = dict(bodies, **{victim: bodies[victim] + b"\x00"})  # the miner answered this validator differently
-    result = check(record, {record.digest()}, base_state, other, workload)
+    result = check(record, {record.digest()}, base_state, other)
     assert result.status == "unverifiable" and "other bytes" in result.detail
+
+
+def recorded(record, bodies, hotkey, body):
+    """The record and bodies with `hotkey`'s bytes replaced by `body`, and the record naming them
+    (a lead that accepted and recorded those very bytes)."""
+    contributions = dict(record.contributions, **{hotkey: hashlib.sha256(body).hexdigest()})
+    return dataclasses.replace(record, contributions=contributions), dict(bodies, **{hotkey: body})
+
+
+def test_replay_opens_each_contribution_as_scoring_does(base_state, lead_round):  # noqa: F811
+    """Bytes the record names, but for another round: scoring would have refused them, so the
+    replay does, and a follower calls the lead's checkpoint unexplained."""
+    record, bodies = lead_round
+    victim = record.accepted[0]
+    tensors, meta = decode_tensors(bodies[victim], MAX_CONTRIBUTION_BYTES)
+    forged, forged_bodies = recorded(record, bodies, victim, encode_tensors(tensors, dict(meta, round_index=3)))
+    with pytest.raises(ReplayError, match="round 3 expected 4") as raised:
+        replay(forged, base_state, forged_bodies, "tiny", VOCAB)
+    assert raised.value.rejected[victim].kind == MISMATCH and not raised.value.missing
+    result = check(forged, {forged.digest()}, base_state, forged_bodies)
+    assert result.status == "mismatch" and "do not replay" in result.detail and "round 3 expected 4" in result.detail
+    garbage, garbage_bodies = recorded(record, bodies, victim, b"\x00" * 64)
+    result = check(garbage, {garbage.digest()}, base_state, garbage_bodies)
+    assert result.status == "mismatch" and "malformed payload" in result.detail
+
+
+def test_replay_decodes_with_the_records_compression(base_state, lead_round):  # noqa: F811
+    record, bodies = lead_round
+    recipe = record.training_recipe
+    other = recipe.model_copy(update={"compression": recipe.compression.model_copy(update={"topk": recipe.compression.topk // 2})})
+    moved = dataclasses.replace(record, recipe=other.model_dump())
+    result = check(moved, {moved.digest()}, base_state, bodies)
+    assert result.status == "mismatch" and "malformed update" in result.detail
+
+
+def test_follower_hashes_each_accepted_contribution_once(base_state, lead_round, monkeypatch):  # noqa: F811
+    record, bodies = lead_round
+    hashed: dict[bytes, int] = {}
+
+    def counting(data=b""):
+        hashed[bytes(data)] = hashed.get(bytes(data), 0) + 1
+        return hashlib.sha256(data)
+
+    monkeypatch.setattr(contribution, "hashlib", SimpleNamespace(sha256=counting))
+    assert check(record, {record.digest()}, base_state, bodies).verified
+    assert sorted(hashed.values()) == [1] * len(record.accepted)
+    assert set(hashed) == {bodies[hk] for hk in record.accepted}
 
 
 def test_round_record_from_json_keeps_its_digest_and_refuses_malformed_ones(lead_round):

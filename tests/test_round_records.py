@@ -10,6 +10,7 @@ import pytest
 from template.audit.round_record import RoundRecord
 from template.validator.checkpoint_app import create_checkpoint_app
 from template.net.server import BackgroundServer
+from template.training.presets import PRESET_SETTINGS
 from template.validator.records_board import Lead, RoundRecordBoard
 from template.utils.ports import free_port
 
@@ -19,7 +20,8 @@ LEAD_HOTKEY = "5Lead"
 def record(round_index: int) -> RoundRecord:
     return RoundRecord(netuid=1, round_index=round_index, start_block=10 * round_index, seed="00" * 32,
                        eval_block=10 * round_index + 7, base_checkpoint="aa" * 32, new_checkpoint="bb" * 32,
-                       outer_lr=1.0, accepted=["5Miner"], contributions={"5Miner": "cc" * 32},
+                       recipe=PRESET_SETTINGS["tiny"].recipe.with_overrides(outer_lr=1.0).model_dump(),
+                       accepted=["5Miner"], contributions={"5Miner": "cc" * 32},
                        heldout_loss_after=6.25)
 
 

@@ -6,6 +6,7 @@ from template.config import parse_config
 from template.training import loss
 from template.training.inner_loop import train_inner
 from template.training.model import build_model, load_model_state, model_state
+from template.training.presets import PRESET_SETTINGS
 from template.training.shards import ShardSpec, extract, sub_state
 from template.training.train_step import (clip_and_step, forward_backward, should_compile,
                                           uses_fused_adamw)
@@ -15,18 +16,23 @@ def pages(seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 512, (16, 32), generator=torch.Generator().manual_seed(seed))
 
 
+# 3 AdamW steps of 4 sequences at 3e-3, no warmup.
+RECIPE = PRESET_SETTINGS["tiny"].recipe.with_overrides(inner_steps=3, batch_size=4, learning_rate=3e-3,
+                                                       warmup_steps=0)
+
+
 def test_compiled_inner_loop_trains_like_eager_and_reuses_its_compilation():
     eager, compiled = build_model("tiny", 512, 0, "cpu"), build_model("tiny", 512, 0, "cpu")
     start = model_state(eager)
-    a = train_inner(eager, pages(), steps=3, batch_size=4, lr=3e-3, seed=1)
-    b = train_inner(compiled, pages(), steps=3, batch_size=4, lr=3e-3, seed=1, compile=True)
+    a = train_inner(eager, pages(), RECIPE, seed=1)
+    b = train_inner(compiled, pages(), RECIPE, seed=1, compile=True)
     assert b.loss_first == pytest.approx(a.loss_first, abs=1e-4)
     for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
         assert torch.allclose(p, q, atol=1e-4), name
         assert not torch.equal(p.detach(), start[name]), f"{name} did not train"
     step = forward_backward(compiled, compile=True)
     load_model_state(compiled, start)  # next round: a new base loaded in place
-    c = train_inner(compiled, pages(), steps=3, batch_size=4, lr=3e-3, seed=1, compile=True)
+    c = train_inner(compiled, pages(), RECIPE, seed=1, compile=True)
     assert forward_backward(compiled, compile=True) is step
     assert c.loss_first == pytest.approx(a.loss_first, abs=1e-4)
 
@@ -52,8 +58,8 @@ def test_compiled_step_trains_a_width_shard_like_eager():
     (eager, _), (compiled, _) = extract(full, spec, "tiny", 512), extract(full, spec, "tiny", 512)
     start = sub_state(compiled)
     assert_same_gradients(eager, compiled, pages()[:4])
-    a = train_inner(eager, pages(), steps=3, batch_size=4, lr=3e-3, seed=1)
-    b = train_inner(compiled, pages(), steps=3, batch_size=4, lr=3e-3, seed=1, compile=True)
+    a = train_inner(eager, pages(), RECIPE, seed=1)
+    b = train_inner(compiled, pages(), RECIPE, seed=1, compile=True)
     assert b.loss_last == pytest.approx(a.loss_last, abs=1e-3)
     for name, p in compiled.named_parameters():
         if p.requires_grad:
@@ -138,7 +144,7 @@ def test_cuda_miner_step_is_bf16_fused_and_compiled_by_default():
     device = torch.device("cuda")
     model = build_model("tiny", 512, 0, device)
     start = model_state(model)
-    stats = train_inner(model, pages().to(device), steps=3, batch_size=4, lr=3e-3,
+    stats = train_inner(model, pages().to(device), RECIPE,
                         compile=should_compile("auto", device))
     assert stats.steps == 3 and torch.isfinite(torch.tensor(stats.loss_last))
     assert getattr(model, "_deai_compiled_step", None)  # compiled steps, cached on the model

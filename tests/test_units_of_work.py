@@ -15,11 +15,11 @@ from protocol.payload import decode_tensors
 from template.miner.worker import MinerWorker
 from template.validation.round import (Received, RoundContext, aggregate_in_arrival_order,
                                          score_contributions)
-from template.training.workload import PRESET_DEFAULTS, Workload
+from template.training.presets import PRESET_SETTINGS
+from template.training.workload import Workload
 from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
 from template.training.assignment import assigned_pages, round_seed
 from template.training.checkpoint import save_checkpoint, state_hash
-from template.training.compression import CompressionConfig
 from template.training.model import build_model, load_model_state, model_state
 from template.training.pages import build_page_store
 from template.training.shards import ShardSpec, shard_mask
@@ -33,7 +33,7 @@ SEED_HASH = "0x" + "11" * 32
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory):
     pages = build_page_store(tmp_path_factory.mktemp("cache"), VOCAB, PAGE_LEN, text=fixture_text(1500))
-    return Workload("tiny", VOCAB, pages, CompressionConfig(topk=512), PRESET_DEFAULTS["tiny"])
+    return Workload("tiny", VOCAB, pages, PRESET_SETTINGS["tiny"].recipe.with_overrides(compression={"topk": 512}))
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +82,11 @@ def contribution(workload, base_state, tmp_path, hotkey_uri: str, unit: UnitOfWo
     save_checkpoint(worker.checkpoints.directory / f"{base_hash}.safetensors", base_state)  # no HTTP needed
     seed = round_seed(SEED_HASH, round_index)
     pages = assigned_pages(seed, keypair.ss58_address, workload.pages.train_ids, 16)
+    recipe = workload.recipe.with_overrides(inner_steps=8, batch_size=8, learning_rate=3e-3, warmup_steps=0)
     order = TrainRequest(netuid=1, round_index=round_index, round_block=40, seed=seed.hex(), base_checkpoint=base_hash,
                          dataset=workload.dataset_id, model_preset="tiny", checkpoint_url="http://203.0.113.1:1/x",
-                         unit=unit, pages=pages, inner_steps=8, batch_size=8, learning_rate=3e-3,
-                         deadline_block=60, deadline_unix=time.time() + 120)
+                         unit=unit, pages=pages, recipe=recipe, deadline_block=60, deadline_unix=time.time() + 120)
+    assert worker.submit(order) == "accepted"  # the worker trains only the order it holds for the round
     body = worker._contribution(order)
     return Received(uid=int(hotkey_uri[-1]), hotkey=keypair.ss58_address, assigned=pages, body=body,
                     arrival_index=int(hotkey_uri[-1]), unit=unit)
@@ -187,12 +188,9 @@ def test_hub_corpus_flag_builds_pages_from_that_dataset(tmp_path):
     """--data.corpus hub:<name>: the production path, here on a local .jsonl (no hub access)."""
     import json
 
-    from template.config import DataConfig
-
     data = tmp_path / "corpus.jsonl"
     data.write_text("".join(json.dumps({"text": line}) + "\n" for line in fixture_text(1500).splitlines()))
-    built = Workload.build(DataConfig(preset="tiny", corpus=f"hub:{data}", vocab_size=VOCAB, page_len=PAGE_LEN),
-                           tmp_path / "cache")
+    built = Workload.build("tiny", f"hub:{data}", tmp_path / "cache", vocab_size=VOCAB, page_len=PAGE_LEN)
     from template.training.corpus import load_hub_text
 
     expected = build_page_store(tmp_path / "cache2", VOCAB, PAGE_LEN,
@@ -202,7 +200,5 @@ def test_hub_corpus_flag_builds_pages_from_that_dataset(tmp_path):
 
 
 def test_unknown_corpus_is_refused_with_the_choices(tmp_path):
-    from template.config import DataConfig
-
     with pytest.raises(SystemExit, match="expected 'shakespeare' or 'hub:"):
-        Workload.build(DataConfig(preset="tiny", corpus="wikipedia"), tmp_path)
+        Workload.build("tiny", "wikipedia", tmp_path)

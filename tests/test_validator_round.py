@@ -92,7 +92,9 @@ class InProcessMiners:
 
     async def send_work(self, miner: MinerEndpoint, order: TrainRequest) -> Reply:
         self.orders.append(order)
-        body = await asyncio.to_thread(self.workers[miner.hotkey]._contribution, order)
+        worker = self.workers[miner.hotkey]
+        assert worker.submit(order, priority=1.0) == "accepted"
+        body = await asyncio.to_thread(worker._contribution, order)
         self.bodies[(order.round_index, miner.hotkey)] = body
         return Reply("ok", "accepted")
 

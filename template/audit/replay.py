@@ -55,7 +55,7 @@ def replayed_state(record: RoundRecord, base_state: dict[str, torch.Tensor], bod
     if missing:
         raise ReplayError(f"no contribution from {len(missing)} of {len(accepted)} accepted miners to replay "
                           f"(first {missing[0][:10]})", missing=missing)
-    unnamed = [hk for hk in accepted if hk not in record.contributions]
+    unnamed = [hk for hk in accepted if not isinstance(record.contributions.get(hk), str)]
     if unnamed:
         raise ReplayError(f"the record names no hash for accepted {unnamed[0][:10]}")
     shapes = shapes_of(base_state)

@@ -1,7 +1,7 @@
 """The miner's HTTP API: /v1/train, /v1/contribution, /v1/info.
 
 Only registered validators holding a permit may ask for work or fetch contributions; every
-refusal is a 4xx with the reason.
+refusal is a 4xx with the reason (a failed round's with a generic one).
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
+from loguru import logger
 from pydantic import ValidationError
 
 from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, RequestVerifier
@@ -63,7 +64,10 @@ def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int
         if outcome is None:
             raise HTTPException(404, f"no work for round {round}")
         if outcome.status == "failed":
-            raise HTTPException(410, f"round {round} failed: {outcome.detail}")
+            # The cause may quote a third party (the server at the order's checkpoint URL): it
+            # stays in this miner's log, the caller gets a generic reason.
+            logger.debug("round {}: answering 410 for a failed round: {}", round, outcome.detail)
+            raise HTTPException(410, f"round {round} failed on this miner")
         return JSONResponse({"round_index": round, "status": outcome.status}, status_code=202)
 
     @app.get("/v1/info")

@@ -5,24 +5,41 @@ import asyncio
 from pathlib import Path
 
 import torch
+from loguru import logger
 
+from protocol.limits import MAX_CHECKPOINT_BYTES
 from template.net.checkpoint_client import download_checkpoint
 from template.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+class CheckpointUnavailable(RuntimeError):
+    """The base checkpoint could not be fetched and verified. Its message names only the hash:
+    what the server at the order's URL answered is in the miner's log, never in a reply."""
 
 
 class CheckpointCache:
     """Base checkpoints by hash; fetched over HTTP and verified before use."""
 
-    def __init__(self, directory: Path, timeout: float = 60.0):
+    def __init__(self, directory: Path, timeout: float = 120.0, max_bytes: int = MAX_CHECKPOINT_BYTES):
+        """`timeout`: seconds one download may take in all; `max_bytes`: the largest accepted."""
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
+        self.max_bytes = max_bytes
 
-    def get(self, url: str, expected_hash: str) -> dict[str, torch.Tensor]:
+    def get(self, url: str, expected_hash: str, timeout: float | None = None) -> dict[str, torch.Tensor]:
+        """The checkpoint `expected_hash`, downloaded from `url` unless held; `timeout` (default the
+        cache's) bounds the download, e.g. by the time left in the round."""
         path = self.directory / f"{expected_hash}.safetensors"
         if path.exists():
             return load_checkpoint(path)
-        state = asyncio.run(download_checkpoint(url, expected_hash, self.timeout))  # the worker thread has no loop
+        seconds = self.timeout if timeout is None else max(0.0, min(timeout, self.timeout))
+        try:  # the worker thread has no loop
+            state = asyncio.run(download_checkpoint(url, expected_hash, seconds, self.max_bytes))
+        except Exception as exc:  # whatever the URL's server did, the order's sender learns only this
+            logger.warning("base checkpoint {} from {}: {}: {}", expected_hash[:12], url, type(exc).__name__, exc)
+            raise CheckpointUnavailable(f"base checkpoint {expected_hash[:12]} could not be fetched and verified") \
+                from exc
         save_checkpoint(path, state)
         self._prune(keep=path)
         return state

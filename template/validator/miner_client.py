@@ -1,15 +1,19 @@
 """The validator's side of the miner protocol: signed requests over httpx, never raising on a
-miner's failure (a dead or slow miner costs the round only its own share)."""
+miner's failure (a dead, slow or flooding miner costs the round only its own share). Every call
+ends within its deadline and reads at most its size limit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import httpx
 
 from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, sign_request, verify_contribution
 from protocol.limits import MAX_CONTRIBUTION_BYTES, MAX_INFO_BYTES
 from protocol.messages import InfoResponse, TrainRequest
-from template.net.bounded import read_bounded
+from template.net.bounded import DeadlineExceeded, FetchError, fetch_bounded
+
+MAX_TRAIN_ACCEPTED_BYTES = 4 * 1024
 
 
 @dataclass(frozen=True)
@@ -19,16 +23,30 @@ class MinerEndpoint:
     url: str  # http://ip:port
 
 
+class ReplyStatus(StrEnum):
+    OK = "ok"
+    PENDING = "pending"  # the miner is still training
+    REFUSED = "refused"  # it answered, but not with the work (http_status says how, when it did)
+    UNREACHABLE = "unreachable"  # no complete answer: connection failed or the deadline passed
+    LATE = "late"  # the caller's own deadline passed before a contribution came
+
+
 @dataclass
 class Reply:
-    status: str  # ok | pending | refused | unreachable
-    detail: str = ""
+    status: ReplyStatus  # equal to its plain string: Reply("late") == Reply(ReplyStatus.LATE)
+    detail: str = ""  # for logs; a refusal's detail starts with its HTTP status when there is one
     body: bytes = b""
+    http_status: int | None = None  # the miner's HTTP status, when it answered
+
+    def __post_init__(self):
+        self.status = ReplyStatus(self.status)
 
 
 class MinerClient:
     def __init__(self, signer, timeout: float):
+        """`timeout`: seconds one call may take in all (a long-poll gets its wait on top)."""
         self.signer = signer
+        self.timeout = timeout
         self.http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=64))
 
     async def close(self) -> None:
@@ -40,45 +58,55 @@ class MinerClient:
         headers = sign_request(self.signer, method="POST", path=path, body=body, receiver_ss58=miner.hotkey)
         headers["content-type"] = "application/json"
         try:
-            response = await self.http.post(miner.url + path, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return Reply("unreachable", f"{type(exc).__name__}: {exc}")
-        if response.status_code == 202:
-            return Reply("ok", response.json().get("status", ""))
-        return Reply("refused", f"{response.status_code} {_detail(response)}")
+            fetched = await fetch_bounded(self.http, "POST", miner.url + path, content=body, headers=headers,
+                                          limit=MAX_TRAIN_ACCEPTED_BYTES, deadline_s=self.timeout, expect=202)
+        except (httpx.HTTPError, FetchError) as exc:
+            return _failure(exc)
+        if fetched.status != 202:
+            return _refusal(fetched.status, fetched.detail())
+        try:
+            status = fetched.json().get("status", "")
+        except (ValueError, AttributeError):
+            status = ""
+        return Reply(ReplyStatus.OK, str(status)[:64], http_status=202)
 
     async def info(self, miner: MinerEndpoint) -> InfoResponse | None:
         try:
-            response = await self.http.get(miner.url + "/v1/info")
-            if response.status_code == 200 and len(response.content) <= MAX_INFO_BYTES:
-                return InfoResponse.model_validate_json(response.content)
-        except (httpx.HTTPError, ValueError):
+            fetched = await fetch_bounded(self.http, "GET", miner.url + "/v1/info", limit=MAX_INFO_BYTES,
+                                          deadline_s=self.timeout)
+            if fetched.status == 200:
+                return InfoResponse.model_validate_json(fetched.body)
+        except (httpx.HTTPError, FetchError, ValueError):
             pass
         return None
 
-    async def fetch_contribution(self, miner: MinerEndpoint, round_index: int, wait: float = 0.0) -> Reply:
+    async def fetch_contribution(self, miner: MinerEndpoint, round_index: int, wait: float = 0.0,
+                                 deadline_s: float | None = None) -> Reply:
+        """The miner's contribution, long-polling up to `wait` seconds for it; the whole call ends
+        within `deadline_s` (default: `wait` plus the client's timeout)."""
         path = f"/v1/contribution?round={round_index}" + (f"&wait={wait:.2f}" if wait > 0 else "")
         headers = sign_request(self.signer, method="GET", path=path, body=b"", receiver_ss58=miner.hotkey)
         try:
-            async with self.http.stream("GET", miner.url + path, headers=headers) as response:
-                if response.status_code == 202:
-                    return Reply("pending")
-                if response.status_code != 200:
-                    await response.aread()
-                    return Reply("refused", f"{response.status_code} {_detail(response)}")
-                body = await read_bounded(response, MAX_CONTRIBUTION_BYTES)
-                if body is None:
-                    return Reply("refused", f"contribution exceeds {MAX_CONTRIBUTION_BYTES} bytes")
-                signature = response.headers.get(HEADER_CONTRIBUTION_SIGNATURE, "")
-        except httpx.HTTPError as exc:
-            return Reply("unreachable", f"{type(exc).__name__}: {exc}")
-        if not verify_contribution(miner.hotkey, body, signature):
-            return Reply("refused", "contribution signature does not match the miner's hotkey")
-        return Reply("ok", body=body)
+            fetched = await fetch_bounded(self.http, "GET", miner.url + path, headers=headers,
+                                          limit=MAX_CONTRIBUTION_BYTES,
+                                          deadline_s=wait + self.timeout if deadline_s is None else deadline_s)
+        except (httpx.HTTPError, FetchError) as exc:
+            return _failure(exc)
+        if fetched.status == 202:
+            return Reply(ReplyStatus.PENDING, http_status=202)
+        if fetched.status != 200:
+            return _refusal(fetched.status, fetched.detail())
+        if not verify_contribution(miner.hotkey, fetched.body, fetched.headers.get(HEADER_CONTRIBUTION_SIGNATURE, "")):
+            return Reply(ReplyStatus.REFUSED, "contribution signature does not match the miner's hotkey",
+                         http_status=200)
+        return Reply(ReplyStatus.OK, body=fetched.body, http_status=200)
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("detail", ""))[:300]
-    except ValueError:
-        return response.text[:300]
+def _refusal(status: int, detail: str) -> Reply:
+    return Reply(ReplyStatus.REFUSED, f"{status} {detail}", http_status=status)
+
+
+def _failure(exc: Exception) -> Reply:
+    if isinstance(exc, FetchError) and not isinstance(exc, DeadlineExceeded):
+        return Reply(ReplyStatus.REFUSED, str(exc))  # too large, or content-encoded
+    return Reply(ReplyStatus.UNREACHABLE, f"{type(exc).__name__}: {exc}"[:300])

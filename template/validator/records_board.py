@@ -12,7 +12,7 @@ import pydantic
 from protocol.limits import MAX_ROUND_RECORD_BYTES
 from template.audit.lead_check import parse_record
 from template.audit.round_record import RoundRecord
-from template.net.bounded import read_bounded
+from template.net.bounded import FetchError, fetch_bounded
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,11 @@ class RoundRecordBoard:
     lead's, waiting until the lead has both served a record and committed its digest on chain."""
 
     def __init__(self, committed_digests, keep_rounds: int = 64, poll_seconds: float = 1.0,
-                 refused_polls_to_give_up: int = 5):
+                 refused_polls_to_give_up: int = 5, fetch_seconds: float = 10.0):
         self.committed_digests = committed_digests  # async (hotkey) -> set of sha256 hex
         self.keep_rounds = keep_rounds
         self.poll_seconds = poll_seconds
+        self.fetch_seconds = fetch_seconds  # the most one fetch of the lead's record may take in all
         # A lead that refuses connections this many polls in a row is down: stop waiting, so
         # this validator is ready to elect a new lead at the next round's start.
         self.refused_polls_to_give_up = refused_polls_to_give_up
@@ -59,10 +60,12 @@ class RoundRecordBoard:
         seen: PublishedRecord | None = None
         problem = f"the lead served no record of round {round_index} in {seconds:.0f} s"
         refused = 0
-        async with httpx.AsyncClient(timeout=10.0) as http:
+        async with httpx.AsyncClient(timeout=self.fetch_seconds) as http:
             while True:
                 try:
-                    record = await self._fetch(http, lead.url, round_index)
+                    # one fetch never outlasts the wait (a slow lead must not stretch it)
+                    fetch_deadline = min(self.fetch_seconds, max(give_up - time.monotonic(), 0.1))
+                    record = await self._fetch(http, lead.url, round_index, fetch_deadline)
                     refused = 0
                     if record is not None:
                         seen = PublishedRecord(record, await self.committed_digests(lead.hotkey))
@@ -73,7 +76,7 @@ class RoundRecordBoard:
                     problem = f"the lead does not answer: {exc}"[:300]
                     if refused >= self.refused_polls_to_give_up:
                         return seen, problem
-                except (httpx.HTTPError, ValueError, pydantic.ValidationError) as exc:
+                except (httpx.HTTPError, FetchError, ValueError, pydantic.ValidationError) as exc:
                     problem = f"the lead's record of round {round_index} is unusable: {exc}"[:300]
                 except Exception as exc:  # the chain read failed: try again until time runs out
                     problem = f"reading the lead's commitment failed: {exc}"[:300]
@@ -95,14 +98,11 @@ class RoundRecordBoard:
         return True, f"the result of the lead's committed round {round_index}"
 
     @staticmethod
-    async def _fetch(http: httpx.AsyncClient, url: str, round_index: int) -> RoundRecord | None:
-        async with http.stream("GET", f"{url}/v1/rounds/{round_index}") as response:
-            if response.status_code == 404:
-                await response.aread()
-                return None
-            if response.status_code != 200:
-                raise ValueError(f"the lead answered {response.status_code}")
-            body = await read_bounded(response, MAX_ROUND_RECORD_BYTES)
-        if body is None:
-            raise ValueError(f"record exceeds {MAX_ROUND_RECORD_BYTES} bytes")
-        return parse_record(json.loads(body))
+    async def _fetch(http: httpx.AsyncClient, url: str, round_index: int, deadline_s: float) -> RoundRecord | None:
+        fetched = await fetch_bounded(http, "GET", f"{url}/v1/rounds/{round_index}", limit=MAX_ROUND_RECORD_BYTES,
+                                      deadline_s=deadline_s)
+        if fetched.status == 404:
+            return None
+        if fetched.status != 200:
+            raise ValueError(f"the lead answered {fetched.status}")
+        return parse_record(json.loads(fetched.body))
