@@ -1,8 +1,8 @@
-"""One block of simnet (yuma.md §4.1): price decay, coinbase accrual, and the epoch when due.
+"""One block of simnet: price decay, coinbase accrual, and the epoch when due.
 
 The epoch itself is ``simnet.yuma.epoch`` (a pure function); this module
 gathers its inputs from the state, writes its outputs into the metagraph columns and pays
-the drained pots out as alpha stake (yuma.md §7).
+the drained pots out as alpha stake.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def accrue(subnet: dict) -> None:
 
 
 def epoch_inputs(state: ChainState, subnet: dict) -> dict[str, Any]:
-    """The ``state`` dict ``yuma.epoch`` takes (yuma.md §6.1, A.2)."""
+    """The ``state`` dict ``yuma.epoch`` takes."""
     netuid = subnet["netuid"]
     neurons = state.neurons(netuid)
     hotkeys = subnet["hotkeys"]
@@ -153,7 +153,7 @@ def run_epoch(state: ChainState, subnet: dict, block: int, pending: coinbase.Pen
 
 def pay_out(state: ChainState, subnet: dict, out: dict, pending: coinbase.PendingEmission,
             stake_rao: list[int]) -> None:
-    """yuma.md §7 via ``coinbase.pay_out_epoch``, applied to the stake positions."""
+    """subtensor's published rules via ``coinbase.pay_out_epoch``, applied to the stake positions."""
     netuid = subnet["netuid"]
     hotkeys = subnet["hotkeys"]
     owner_cold = subnet["owner_coldkey"]

@@ -1,5 +1,5 @@
-"""Alpha coinbase for one subnet: per-block minting and split (yuma.md §5) and the payout of an
-epoch's output to stake (yuma.md §7). Pure functions over rao amounts (Python ints), with the
+"""Alpha coinbase for one subnet: per-block minting and split and the payout of an
+epoch's output to stake. Pure functions over rao amounts (Python ints), with the
 chain's U96F32 arithmetic so every floored amount matches the chain to the rao.
 
 Typical use from the simulated chain::

@@ -1,4 +1,4 @@
-"""The chain's fixed-point number formats, emulated with Python ints (yuma.md §2).
+"""The chain's fixed-point number formats, emulated with Python ints.
 
 Every fixed-point value here is a plain ``int`` holding the *raw* representation:
 
@@ -6,7 +6,7 @@ Every fixed-point value here is a plain ``int`` holding the *raw* representation
 * I64F64 (stake normalisation): value = raw / 2**64, raw in a signed 128-bit range.
 * I96F32 / U96F32 (rao maths):  value = raw / 2**32, raw in a signed / unsigned 128-bit range.
 
-Semantics follow ``substrate_fixed`` and subtensor's ``safe_math`` (yuma.md §2.1):
+Semantics follow ``substrate_fixed`` and subtensor's ``safe_math``:
 multiplication floors (arithmetic shift right) and saturates; ``safe_div`` truncates toward
 zero and returns 0 on division by zero *and* on overflow; conversion to integers floors and
 clamps. No floats are used, except in ``exp_i32f32`` (see its docstring).
@@ -114,7 +114,7 @@ def exp_i32f32(raw: int) -> int:
     """e**x for an I32F32 x clamped to [-20, 20] by the caller.
 
     The chain uses ``substrate_fixed::transcendental::exp``; this uses float ``exp`` and rounds
-    the result to the nearest raw value, which yuma.md §2.1 / Appendix A sanction (agrees to
+    the result to the nearest raw value, which subtensor's published rules sanction (agrees to
     about 1e-9). It is the only float in the epoch and only matters with liquid alpha on.
     """
     return round(math.exp(raw / ONE) * ONE)
@@ -162,5 +162,5 @@ def u96_to_u64(raw: int) -> int:
 
 
 def proportion_of_rao(proportion: int, rao: int) -> int:
-    """floor(I96F32(proportion) * rao): an epoch share (I32F32) turned into rao (yuma.md §6.11)."""
+    """floor(I96F32(proportion) * rao): an epoch share (I32F32) turned into rao."""
     return max(0, min(U64_MAX, (proportion * rao) >> FRAC_BITS))

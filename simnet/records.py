@@ -1,6 +1,6 @@
 """Runtime-API records: ``get_metagraph``, ``get_neurons(_lite)``, ``get_subnet_hyperparams_v3``.
 
-Shapes follow bittensor-v11.md §5.4 (metagraph keys, ``incentives`` plural, axons as
+Shapes follow subtensor's published rules (metagraph keys, ``incentives`` plural, axons as
 AxonInfo dicts with an int ip) and the SDK's readers in ``bittensor/metagraph.py`` and
 ``bittensor/reads/neurons.py``.
 """

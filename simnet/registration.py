@@ -1,4 +1,4 @@
-"""UID assignment, pruning and the registration price (yuma.md §8.2, §8.3)."""
+"""UID assignment, pruning and the registration price."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reads: storage items, storage maps, runtime APIs and constants, as plain decoded values.
 
-Shapes follow bittensor-v11.md §5.2-5.4: Default items never answer None (the all-zero
+Shapes follow subtensor's published rules: Default items never answer None (the all-zero
 account, 0, False, [] on a miss); only ``Uids``, ``Axons``, ``CommitmentOf`` and a few
 Option items do. Reads ignore the ``block_hash`` pin and answer from the head.
 """

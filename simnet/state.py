@@ -28,11 +28,11 @@ GENESIS_FREE_RAO = 1_000_000 * RAO
 EXISTENTIAL_DEPOSIT = 500
 NETWORK_LOCK_RAO = 100 * RAO          # price of register_network (SubnetLocked)
 SUBNET_OWNER_CUT_U16 = 11796          # ≈ 0.18 of alpha_out
-DELEGATE_TAKE_U16 = 11796             # validator take on dividends (yuma.md §7)
+DELEGATE_TAKE_U16 = 11796             # validator take on dividends
 MAX_TEMPO = 50_400
 HISTORY_BLOCKS = 2_000                # receipts/events older than this are dropped
 
-# New-subnet values (yuma.md §3, "new subnet" column, fast-runtime where it differs).
+# New-subnet values.
 NEW_SUBNET_DEFAULTS: dict[str, Any] = {
     "tempo": 10,
     "kappa": 32767,

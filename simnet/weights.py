@@ -1,4 +1,4 @@
-"""set_weights and timelocked commits (yuma.md §9.1, §9.3), in the chain's check order."""
+"""set_weights and timelocked commits, in the chain's check order."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Yuma Consensus: one subnet epoch as a pure function, bit-exact with subtensor (yuma.md §6).
+"""Yuma Consensus: one subnet epoch as a pure function, bit-exact with subtensor.
 
 ``epoch(state, block, rao_emission)`` reproduces the chain's sparse ``epoch_mechanism`` for a
 subnet with one mechanism: stake weights, validator permits (used one epoch late), activity
@@ -33,7 +33,7 @@ from simnet.fixed_point import (
 Row = list[tuple[int, int]]
 Matrix = list[Row]
 
-# Values a subnet created with `register_network` gets (yuma.md §3, "new subnet" column).
+# Values a subnet created with `register_network` gets.
 # On a fast-blocks localnet tempo is 10 instead of 360.
 NEW_SUBNET_HYPERPARAMETERS: dict[str, Any] = {
     "tempo": 360,
@@ -53,7 +53,7 @@ NEW_SUBNET_HYPERPARAMETERS: dict[str, Any] = {
 
 
 def epoch(state: dict, block: int, rao_emission: int) -> dict:
-    """Run one epoch of Yuma Consensus (yuma.md §6, Appendix A.1). Does not mutate ``state``.
+    """Run one epoch of Yuma Consensus. Does not mutate ``state``.
 
     ``state`` keys: ``n``, ``tempo``, ``owner_uid`` (int or None), ``stake_rao``, ``reg``,
     ``last_update`` (lists of int), ``permit`` (the permits written by the previous epoch),
@@ -70,7 +70,7 @@ def epoch(state: dict, block: int, rao_emission: int) -> dict:
     permit), ``permit`` (new permits) and ``active``.
 
     ``rank`` and ``trust`` are all zeros: the current chain no longer computes or stores them
-    (yuma.md §6.8), and the metagraph shows them empty.
+   , and the metagraph shows them empty.
     """
     n = state["n"]
     owner = state["owner_uid"] if state["owner_uid"] is not None and state["owner_uid"] < n else None

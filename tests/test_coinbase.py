@@ -1,4 +1,4 @@
-"""Per-block alpha split (yuma.md §5) and epoch payout to stake (§7)."""
+"""Per-block alpha split and epoch payout to stake (§7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fixed-point primitives follow substrate_fixed / safe_math exactly (yuma.md §2.1)."""
+"""The fixed-point primitives follow substrate_fixed / safe_math exactly."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """simnet chain rules through the real SDK, each asserting subtensor's error name: the
-set_weights check ORDER (yuma.md §9.1), commit-reveal v4 with the reveal hook (§9.3),
+set_weights check ORDER, commit-reveal v4 with the reveal hook (§9.3),
 UID pruning with immunity and the owner's immortality (§8.3), the registration price,
 AdminUtils origins and the admin freeze window (§3, §10.3), stake reads, the manual clock."""
 

@@ -1,5 +1,5 @@
 """`yuma.epoch` agrees exactly (every u16 and every rao) with a literal transcription of the
-yuma.md Appendix A reference pseudocode (`tests/yuma_reference.py`) on random subnets."""
+subtensor's published rules reference pseudocode (`tests/yuma_reference.py`) on random subnets."""
 
 from __future__ import annotations
 

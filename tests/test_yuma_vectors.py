@@ -1,4 +1,4 @@
-"""The test vectors of yuma.md §11 (subtensor's own unit tests), run through `yuma.epoch` and
+"""The test vectors of subtensor's published rules (subtensor's own unit tests), run through `yuma.epoch` and
 `coinbase`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A literal transcription of yuma.md Appendix A.1 (the reference pseudocode for the sparse
+"""A literal transcription of subtensor's published rules (the reference pseudocode for the sparse
 epoch) and the §2.1 helpers. It is deliberately plain and slow: it exists only as an
 independent oracle for `simnet.yuma.epoch` in the property test. Do not import
 anything from the implementation here.

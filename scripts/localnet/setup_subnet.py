@@ -228,7 +228,7 @@ async def sudo(client: bt.Client, sudo_key, call) -> None:
     inner = await client.compose(call)
     result = await run_step(f"sudo {call.function}({', '.join(f'{k}={v}' for k, v in call.params.items())})",
                             client.submit_call(bt.calls.Sudo.sudo(call=inner), sudo_key))
-    # Sudo.Sudid carries the inner result; submit_call does not check it (bittensor-v11.md §5.5).
+    # Sudo.Sudid carries the inner result; submit_call does not check it.
     for event in result.events or []:
         if event.get("module_id") == "Sudo" and event.get("event_id") == "Sudid":
             attrs = event.get("attributes") or {}
