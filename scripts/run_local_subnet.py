@@ -37,6 +37,7 @@ from template.chain.client import open_client, start_simnet_process, wait_until_
 
 BEHAVIOURS = ["honest", "honest", "honest", "zero", "copy"]
 SMALL_MINER_GB = 0.51  # below what the tiny preset's full-model training needs: gets width shards
+LAST_CHECK_SECONDS = 60.0  # how long followers may take over their last round once the lead has stopped
 
 
 @dataclass
@@ -177,6 +178,7 @@ def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console
     lead = next((o for o in others if o.name == "validator"), None)  # with --kill-lead: the one to kill
     lead_killed = lead_revived = False
     deadline = time.monotonic() + 60 + args.rounds * args.round_blocks * args.block_time * 3
+    exited_at = 0.0  # when the followed validator exited
     progress = Progress(TextColumn("[bold]rounds"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
     with progress:
@@ -207,8 +209,12 @@ def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console
                 console.log(f"chaos: restarted {lead.name} after {validator.name}'s round {len(records)}; it must "
                             "catch up before it leads again")
             others_done = all(len(rounds_done(o)) >= args.rounds or o.process.poll() is not None for o in others)
-            if (len(records) >= args.rounds and others_done) or validator.process.poll() is not None:
+            if len(records) >= args.rounds and others_done:
                 return records
+            if validator.process.poll() is not None:  # give the others their last round's check
+                exited_at = exited_at or time.monotonic()
+                if others_done or time.monotonic() - exited_at > LAST_CHECK_SECONDS:
+                    return records
             if time.monotonic() > deadline:
                 raise TimeoutError("rounds did not finish in time; see the logs")
             time.sleep(0.5)

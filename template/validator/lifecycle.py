@@ -188,6 +188,10 @@ class Validator:
                                     join_slack_blocks=self.rounds.train_blocks // 4)
                 if window.index <= attempted:
                     window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
+                following = round_at((attempted + 1) * self.rounds.round_blocks, self.rounds.round_blocks,
+                                     self.rounds.train_blocks)
+                if self.rounds_started and window.index > following.index and block < following.deadline_block:
+                    window = following  # late, but its contributions can still be collected: not skipped
                 if self.rounds_started and window.index > attempted + 1:
                     missed = ", ".join(str(r) for r in range(attempted + 1, window.index))
                     logger.warning("round(s) {} skipped: the previous round's work ran past their start "
