@@ -45,7 +45,7 @@ from template.training.inner_loop import InnerStats, pseudo_gradient, train_inne
 from template.training.model import build_model, load_model_state, model_state
 from template.training.outer_step import apply_outer_step
 from template.training.pages import PageStore
-from template.training.shards import ShardSpec, delta_to_full, extract, loss_mode, sub_state
+from template.training.shards import ShardSpec, shard_delta_in_full_model, extract, loss_mode, sub_state
 from template.training.workload import Workload
 from template.validation.round import Received, RoundContext, aggregate_in_arrival_order, score_contributions
 from template.validation.scoring import ScoreReport, ScoringConfig
@@ -167,9 +167,7 @@ class Miner:
         self._optimizer_state = (order.unit.label, stats.optimizer_state if self.carry_moments else None)
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":
-            shapes = shapes_of(base)
-            touched = delta_to_full(delta, plan, shapes)
-            delta = {name: touched.get(name, torch.zeros(shape)) for name, shape in shapes.items()}
+            delta = shard_delta_in_full_model(delta, plan, shapes_of(base))
         return delta, stats
 
     def contribute(self, order: WorkOrder, base: State,

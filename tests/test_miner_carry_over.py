@@ -7,7 +7,6 @@ import time
 import pytest
 import torch
 from bittensor.sp_core import Keypair
-from loguru import logger
 
 from protocol.messages import TrainRequest
 from template.miner.carry_over import CarryOver
@@ -19,14 +18,6 @@ from template.training.workload import Workload
 
 RECIPE = PRESET_SETTINGS["tiny"].recipe.with_overrides(inner_steps=3, batch_size=4, pages_per_miner=8)
 MINER = Keypair.create_from_uri("//CarryOverMiner")
-
-
-@pytest.fixture()
-def errors():
-    lines: list[str] = []
-    handle = logger.add(lines.append, level="ERROR", format="{message}")
-    yield lines
-    logger.remove(handle)
 
 
 def test_adamw_moments_survive_a_restart(tmp_path):

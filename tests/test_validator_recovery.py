@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from loguru import logger
 
 from template.audit.round_record import RoundRecord, append_record, read_records
 from template.validator.recovery import recover
@@ -35,14 +34,6 @@ def trail(tmp_path):
             handle.write(json.dumps({"round": r, "reports": {"5Miner": {"uid": 3, "score": 0.1 * r}}}) + "\n")
     state = ValidatorState(last_round=3, checkpoint=digests[3], checkpoint_round=3)
     return tmp_path, store, digests, state
-
-
-@pytest.fixture()
-def errors():
-    lines: list[str] = []
-    handle = logger.add(lines.append, level="ERROR", format="{message}")
-    yield lines
-    logger.remove(handle)
 
 
 def test_a_round_settled_but_not_written_is_written_and_committed_on_restart(trail):

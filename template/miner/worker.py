@@ -27,7 +27,7 @@ from template.utils.wandb_run import WandbRun
 from template.training.compression import compress, shapes_of
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import load_model_state
-from template.training.shards import ShardSpec, delta_to_full, extract, loss_mode, sub_state
+from template.training.shards import ShardSpec, shard_delta_in_full_model, extract, loss_mode, sub_state
 
 
 @dataclass
@@ -191,9 +191,7 @@ class MinerWorker:
         self.carry.save_moments(self._optimizer_state)
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":
-            shapes = shapes_of(base)
-            touched = delta_to_full(delta, plan, shapes)
-            delta = {name: touched.get(name, torch.zeros(shape)) for name, shape in shapes.items()}
+            delta = shard_delta_in_full_model(delta, plan, shapes_of(base))
         return delta, stats
 
     def _copied(self, request: TrainRequest) -> bytes:

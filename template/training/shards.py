@@ -331,6 +331,13 @@ def delta_to_full(sub_delta: Mapping[str, torch.Tensor], plan: ShardPlan,
     return out
 
 
+
+def shard_delta_in_full_model(sub_delta: Mapping[str, torch.Tensor], plan: ShardPlan,
+                              shapes: Mapping[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """A shard's pseudo-gradient as a whole-model delta: zeros wherever the shard did not train."""
+    touched = delta_to_full(sub_delta, plan, shapes)
+    return {name: touched.get(name, torch.zeros(shape)) for name, shape in shapes.items()}
+
 def coverage_mean(deltas: Sequence[Mapping[str, torch.Tensor]],
                   masks: Sequence[Mapping[str, torch.Tensor]],
                   weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
