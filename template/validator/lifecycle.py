@@ -211,9 +211,10 @@ class Validator:
             except Exception as exc:  # a broken round is logged; the next one starts on time
                 logger.exception("round {} failed: {}", window.index, exc)
             if self.rounds.max_rounds and done >= self.rounds.max_rounds:
-                logger.info("reached --round.max_rounds {}; serving until the round's end for the other "
-                            "validators to check it", self.rounds.max_rounds)
-                await self.serve_until(window.end_block, stop)
+                logger.info("reached --round.max_rounds {}; serving one more round for the other validators "
+                            "to check this one", self.rounds.max_rounds)
+                # A round settled late ends soon after; the followers' check of it still needs the record.
+                await self.serve_until(window.end_block + self.rounds.round_blocks, stop)
                 break
 
     async def serve_until(self, block: int, stop: asyncio.Event) -> None:
