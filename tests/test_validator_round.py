@@ -247,3 +247,27 @@ def test_rounds_missed_while_the_last_one_ran_long_are_logged(tmp_path, workload
     finally:
         logger.remove(handle)
     assert any("round(s) 1, 2 skipped" in line and "ran past" in line for line in warnings), warnings
+
+
+@pytest.mark.parametrize("overrun, next_taken", [(5, True), (40, False)])
+def test_a_late_round_is_taken_only_while_miners_keep_most_of_their_training_time(
+        tmp_path, workload, monkeypatch, overrun, next_taken):
+    """A round that ran `overrun` blocks into the next: that next one is still taken when at most
+    a quarter of its training window is gone, else skipped (miners would train a step or two)."""
+    from template.validator.round import Settlement
+
+    ledger = {"block": 0, "commits": {}, "weights": []}
+    validator = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners({}, {}), lead="self")
+    validator.rounds.max_rounds = 2
+    taken: list[int] = []
+
+    async def a_round_that_runs_over(window):
+        validator.rounds_started += 1
+        taken.append(window.index)
+        ledger["block"] = window.end_block + overrun
+        return Settlement(validator.state.checkpoint, validator.state.checkpoint)
+
+    monkeypatch.setattr(validator, "run_round", a_round_that_runs_over)
+    asyncio.run(validator.run_forever(asyncio.Event()))
+    assert overrun > validator.rounds.train_blocks // 4 or next_taken  # the two cases straddle the slack
+    assert (taken[1] == taken[0] + 1) is next_taken, taken

@@ -184,14 +184,15 @@ class Validator:
         while not stop.is_set():
             try:
                 block = await self.chain.block()
-                window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks,
-                                    join_slack_blocks=self.rounds.train_blocks // 4)
+                join_slack = self.rounds.train_blocks // 4
+                window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks, join_slack)
                 if window.index <= attempted:
                     window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
                 following = round_at((attempted + 1) * self.rounds.round_blocks, self.rounds.round_blocks,
                                      self.rounds.train_blocks)
-                if self.rounds_started and window.index > following.index and block < following.deadline_block:
-                    window = following  # late, but its contributions can still be collected: not skipped
+                if self.rounds_started and window.index > following.index and \
+                        block - following.start_block <= join_slack:
+                    window = following  # late, but miners still have most of the training window
                 if self.rounds_started and window.index > attempted + 1:
                     missed = ", ".join(str(r) for r in range(attempted + 1, window.index))
                     logger.warning("round(s) {} skipped: the previous round's work ran past their start "
