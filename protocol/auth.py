@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import bittensor as bt
 from bittensor import sp_core
 
-HEADER_CONTRIBUTION_SIGNATURE = "X-Deai-Contribution-Signature"
+from protocol.messages import ContributionCommitment
+
 
 
 def sign_request(signer, *, method: str, path: str, body: bytes, receiver_ss58: str) -> dict[str, str]:
@@ -64,17 +65,28 @@ class RequestVerifier:
         return caller.hotkey_ss58
 
 
-def sign_contribution(keypair, body: bytes) -> str:
-    """A miner's signature over the sha256 of its contribution bytes: binds the update to its
-    hotkey so a round record can prove who sent what."""
-    digest = hashlib.sha256(body).digest()
-    signature = keypair.sign(digest)
-    return "0x" + bytes(signature).hex()
+def commitment_digest(netuid: int, round_index: int, sha256: str, size_bytes: int) -> bytes:
+    """What a miner signs to commit to its contribution: subnet, round and the bytes' hash and size
+    (so a commitment cannot be replayed into another round or subnet)."""
+    return hashlib.sha256(f"deai-commitment/1:{netuid}:{round_index}:{sha256}:{size_bytes}".encode()).digest()
 
 
-def verify_contribution(hotkey_ss58: str, body: bytes, signature_hex: str) -> bool:
+def sign_commitment(keypair, netuid: int, round_index: int, body: bytes) -> ContributionCommitment:
+    sha256 = hashlib.sha256(body).hexdigest()
+    signature = keypair.sign(commitment_digest(netuid, round_index, sha256, len(body)))
+    return ContributionCommitment(netuid=netuid, round_index=round_index, sha256=sha256, size_bytes=len(body),
+                                  signature="0x" + bytes(signature).hex())
+
+
+def verify_commitment(hotkey_ss58: str, commitment: ContributionCommitment) -> bool:
+    """Whether `hotkey_ss58` signed this commitment."""
+    digest = commitment_digest(commitment.netuid, commitment.round_index, commitment.sha256, commitment.size_bytes)
     try:
-        signature = bytes.fromhex(signature_hex.removeprefix("0x"))
-        return bool(sp_core.verify(hashlib.sha256(body).digest(), signature, hotkey_ss58, 1))
+        return bool(sp_core.verify(digest, bytes.fromhex(commitment.signature[2:]), hotkey_ss58, 1))
     except (ValueError, TypeError):
         return False
+
+
+def matches_commitment(body: bytes, commitment: ContributionCommitment) -> bool:
+    """Whether `body` is the bytes the commitment promised."""
+    return len(body) == commitment.size_bytes and hashlib.sha256(body).hexdigest() == commitment.sha256

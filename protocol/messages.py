@@ -2,8 +2,10 @@
 
 Endpoints (all requests signed with btauth/1, see `protocol.auth`):
   POST /v1/train                    TrainRequest -> 202 TrainAccepted
-  GET  /v1/contribution?round=R     -> 200 safetensors bytes (ContributionMeta in its metadata)
-                                       202 not ready yet, 404 unknown round
+  GET  /v1/commitment?round=R       -> 200 ContributionCommitment (signed sha256 and size of the bytes)
+                                       202 not ready yet, 404 unknown round, 410 failed
+  GET  /v1/contribution?round=R     -> 200 safetensors bytes (ContributionMeta in its metadata), only
+                                       from the round's eval block on; 425 before it
   GET  /v1/info                     -> InfoResponse
 Validators serve checkpoints:
   GET  /v1/checkpoint/latest        -> CheckpointInfo
@@ -15,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from protocol.limits import MAX_ROUND_OR_BLOCK
+from protocol.limits import MAX_CONTRIBUTION_BYTES, MAX_ROUND_OR_BLOCK
 from protocol.recipe import Recipe
 from protocol.version import PROTOCOL_VERSION, is_compatible
 
@@ -110,6 +112,18 @@ class ContributionMeta(_Message):
     loss_last: float
     train_seconds: float = Field(ge=0)
     compression: str = Field(max_length=128, description="codec id and parameters")
+
+
+class ContributionCommitment(_Message):
+    """A miner's signed promise of its contribution to a round, given before the deadline; the
+    bytes follow only after it, so nobody can copy them while the round is open
+    (`protocol.auth.sign_commitment`)."""
+
+    netuid: int = Field(ge=0, le=65535)
+    round_index: int = Field(ge=0, le=MAX_ROUND_OR_BLOCK)
+    sha256: str = Field(pattern=HEX64, description="sha256 of the contribution bytes")
+    size_bytes: int = Field(ge=1, le=MAX_CONTRIBUTION_BYTES)
+    signature: str = Field(pattern=r"^0x[0-9a-f]{128}$", description="the hotkey's sr25519 signature")
 
 
 class InfoResponse(_Message):

@@ -4,7 +4,7 @@ PROTOCOL_VERSION travels in every message; a peer speaking another major version
 refused with a clear 4xx. WEIGHTS_VERSION_KEY is what validators pass to set_weights;
 subnet owners raise the chain's WeightsVersionKey to it to retire old validators.
 """
-PROTOCOL_VERSION = "2.0"  # 2: work orders carry the whole training recipe
+PROTOCOL_VERSION = "3.0"  # 3: contributions are committed before the deadline, revealed after it
 WEIGHTS_VERSION_KEY = 100
 
 

@@ -79,7 +79,7 @@ def test_main_job_meets_its_bars_with_a_miner_killed_mid_run(tmp_path):
     assert all(share <= 0.02 for share in freeloaders)
     killed_uid = next(m["uid"] for m in summary["miners"] if m["name"] == "miner1-honest")
     validator_log = (tmp_path / "logs" / "validator.log").read_text()
-    assert f"uid {killed_uid} sent nothing: unreachable" in validator_log \
+    assert f"uid {killed_uid} sent nothing: late: no commitment by the deadline (unreachable" in validator_log \
         or f"uid {killed_uid} did not take the work: unreachable" in validator_log
 
 

@@ -11,12 +11,13 @@ from template.utils.ports import free_port
 import torch
 from bittensor.sp_core import Keypair
 
-from protocol.auth import RequestVerifier, sign_contribution, sign_request, verify_contribution
+from protocol.auth import RequestVerifier, matches_commitment, sign_commitment, sign_request, verify_commitment
 from protocol.limits import MAX_TRAIN_REQUEST_BYTES
 from protocol.messages import InfoResponse, TrainRequest
 from protocol.payload import PayloadError, decode_tensors, encode_tensors, read_metadata
 from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
+from template.miner.reveal import RevealClock
 from template.miner.worker import MinerWorker
 from template.training.presets import PRESET_SETTINGS
 
@@ -50,7 +51,12 @@ def miner_url(tmp_path_factory):
 
     info = InfoResponse(hotkey=MINER.ss58_address, version="1.0", device="cpu", capacity_gb=1.0, model_preset="tiny")
     port = free_port()
-    server = BackgroundServer(create_miner_app(worker, verifier, 7, check_assignment, info), "127.0.0.1", port).start()
+    async def genesis() -> int:
+        return 0
+
+    reveal = RevealClock(genesis, round_blocks=100, train_blocks=40)
+    server = BackgroundServer(create_miner_app(worker, verifier, 7, check_assignment, info, reveal), "127.0.0.1",
+                              port).start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
 
@@ -158,13 +164,14 @@ def test_verifier_rejects_stale_nonce():
         verifier.verify(headers_old, b"", method="GET", path="/x")
 
 
-def test_contribution_signature_binds_bytes_to_hotkey():
+def test_a_commitment_binds_the_bytes_to_hotkey_subnet_and_round():
     body = b"contribution bytes"
-    signature = sign_contribution(MINER, body)
-    assert verify_contribution(MINER.ss58_address, body, signature)
-    assert not verify_contribution(STRANGER.ss58_address, body, signature)
-    assert not verify_contribution(MINER.ss58_address, body + b"!", signature)
-    assert not verify_contribution(MINER.ss58_address, body, "0xnothex")
+    commitment = sign_commitment(MINER, 7, 3, body)
+    assert verify_commitment(MINER.ss58_address, commitment) and matches_commitment(body, commitment)
+    assert not verify_commitment(STRANGER.ss58_address, commitment)
+    assert not matches_commitment(body + b"!", commitment)
+    for moved in ({"round_index": 4}, {"netuid": 8}, {"size_bytes": len(body) + 1}, {"sha256": "cd" * 32}):
+        assert not verify_commitment(MINER.ss58_address, commitment.model_copy(update=moved))
 
 
 def test_payload_round_trip_keeps_tensors_and_metadata():

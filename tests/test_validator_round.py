@@ -15,6 +15,7 @@ from bittensor.sp_core import Keypair
 
 from protocol.messages import CheckpointInfo, InfoResponse, TrainRequest
 from protocol.version import PROTOCOL_VERSION
+from protocol.auth import matches_commitment, sign_commitment
 from template.audit.lead_check import parse_record
 from template.audit.replay import replay_from_state_dir
 from template.audit.round_record import read_records
@@ -54,6 +55,8 @@ class FakeChain:
         return 1.0
 
     async def wait_for_block(self, block: int) -> None:
+        if block > self.ledger["block"]:
+            await asyncio.sleep(0.2)  # blocks take a moment: the miners' in-process answers come first
         self.ledger["block"] = max(self.ledger["block"], block)
 
     async def block_hash(self, block: int) -> str:
@@ -98,11 +101,18 @@ class InProcessMiners:
         self.bodies[(order.round_index, miner.hotkey)] = body
         return Reply("ok", "accepted")
 
-    async def fetch_contribution(self, miner: MinerEndpoint, round_index: int, wait: float = 0.0) -> Reply:
+    async def fetch_commitment(self, miner: MinerEndpoint, netuid: int, round_index: int, wait: float = 0.0
+                               ) -> Reply:
         body = self.bodies.get((round_index, miner.hotkey))
         if body is None:  # the miner had no work order for this round
             return Reply("refused", "no work order for this round", http_status=410)
-        return Reply("ok", body=body)
+        keypair = next(kp for kp in MINERS.values() if kp.ss58_address == miner.hotkey)
+        return Reply("ok", commitment=sign_commitment(keypair, netuid, round_index, body))
+
+    async def fetch_contribution(self, miner: MinerEndpoint, commitment, deadline_s: float = 0.0) -> Reply:
+        body = self.bodies[(commitment.round_index, miner.hotkey)]
+        assert matches_commitment(body, commitment)
+        return Reply("ok", body=body, commitment=commitment)
 
 
 class BoardOfLead(RoundRecordBoard):
@@ -197,6 +207,7 @@ def test_lead_and_follower_settle_the_same_round(tmp_path, workload):
     assert replayed == record.new_checkpoint  # the archive and the record replay bit for bit
 
     # The follower: scores the same bytes, replays the lead's committed record, adopts the result.
+    ledger["block"] = window.start_block  # the follower's round runs beside the lead's, on the same clock
     follower_settlement = asyncio.run(follower.run_round(window))
     assert follower_settlement.lead_check is not None and follower_settlement.lead_check.verified
     assert follower_settlement.accepted == lead_settlement.accepted

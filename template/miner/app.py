@@ -1,7 +1,8 @@
-"""The miner's HTTP API: /v1/train, /v1/contribution, /v1/info.
+"""The miner's HTTP API: /v1/train, /v1/commitment, /v1/contribution, /v1/info.
 
 Only registered validators holding a permit may ask for work or fetch contributions; every
-refusal is a 4xx with the reason (a failed round's with a generic one).
+refusal is a 4xx with the reason (a failed round's with a generic one). A contribution is
+committed before the round's deadline and revealed after it.
 """
 from __future__ import annotations
 
@@ -9,21 +10,22 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from loguru import logger
 from pydantic import ValidationError
 
-from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, RequestVerifier
-from protocol.limits import MAX_TRAIN_REQUEST_BYTES
+from protocol.auth import RequestVerifier
+from protocol.limits import MAX_ROUND_OR_BLOCK, MAX_TRAIN_REQUEST_BYTES
 from protocol.messages import InfoResponse, TrainAccepted, TrainRequest
 from template.net.server import authenticate, read_body
+from template.miner.reveal import RevealClock
 from template.miner.worker import MinerWorker
 
 
 def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int,
                      check_assignment: Callable[[TrainRequest], Awaitable[str | None]], info: InfoResponse,
-                     priority_of: Callable[[str], float] = lambda hotkey: 0.0) -> FastAPI:
+                     reveal: RevealClock, priority_of: Callable[[str], float] = lambda hotkey: 0.0) -> FastAPI:
     """`priority_of(sender)`: the weight of a sender's work order (its stake); a round's order is
     replaced only by one with a higher priority."""
     app = FastAPI(title="deai miner", version=info.version)
@@ -44,22 +46,16 @@ def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int
         status = worker.submit(order, priority_of(sender))
         return TrainAccepted(round_index=order.round_index, status=status)
 
-    @app.get("/v1/contribution")
-    async def contribution(request: Request, round: int, wait: float = 0.0) -> Response:
-        """`wait` seconds (at most 10) of long-polling: answers the moment the work is done,
-        so the validator sees true finishing order (it decides who copied whom)."""
-        authenticate(verifier, request, b"")
+    async def finished(round: int, wait: float) -> None:
+        """Long-poll up to `wait` seconds (at most 10) for the round's work to finish."""
         waited_until = time.monotonic() + min(max(wait, 0.0), 10.0)
-        while worker.outbox.get(round) is None and time.monotonic() < waited_until:
+        while not worker.outbox.has(round) and time.monotonic() < waited_until:
             outcome = worker.outcome(round)
             if outcome is None or outcome.status == "failed":
                 break
             await asyncio.sleep(0.05)
-        found = worker.outbox.get(round)
-        if found is not None:
-            body, signature = found
-            return Response(body, media_type="application/octet-stream",
-                            headers={HEADER_CONTRIBUTION_SIGNATURE: signature})
+
+    def not_finished(round: int) -> Response:
         outcome = worker.outcome(round)
         if outcome is None:
             raise HTTPException(404, f"no work for round {round}")
@@ -69,6 +65,32 @@ def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int
             logger.debug("round {}: answering 410 for a failed round: {}", round, outcome.detail)
             raise HTTPException(410, f"round {round} failed on this miner")
         return JSONResponse({"round_index": round, "status": outcome.status}, status_code=202)
+
+    @app.get("/v1/commitment")
+    async def commitment(request: Request, round: int = Query(ge=0, le=MAX_ROUND_OR_BLOCK),
+                         wait: float = 0.0) -> Response:
+        """The signed hash of the round's contribution, the moment it is done (the validator's
+        long-poll sees true finishing order: it decides who copied whom)."""
+        authenticate(verifier, request, b"")
+        await finished(round, wait)
+        found = worker.outbox.commitment(round)
+        if found is None:
+            return not_finished(round)
+        return Response(found.model_dump_json(), media_type="application/json")
+
+    @app.get("/v1/contribution")
+    async def contribution(request: Request, round: int = Query(ge=0, le=MAX_ROUND_OR_BLOCK)) -> Response:
+        """The bytes, only once the round's commitments are closed (`RevealClock`)."""
+        authenticate(verifier, request, b"")
+        if not worker.outbox.has(round):
+            return not_finished(round)
+        if not await reveal.revealed(round):
+            raise HTTPException(425, f"round {round}'s contribution is given out from block "
+                                     f"{reveal.reveal_block(round)} on; before it, only its commitment")
+        body = worker.outbox.body(round)
+        if body is None:  # pruned between the two reads
+            raise HTTPException(404, f"no work for round {round}")
+        return Response(body, media_type="application/octet-stream")
 
     @app.get("/v1/info")
     async def get_info() -> InfoResponse:

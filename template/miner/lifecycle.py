@@ -15,6 +15,7 @@ from protocol.version import PROTOCOL_VERSION
 from template.net.addresses import published_ip
 from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
+from template.miner.reveal import RevealClock
 from template.miner.work_order import check_round_is_open, check_work_order
 from template.miner.worker import MinerWorker
 from template.training.model import pick_device
@@ -79,8 +80,12 @@ async def run_miner(config: Config) -> None:
     info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION, device=str(device),
                         capacity_gb=config.miner.capacity_gb or workload.capacity_gb(device),
                         model_preset=workload.preset_name, behaviour=config.miner.behaviour)
+    async def current_block() -> int:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(chain.block(), main_loop))
+
+    reveal = RevealClock(current_block, config.round.round_blocks, config.round.train_blocks)
     verifier = RequestVerifier(keypair.ss58_address, permits.policy)
-    app = create_miner_app(worker, verifier, config.netuid, check_assignment, info, permits.stake_of)
+    app = create_miner_app(worker, verifier, config.netuid, check_assignment, info, reveal, permits.stake_of)
     server = BackgroundServer(app, config.axon.ip, config.axon.port).start()
     address = published_ip(config.axon.ip, config.axon.external_ip)
     await chain.serve_axon(address, config.axon.external_port or config.axon.port)

@@ -1,12 +1,16 @@
-"""Finished contributions on disk, so a restart loses nothing and any permitted validator can
-fetch them."""
+"""Finished contributions on disk, so a restart loses nothing: each round's bytes beside the
+signed commitment to them that validators get before the deadline."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from protocol.messages import ContributionCommitment
+
 
 class Outbox:
-    """Finished contributions on disk: `round-R.safetensors` plus its hotkey signature."""
+    """`round-R.safetensors` plus `round-R.commit` (its `ContributionCommitment`, as JSON)."""
 
     def __init__(self, directory: Path, keep_rounds: int = 8):
         self.directory = directory
@@ -16,14 +20,17 @@ class Outbox:
     def path(self, round_index: int) -> Path:
         return self.directory / f"round-{round_index}.safetensors"
 
-    def put(self, round_index: int, body: bytes, signature: str) -> None:
+    def put(self, round_index: int, body: bytes, commitment: ContributionCommitment) -> None:
         tmp = self.path(round_index).with_suffix(".tmp")
         tmp.write_bytes(body)
-        self.path(round_index).with_suffix(".sig").write_text(signature)
+        self.path(round_index).with_suffix(".commit").write_text(commitment.model_dump_json())
         tmp.replace(self.path(round_index))  # body last: its presence means complete
         for old in self.rounds()[:-self.keep_rounds]:
-            self.path(old).unlink(missing_ok=True)
-            self.path(old).with_suffix(".sig").unlink(missing_ok=True)
+            self.remove(old)
+
+    def remove(self, round_index: int) -> None:
+        self.path(round_index).unlink(missing_ok=True)
+        self.path(round_index).with_suffix(".commit").unlink(missing_ok=True)
 
     def rounds(self) -> list[int]:
         """Round indices held, oldest first (by number: round-10 is newer than round-9)."""
@@ -34,8 +41,18 @@ class Outbox:
                 held.append(int(index))
         return sorted(held)
 
-    def get(self, round_index: int) -> tuple[bytes, str] | None:
+    def body(self, round_index: int) -> bytes | None:
         path = self.path(round_index)
-        if not path.exists():
+        return path.read_bytes() if path.exists() else None
+
+    def commitment(self, round_index: int) -> ContributionCommitment | None:
+        """The round's commitment; None while its bytes are not complete (or the file is damaged)."""
+        if not self.path(round_index).exists():
             return None
-        return path.read_bytes(), path.with_suffix(".sig").read_text()
+        try:
+            return ContributionCommitment.model_validate_json(self.path(round_index).with_suffix(".commit").read_text())
+        except (OSError, ValidationError):
+            return None
+
+    def has(self, round_index: int) -> bool:
+        return self.commitment(round_index) is not None

@@ -1,7 +1,7 @@
 """The miner's work for one round: fetch the base checkpoint, train, compress, sign, store.
 
 One worker thread takes train requests in order. Each finished contribution is written to the
-outbox on disk (so a restart loses nothing and any permitted validator can fetch it), with the
+outbox on disk with its signed commitment (so a restart loses nothing), with the
 error-feedback residual saved beside it.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from loguru import logger
 
-from protocol.auth import sign_contribution
+from protocol.auth import sign_commitment
 from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, TrainRequest
 from protocol.payload import decode_tensors, encode_tensors
@@ -67,13 +67,13 @@ class MinerWorker:
             if held is not None:
                 held_priority, held_request = held
                 if held_request == request:
-                    return "done" if self.outbox.get(request.round_index) is not None else "already_training"
+                    return "done" if self.outbox.has(request.round_index) else "already_training"
                 if priority <= held_priority:
                     return "already_training"
                 logger.warning("round {}: an order from a validator with more stake replaces the one held",
                                request.round_index)
-                self.outbox.path(request.round_index).unlink(missing_ok=True)
-            elif self.outbox.get(request.round_index) is not None:
+                self.outbox.remove(request.round_index)
+            elif self.outbox.has(request.round_index):
                 return "done"
             self.orders[request.round_index] = (priority, request)
             self.outcomes[request.round_index] = Outcome("queued")
@@ -88,7 +88,7 @@ class MinerWorker:
             return held is not None and held[1] is request
 
     def outcome(self, round_index: int) -> Outcome | None:
-        if self.outbox.get(round_index) is not None:
+        if self.outbox.has(round_index):
             return Outcome("done")
         with self.lock:
             return self.outcomes.get(round_index)
@@ -120,7 +120,8 @@ class MinerWorker:
                 if not self.is_current(request):
                     logger.info("round {}: dropped the work of a replaced order", request.round_index)
                     continue
-                self.outbox.put(request.round_index, body, sign_contribution(self.keypair, body))
+                self.outbox.put(request.round_index, body,
+                                sign_commitment(self.keypair, request.netuid, request.round_index, body))
                 self._set(request.round_index, Outcome("done"))
                 self.carry.forget_order(request.round_index)
             except Exception as exc:  # one bad round must not end the miner
@@ -197,11 +198,11 @@ class MinerWorker:
     def _copied(self, request: TrainRequest) -> bytes:
         """Freeloader: replay another miner's contribution for this round as its own."""
         while time.time() < request.deadline_unix:
-            found = self.copy_from.get(request.round_index)
+            found = self.copy_from.body(request.round_index)
             if found is not None:
-                tensors, meta = decode_tensors(found[0], MAX_CONTRIBUTION_BYTES)
+                tensors, meta = decode_tensors(found, MAX_CONTRIBUTION_BYTES)
                 meta = dict(meta or {}, hotkey=self.hotkey)
-                logger.info("round {}: copied {} bytes from another miner", request.round_index, len(found[0]))
+                logger.info("round {}: copied {} bytes from another miner", request.round_index, len(found))
                 return encode_tensors(tensors, meta)
             time.sleep(0.2)
         raise RuntimeError("nothing to copy before the deadline")

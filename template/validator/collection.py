@@ -1,55 +1,113 @@
-"""Collecting a round's contributions: long-poll every miner until it answers or the deadline
-passes, in arrival order (a dead or slow miner costs the round only its own share)."""
+"""Collecting a round's contributions in two steps, so nobody can copy another's work while the
+round is open:
+
+1. until the deadline, every miner's signed commitment (the sha256 and size of its bytes),
+   long-polled so their order is the true finishing order;
+2. from the round's eval block on, when miners give the bytes out, each committed miner's bytes,
+   which must be exactly what it committed to.
+
+A commitment that comes after the deadline counts for nothing, so bytes copied after the reveal
+are worthless. A dead or slow miner costs the round only its own share.
+"""
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 
 from loguru import logger
 
-from protocol.messages import UnitOfWork
+from protocol.messages import ContributionCommitment, UnitOfWork
 from template.validation.round import Received
-from template.validator.miner_client import MinerEndpoint, Reply
+from template.validator.miner_client import MinerEndpoint, Reply, ReplyStatus
 
-GRACE_SECONDS = 2.0  # past the deadline, for the transfer of a contribution finished in time
+LONG_POLL_SECONDS = 5.0
 
 
-async def collect(miners_client, round_index: int, miners: list[MinerEndpoint], assignments: dict[str, list[int]],
-                  units: dict[str, UnitOfWork], deadline_unix: float) -> list[Received]:
-    """Every miner's contribution (or why none came); the arrival order decides which of two
-    near-identical updates is the earlier."""
-    arrivals: list[str] = []
-    results: dict[str, Reply] = {}
+@dataclass
+class Commitments:
+    """What came by the deadline: commitments in arrival order, and why the others did not."""
+
+    arrived: dict[str, ContributionCommitment] = field(default_factory=dict)  # insertion = arrival order
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def arrival_index(self, hotkey: str) -> int | None:
+        return next((i for i, hk in enumerate(self.arrived) if hk == hotkey), None)
+
+
+async def collect_commitments(client, netuid: int, round_index: int, miners: list[MinerEndpoint],
+                              deadline_unix: float, chain_deadline: Awaitable | None = None) -> Commitments:
+    """Long-poll every miner for its commitment until `deadline_unix` or, if sooner,
+    `chain_deadline` (the chain reaching the deadline block) completes."""
+    found = Commitments()
+    last: dict[str, Reply] = {}
 
     async def poll(miner: MinerEndpoint) -> None:
-        while True:
-            remaining = deadline_unix + GRACE_SECONDS - time.time()
-            if remaining <= 0:
-                results[miner.hotkey] = Reply("late", "no contribution by the deadline")
+        while (remaining := deadline_unix - time.time()) > 0:
+            reply = await client.fetch_commitment(miner, netuid, round_index, wait=min(LONG_POLL_SECONDS, remaining))
+            last[miner.hotkey] = reply
+            if reply.status == ReplyStatus.OK and time.time() <= deadline_unix:
+                found.arrived[miner.hotkey] = reply.commitment
                 return
-            reply = await miners_client.fetch_contribution(miner, round_index, wait=min(5.0, remaining))
-            results[miner.hotkey] = reply
-            if reply.status == "ok":
-                arrivals.append(miner.hotkey)
-                return
-            if reply.status == "unreachable" or reply.http_status == 404:
-                # restarting, or the lead's work order has not reached it yet: retry until the deadline
-                await asyncio.sleep(1.0 if reply.status == "unreachable" else 0.5)
-                continue
-            if reply.http_status in (403, 410):
-                return
-            await asyncio.sleep(0.05)
+            if reply.http_status in (403, 410) or (reply.status == ReplyStatus.REFUSED and reply.http_status == 200):
+                return  # refused for good, or a commitment that does not check out
+            # pending, restarting, or the lead's order has not reached it yet: ask again
+            await asyncio.sleep(1.0 if reply.status == ReplyStatus.UNREACHABLE else 0.05)
 
-    await asyncio.gather(*(poll(m) for m in miners))
-    order = {hk: i for i, hk in enumerate(arrivals)}
+    polls = asyncio.ensure_future(asyncio.gather(*(poll(m) for m in miners)))
+    closing = [asyncio.ensure_future(asyncio.sleep(max(0.0, deadline_unix - time.time())))]
+    if chain_deadline is not None:
+        closing.append(asyncio.ensure_future(chain_deadline))
+    await asyncio.wait({polls, *closing}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (polls, *closing):
+        task.cancel()
+    await asyncio.gather(polls, *closing, return_exceptions=True)
+    for miner in miners:
+        if miner.hotkey not in found.arrived:
+            reply = last.get(miner.hotkey)
+            why = f"{reply.status} {reply.detail}".strip() if reply and reply.status != ReplyStatus.PENDING else ""
+            found.failures[miner.hotkey] = f"late: no commitment by the deadline{f' ({why})' if why else ''}"
+    return found
+
+
+async def fetch_revealed(client, miners: list[MinerEndpoint], commitments: Commitments,
+                         deadline_unix: float) -> dict[str, Reply]:
+    """Each committed miner's bytes, asked for again while it says 425 (its view of the chain may
+    trail this validator's) until `deadline_unix`."""
+    by_hotkey = {m.hotkey: m for m in miners}
+
+    async def fetch(hotkey: str) -> tuple[str, Reply]:
+        commitment = commitments.arrived[hotkey]
+        reply = Reply(ReplyStatus.UNREACHABLE, "no time left to fetch the committed bytes")
+        while (remaining := deadline_unix - time.time()) > 0:
+            reply = await client.fetch_contribution(by_hotkey[hotkey], commitment, deadline_s=remaining)
+            if reply.status == ReplyStatus.OK or not (reply.status == ReplyStatus.UNREACHABLE
+                                                      or reply.http_status == 425):
+                break
+            await asyncio.sleep(0.25)
+        return hotkey, reply
+
+    return dict(await asyncio.gather(*(fetch(hk) for hk in commitments.arrived)))
+
+
+def received_from(round_index: int, miners: list[MinerEndpoint], assignments: dict[str, list[int]],
+                  units: dict[str, UnitOfWork], commitments: Commitments, revealed: dict[str, Reply]
+                  ) -> list[Received]:
+    """What each miner sent, in the form scoring takes; the commitment order is the arrival order."""
     received = []
     for miner in miners:
-        reply = results.get(miner.hotkey, Reply("late"))
-        if reply.status != "ok":
-            logger.warning("round {}: uid {} sent nothing: {} {}", round_index, miner.uid, reply.status, reply.detail)
-        received.append(Received(uid=miner.uid, hotkey=miner.hotkey, assigned=assignments[miner.hotkey],
-                                 body=reply.body if reply.status == "ok" else None,
-                                 arrival_index=order.get(miner.hotkey, len(miners) + miner.uid),
-                                 unit=units[miner.hotkey],
-                                 failure=None if reply.status == "ok" else f"{reply.status}: {reply.detail}"))
+        reply = revealed.get(miner.hotkey)
+        if reply is not None and reply.status == ReplyStatus.OK:
+            body, failure = reply.body, None
+        elif reply is not None:
+            body, failure = None, f"withheld: committed but the bytes did not come ({reply.status} {reply.detail})"
+        else:
+            body, failure = None, commitments.failures.get(miner.hotkey, "late: no commitment by the deadline")
+        if failure:
+            logger.warning("round {}: uid {} sent nothing: {}", round_index, miner.uid, failure)
+        arrival = commitments.arrival_index(miner.hotkey)
+        received.append(Received(uid=miner.uid, hotkey=miner.hotkey, assigned=assignments[miner.hotkey], body=body,
+                                 arrival_index=len(miners) + miner.uid if arrival is None else arrival,
+                                 unit=units[miner.hotkey], failure=failure))
     return received

@@ -41,7 +41,7 @@ from template.validation.round import Received, RoundContext, score_contribution
 from template.validation.score_ema import ScoreBook
 from template.validation.scoring import ScoreReport, ScoringConfig
 from template.validator.checkpoint_app import create_checkpoint_app
-from template.validator.collection import collect
+from template.validator.collection import collect_commitments, fetch_revealed, received_from
 from template.validator.lead_election import (announced_rounds, candidates_of, conflicting_checkpoint, elect,
                                               starting_peer_to_wait_for)
 from template.validator.miner_client import MinerClient, MinerEndpoint
@@ -233,15 +233,17 @@ class Validator:
         plan = await self.plan_round(window)
         if plan.lead.is_me:
             await self.send_work(plan)
-        received = await collect(self.miners, window.index, plan.miners, plan.assignments, plan.units,
-                                 plan.deadline_unix)
+        commitments = await collect_commitments(self.miners, plan.netuid, window.index, plan.miners,
+                                                plan.deadline_unix, self.chain.wait_for_block(window.deadline_block))
         if not plan.lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
             try:
                 await self.sync_from_lead(plan.lead)
             except RoundSkipped as exc:
                 return Settlement.skip(self.state.checkpoint, str(exc))
             plan = dataclasses.replace(plan, base_checkpoint=self.state.checkpoint)
-        await self.chain.wait_for_block(window.eval_block)
+        await self.chain.wait_for_block(window.eval_block)  # miners give their bytes out from here on
+        revealed = await fetch_revealed(self.miners, plan.miners, commitments, await self.reveal_deadline(window))
+        received = received_from(window.index, plan.miners, plan.assignments, plan.units, commitments, revealed)
         base_state = model_state(self.model)
         reports, accepted = await self.score(plan, received, base_state)
         if plan.lead.is_me:
@@ -271,6 +273,12 @@ class Validator:
                          assignments=assignments,
                          coldkeys={n.hotkey: n.coldkey for n in graph.neurons if n.hotkey in units},
                          deadline_unix=deadline_unix)
+
+    async def reveal_deadline(self, window: RoundWindow) -> float:
+        """Until when the committed bytes may be fetched: half of what is left of the round (the
+        rest is for scoring and settling), and at least the query timeout."""
+        left = (window.end_block - await self.chain.block()) * await self.chain.block_time()
+        return time.time() + max(self.config.validator.query_timeout, left / 2)
 
     async def score(self, plan: RoundPlan, received: list[Received], base_state: dict[str, torch.Tensor]
                     ) -> tuple[dict[str, ScoreReport], dict]:

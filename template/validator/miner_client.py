@@ -8,9 +8,9 @@ from enum import StrEnum
 
 import httpx
 
-from protocol.auth import HEADER_CONTRIBUTION_SIGNATURE, sign_request, verify_contribution
-from protocol.limits import MAX_CONTRIBUTION_BYTES, MAX_INFO_BYTES
-from protocol.messages import InfoResponse, TrainRequest
+from protocol.auth import matches_commitment, sign_request, verify_commitment
+from protocol.limits import MAX_COMMITMENT_BYTES, MAX_INFO_BYTES
+from protocol.messages import ContributionCommitment, InfoResponse, TrainRequest
 from template.net.bounded import DeadlineExceeded, FetchError, fetch_bounded
 
 MAX_TRAIN_ACCEPTED_BYTES = 4 * 1024
@@ -37,6 +37,7 @@ class Reply:
     detail: str = ""  # for logs; a refusal's detail starts with its HTTP status when there is one
     body: bytes = b""
     http_status: int | None = None  # the miner's HTTP status, when it answered
+    commitment: ContributionCommitment | None = None
 
     def __post_init__(self):
         self.status = ReplyStatus(self.status)
@@ -80,26 +81,52 @@ class MinerClient:
             pass
         return None
 
-    async def fetch_contribution(self, miner: MinerEndpoint, round_index: int, wait: float = 0.0,
-                                 deadline_s: float | None = None) -> Reply:
-        """The miner's contribution, long-polling up to `wait` seconds for it; the whole call ends
-        within `deadline_s` (default: `wait` plus the client's timeout)."""
-        path = f"/v1/contribution?round={round_index}" + (f"&wait={wait:.2f}" if wait > 0 else "")
-        headers = sign_request(self.signer, method="GET", path=path, body=b"", receiver_ss58=miner.hotkey)
+    async def fetch_commitment(self, miner: MinerEndpoint, netuid: int, round_index: int, wait: float = 0.0,
+                               deadline_s: float | None = None) -> Reply:
+        """The miner's signed commitment to its contribution, long-polling up to `wait` seconds for
+        it; the whole call ends within `deadline_s` (default: `wait` plus the client's timeout)."""
+        path = f"/v1/commitment?round={round_index}" + (f"&wait={wait:.2f}" if wait > 0 else "")
         try:
-            fetched = await fetch_bounded(self.http, "GET", miner.url + path, headers=headers,
-                                          limit=MAX_CONTRIBUTION_BYTES,
-                                          deadline_s=wait + self.timeout if deadline_s is None else deadline_s)
+            fetched = await self._get(miner, path, MAX_COMMITMENT_BYTES,
+                                      wait + self.timeout if deadline_s is None else deadline_s)
         except (httpx.HTTPError, FetchError) as exc:
             return _failure(exc)
         if fetched.status == 202:
             return Reply(ReplyStatus.PENDING, http_status=202)
         if fetched.status != 200:
             return _refusal(fetched.status, fetched.detail())
-        if not verify_contribution(miner.hotkey, fetched.body, fetched.headers.get(HEADER_CONTRIBUTION_SIGNATURE, "")):
-            return Reply(ReplyStatus.REFUSED, "contribution signature does not match the miner's hotkey",
+        try:
+            commitment = ContributionCommitment.model_validate_json(fetched.body)
+        except ValueError:
+            return Reply(ReplyStatus.REFUSED, "not a contribution commitment", http_status=200)
+        if (commitment.netuid, commitment.round_index) != (netuid, round_index):
+            return Reply(ReplyStatus.REFUSED, f"a commitment for subnet {commitment.netuid} round "
+                                              f"{commitment.round_index}", http_status=200)
+        if not verify_commitment(miner.hotkey, commitment):
+            return Reply(ReplyStatus.REFUSED, "commitment signature does not match the miner's hotkey",
                          http_status=200)
-        return Reply(ReplyStatus.OK, body=fetched.body, http_status=200)
+        return Reply(ReplyStatus.OK, commitment=commitment, http_status=200)
+
+    async def fetch_contribution(self, miner: MinerEndpoint, commitment: ContributionCommitment,
+                                 deadline_s: float | None = None) -> Reply:
+        """The bytes `commitment` promised (read up to its size and no further), within
+        `deadline_s` (default: the client's timeout). Before the round's reveal the miner answers
+        425."""
+        try:
+            fetched = await self._get(miner, f"/v1/contribution?round={commitment.round_index}",
+                                      commitment.size_bytes, self.timeout if deadline_s is None else deadline_s)
+        except (httpx.HTTPError, FetchError) as exc:
+            return _failure(exc)
+        if fetched.status != 200:
+            return _refusal(fetched.status, fetched.detail())
+        if not matches_commitment(fetched.body, commitment):
+            return Reply(ReplyStatus.REFUSED, "the bytes are not the ones the miner committed to", http_status=200)
+        return Reply(ReplyStatus.OK, body=fetched.body, commitment=commitment, http_status=200)
+
+    async def _get(self, miner: MinerEndpoint, path: str, limit: int, deadline_s: float):
+        headers = sign_request(self.signer, method="GET", path=path, body=b"", receiver_ss58=miner.hotkey)
+        return await fetch_bounded(self.http, "GET", miner.url + path, headers=headers, limit=limit,
+                                   deadline_s=deadline_s)
 
 
 def _refusal(status: int, detail: str) -> Reply:
