@@ -42,7 +42,7 @@ def miner(tmp_path):
     verifier = RequestVerifier(MINER.ss58_address, lambda hk: None if hk in permitted else "no permit")
     info = InfoResponse(hotkey=MINER.ss58_address, version="3.0", device="cpu", capacity_gb=1.0, model_preset="tiny")
 
-    async def any_assignment(order):
+    async def any_assignment(order, sender):
         return None
 
     reveal = RevealClock(current_block, ROUND_BLOCKS, TRAIN_BLOCKS, refresh_seconds=0.0)

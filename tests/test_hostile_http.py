@@ -371,7 +371,7 @@ def test_the_miners_refusal_does_not_echo_the_checkpoint_server(tmp_path, upstre
                          device=torch.device("cpu"))
     verifier = RequestVerifier(MINER.ss58_address, lambda hk: None if hk == VALIDATOR.ss58_address else "no")
 
-    async def any_assignment(order):
+    async def any_assignment(order, sender):
         return None
 
     info = InfoResponse(hotkey=MINER.ss58_address, version="2.0", device="cpu", capacity_gb=1.0, model_preset="tiny")

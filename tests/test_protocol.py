@@ -46,7 +46,7 @@ def miner_url(tmp_path_factory):
     verifier = RequestVerifier(MINER.ss58_address, lambda hk: None if hk == VALIDATOR.ss58_address
                                else f"{hk} is not a registered validator with a permit on this subnet")
 
-    async def check_assignment(order: TrainRequest) -> str | None:
+    async def check_assignment(order: TrainRequest, sender: str) -> str | None:
         return None if order.pages == [1, 2, 3] else "pages do not match the public assignment"
 
     info = InfoResponse(hotkey=MINER.ss58_address, version="1.0", device="cpu", capacity_gb=1.0, model_preset="tiny")

@@ -1,5 +1,6 @@
 """Nobody but the round's lead decides a miner's work: orders for a round that is not open on the
-chain are refused, and a permit holder with less stake cannot displace the lead's order."""
+chain are refused, a permit holder with less stake cannot displace the lead's order, and no order
+can send the miner to fetch from any server but the sender's own published address."""
 from __future__ import annotations
 
 import time
@@ -9,7 +10,7 @@ import torch
 from bittensor.sp_core import Keypair
 
 from protocol.messages import TrainRequest
-from template.miner.work_order import check_round_is_open
+from template.miner.work_order import check_checkpoint_source, check_round_is_open
 from template.miner.worker import MinerWorker
 from template.training.presets import PRESET_SETTINGS
 from template.training.workload import Workload
@@ -79,3 +80,31 @@ def test_a_replaced_order_is_dropped_from_the_queue(worker):
     worker.submit(real, priority=2.0)
     queued = [worker.jobs.get_nowait() for _ in range(worker.jobs.qsize())]
     assert [worker.is_current(job) for job in queued] == [False, True]
+
+
+SENDER_AXON = "10.1.2.3:8092"
+
+
+def test_a_checkpoint_at_the_senders_published_address_passes():
+    base = "cd" * 32
+    assert check_checkpoint_source(order(base="cd", checkpoint_url=f"http://{SENDER_AXON}/v1/checkpoint/{base}"),
+                                   SENDER_AXON) is None
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:22/v1/checkpoint/" + "cd" * 32,  # loopback services on the miner's machine
+    "http://169.254.169.254/latest/meta-data/",  # a cloud metadata endpoint
+    "http://10.1.2.3:8093/v1/checkpoint/" + "cd" * 32,  # the sender's host, another port
+    "http://10.1.2.3:8092/admin",  # the sender's address, another path
+    "http://10.1.2.3:8092/v1/checkpoint/" + "ef" * 32,  # another checkpoint than the order's base
+    "https://10.1.2.3:8092/v1/checkpoint/" + "cd" * 32,
+    "http://10.1.2.3:8092@127.0.0.1:8080/v1/checkpoint/" + "cd" * 32,  # userinfo trick
+])
+def test_an_order_pointing_anywhere_else_is_refused(url):
+    problem = check_checkpoint_source(order(base="cd", checkpoint_url=url), SENDER_AXON)
+    assert problem and "sender's own published address" in problem
+
+
+def test_a_sender_without_a_published_address_cannot_order_a_fetch():
+    problem = check_checkpoint_source(order(base="cd", checkpoint_url="http://10.1.2.3:8092/v1/checkpoint/x"), None)
+    assert problem and "no address on the chain" in problem

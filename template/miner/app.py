@@ -24,9 +24,10 @@ from template.miner.worker import MinerWorker
 
 
 def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int,
-                     check_assignment: Callable[[TrainRequest], Awaitable[str | None]], info: InfoResponse,
+                     check_assignment: Callable[[TrainRequest, str], Awaitable[str | None]], info: InfoResponse,
                      reveal: RevealClock, priority_of: Callable[[str], float] = lambda hotkey: 0.0) -> FastAPI:
-    """`priority_of(sender)`: the weight of a sender's work order (its stake); a round's order is
+    """`check_assignment(order, sender)`: why the order cannot be trained, or None.
+    `priority_of(sender)`: the weight of a sender's work order (its stake); a round's order is
     replaced only by one with a higher priority."""
     app = FastAPI(title="deai miner", version=info.version)
 
@@ -40,7 +41,7 @@ def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int
             raise HTTPException(400, f"invalid train request: {_first_error(exc)}") from exc
         if order.netuid != netuid:
             raise HTTPException(400, f"wrong subnet: this miner serves netuid {netuid}, got {order.netuid}")
-        problem = await check_assignment(order)
+        problem = await check_assignment(order, sender)
         if problem is not None:
             raise HTTPException(409, problem)
         status = worker.submit(order, priority_of(sender))

@@ -16,7 +16,7 @@ from template.net.addresses import published_ip
 from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
 from template.miner.reveal import RevealClock
-from template.miner.work_order import check_round_is_open, check_work_order
+from template.miner.work_order import check_checkpoint_source, check_round_is_open, check_work_order
 from template.miner.worker import MinerWorker
 from template.training.model import pick_device
 from template.chain.neuron_chain import NeuronChain
@@ -32,7 +32,11 @@ class PermitList:
 
     def __init__(self):
         self.stakes: dict[str, int] = {}  # hotkey -> stake (rao); never mutated, only replaced
+        self.axons: dict[str, str | None] = {}  # hotkey -> published "ip:port"; replaced likewise
         self.stale = threading.Event()
+
+    def axon_of(self, hotkey: str) -> str | None:
+        return self.axons.get(hotkey)
 
     @property
     def hotkeys(self) -> frozenset[str]:
@@ -67,7 +71,10 @@ async def run_miner(config: Config) -> None:
 
     main_loop = asyncio.get_running_loop()
 
-    async def check_assignment(order: TrainRequest) -> str | None:
+    async def check_assignment(order: TrainRequest, sender: str) -> str | None:
+        source = check_checkpoint_source(order, permits.axon_of(sender))
+        if source is not None:
+            return source
         try:  # the chain client lives on the main loop; the HTTP server runs on its own
             block, block_hash = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
                 _block_and_hash(chain, order.round_block), main_loop))
@@ -115,7 +122,9 @@ async def refresh_permits_until(stop: threading.Event, chain: NeuronChain, permi
         if time.monotonic() - last > every or (permits.stale.is_set() and time.monotonic() - last > 1.0):
             try:
                 graph = await chain.metagraph()
-                permits.stakes = {n.hotkey: n.stake_rao for n in graph.permitted_validators()}
+                validators = graph.permitted_validators()
+                permits.stakes = {n.hotkey: n.stake_rao for n in validators}
+                permits.axons = {n.hotkey: n.axon for n in validators}
                 permits.stale.clear()
                 logger.debug("permitted validators: {}", len(permits.hotkeys))
             except Exception as exc:  # the chain being briefly unreachable must not end the miner

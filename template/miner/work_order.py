@@ -23,6 +23,17 @@ def check_round_is_open(order: TrainRequest, current_block: int, round_blocks: i
     return None
 
 
+def check_checkpoint_source(order: TrainRequest, sender_axon: str | None) -> str | None:
+    """The base checkpoint comes only from the sending validator's own address on the chain, so
+    an order cannot send the miner to any other server (no request forgery through the miner)."""
+    if not sender_axon:
+        return "the sending validator has no address on the chain to serve its checkpoint from"
+    expected = f"http://{sender_axon}/v1/checkpoint/{order.base_checkpoint}"
+    if order.checkpoint_url != expected:
+        return f"checkpoint_url must be the sender's own published address: {expected}"
+    return None
+
+
 def check_work_order(order: TrainRequest, workload: Workload, hotkey: str, round_block_hash: str) -> str | None:
     """None when the order can be trained; else why not. `round_block_hash` is the chain's hash
     of `order.round_block`."""
