@@ -245,7 +245,7 @@ def test_rounds_missed_while_the_last_one_ran_long_are_logged(tmp_path, workload
     validator = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners({}, {}), lead="self")
     validator.rounds.max_rounds = 2
 
-    async def a_round_that_takes_150_blocks(window):
+    async def a_round_that_takes_150_blocks(window, plan=None):
         validator.rounds_started += 1
         ledger["block"] = window.start_block + 150
         return Settlement(validator.state.checkpoint, validator.state.checkpoint)
@@ -272,7 +272,7 @@ def test_a_late_round_is_taken_only_while_miners_keep_most_of_their_training_tim
     validator.rounds.max_rounds = 2
     taken: list[int] = []
 
-    async def a_round_that_runs_over(window):
+    async def a_round_that_runs_over(window, plan=None):
         validator.rounds_started += 1
         taken.append(window.index)
         ledger["block"] = window.end_block + overrun
@@ -282,3 +282,42 @@ def test_a_late_round_is_taken_only_while_miners_keep_most_of_their_training_tim
     asyncio.run(validator.run_forever(asyncio.Event()))
     assert overrun > validator.rounds.train_blocks // 4 or next_taken  # the two cases straddle the slack
     assert (taken[1] == taken[0] + 1) is next_taken, taken
+
+
+def test_a_restarted_lead_picks_up_the_round_it_had_opened(tmp_path, workload):
+    """Killed after sending its work orders: restarted past the join slack but before the
+    deadline, it resumes that round with the same plan (the same orders, so the miners keep their
+    work) instead of losing it."""
+    ledger = {"block": 60, "commits": {}, "weights": []}
+    bodies: dict = {}
+    first = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners({}, bodies), lead="self")
+    first.ensure_checkpoint()
+    base = first.state.checkpoint
+    workers = miner_workers(tmp_path, workload, first.checkpoints.load(base), base)
+    first.miners.workers = workers
+    window = round_at(60, round_blocks=60, train_blocks=40)
+
+    async def open_the_round_then_die():
+        plan = await first.plan_round(window)
+        first.state.open_round = plan.to_json()
+        first.state.save(first.state_path)  # what run_round saves before any order goes out
+        await first.send_work(plan)
+        return plan
+
+    opened = asyncio.run(open_the_round_then_die())
+    ledger["block"] = window.start_block + 25  # past the join slack (10 blocks), before the deadline (40)
+    restarted = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners(workers, bodies), lead="self")
+    restarted.rounds.max_rounds = 1
+    resent = restarted.miners.orders
+
+    async def resend(miner, order):  # the miners already hold these orders: identical ones are kept
+        resent.append(order)
+        return Reply("ok", workers[miner.hotkey].submit(order, priority=1.0))
+
+    restarted.miners.send_work = resend
+    asyncio.run(restarted.run_forever(asyncio.Event()))
+    assert resent and all(o.round_index == window.index and o.deadline_unix == opened.deadline_unix for o in resent)
+    assert len(resent) == len(opened.miners)
+    records = read_records(tmp_path / "rounds.jsonl")
+    assert [r.round_index for r in records] == [window.index], records
+    assert records[0].accepted and restarted.state.open_round == ""

@@ -181,42 +181,83 @@ class Validator:
         self.state.save(self.state_path)
         done = 0
         attempted = self.state.last_round
+        resumed = await self.round_to_resume()
         while not stop.is_set():
-            try:
-                block = await self.chain.block()
-                join_slack = self.rounds.train_blocks // 4
-                window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks, join_slack)
-                if window.index <= attempted:
-                    window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
-                following = round_at((attempted + 1) * self.rounds.round_blocks, self.rounds.round_blocks,
-                                     self.rounds.train_blocks)
-                if self.rounds_started and window.index > following.index and \
-                        block - following.start_block <= join_slack:
-                    window = following  # late, but miners still have most of the training window
-                if self.rounds_started and window.index > attempted + 1:
-                    missed = ", ".join(str(r) for r in range(attempted + 1, window.index))
-                    logger.warning("round(s) {} skipped: the previous round's work ran past their start "
-                                   "(block {}; rounds are {} blocks)", missed, block, self.rounds.round_blocks)
-                attempted = window.index
-                await self.chain.wait_for_block(window.start_block)
-            except Exception as exc:  # the chain briefly unreachable: wait and try again
-                logger.warning("chain unreachable ({}); retrying in 5 s", exc)
-                await asyncio.sleep(5.0)
-                continue
-            try:
-                settlement = await self.run_round(window)
-                if settlement.skipped:
-                    logger.warning("round {} skipped: {}", window.index, settlement.skipped)
-                else:
-                    done += 1  # --round.max_rounds counts completed rounds
-            except Exception as exc:  # a broken round is logged; the next one starts on time
-                logger.exception("round {} failed: {}", window.index, exc)
+            plan, resumed = resumed, None
+            if plan is not None:
+                window = plan.window
+            else:
+                try:
+                    window = await self.next_window(attempted)
+                    await self.chain.wait_for_block(window.start_block)
+                except Exception as exc:  # the chain briefly unreachable: wait and try again
+                    logger.warning("chain unreachable ({}); retrying in 5 s", exc)
+                    await asyncio.sleep(5.0)
+                    continue
+            attempted = window.index
+            settlement = await self.run_round_guarded(window, plan)
+            done += settlement is not None and not settlement.skipped  # --round.max_rounds counts completed rounds
             if self.rounds.max_rounds and done >= self.rounds.max_rounds:
                 logger.info("reached --round.max_rounds {}; serving one more round for the other validators "
                             "to check this one", self.rounds.max_rounds)
                 # A round settled late ends soon after; the followers' check of it still needs the record.
                 await self.serve_until(window.end_block + self.rounds.round_blocks, stop)
                 break
+
+    async def next_window(self, attempted: int) -> RoundWindow:
+        """The round to take after round `attempted`: the current one if it began at most a quarter
+        of the training window ago, else the next; rounds passed over are logged."""
+        block = await self.chain.block()
+        join_slack = self.rounds.train_blocks // 4
+        window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks, join_slack)
+        if window.index <= attempted:
+            window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
+        following = round_at((attempted + 1) * self.rounds.round_blocks, self.rounds.round_blocks,
+                             self.rounds.train_blocks)
+        if self.rounds_started and window.index > following.index and block - following.start_block <= join_slack:
+            window = following  # late, but miners still have most of the training window
+        if self.rounds_started and window.index > attempted + 1:
+            missed = ", ".join(str(r) for r in range(attempted + 1, window.index))
+            logger.warning("round(s) {} skipped: the previous round's work ran past their start "
+                           "(block {}; rounds are {} blocks)", missed, block, self.rounds.round_blocks)
+        return window
+
+    async def run_round_guarded(self, window: RoundWindow, plan: RoundPlan | None = None) -> Settlement | None:
+        """One round; a broken round is logged (None) and the next one starts on time."""
+        try:
+            settlement = await self.run_round(window, plan)
+        except Exception as exc:
+            logger.exception("round {} failed: {}", window.index, exc)
+            return None
+        if settlement.skipped:
+            logger.warning("round {} skipped: {}", window.index, settlement.skipped)
+        return settlement
+
+    async def round_to_resume(self) -> RoundPlan | None:
+        """The round this validator had opened before a restart, while its commitments can still be
+        collected (the miners kept working on it): the same plan, so the same work orders."""
+        if not self.state.open_round:
+            return None
+        try:
+            plan = RoundPlan.from_json(self.state.open_round)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("the open round's plan is unreadable ({}); starting with the next round", exc)
+            return None
+        try:
+            block = await self.chain.block()
+        except Exception as exc:
+            logger.warning("cannot read the chain to resume round {} ({}); starting with the next round",
+                           plan.window.index, exc)
+            return None
+        if plan.window.index <= self.state.last_round or plan.base_checkpoint != self.state.checkpoint:
+            return None
+        if block >= plan.window.deadline_block:
+            logger.warning("round {} was open before the restart, but its deadline (block {}) has passed: "
+                           "it is lost", plan.window.index, plan.window.deadline_block)
+            return None
+        logger.info("round {}: resuming the round opened before the restart (block {}, deadline {})",
+                    plan.window.index, block, plan.window.deadline_block)
+        return plan
 
     async def serve_until(self, block: int, stop: asyncio.Event) -> None:
         """Keep the process (and its HTTP server) up until `block` or a stop signal."""
@@ -226,11 +267,15 @@ class Validator:
         for task in (waiting, stopping):
             task.cancel()
 
-    async def run_round(self, window: RoundWindow) -> Settlement:
-        """Plan, collect, score and settle one round; returns its settlement (or why it was skipped)."""
+    async def run_round(self, window: RoundWindow, plan: RoundPlan | None = None) -> Settlement:
+        """Plan (or take the `plan` of a resumed round), collect, score and settle one round;
+        returns its settlement (or why it was skipped)."""
         t0 = time.monotonic()
         self.rounds_started += 1
-        plan = await self.plan_round(window)
+        if plan is None:
+            plan = await self.plan_round(window)
+            self.state.open_round = plan.to_json()
+            self.state.save(self.state_path)
         if plan.lead.is_me:
             await self.send_work(plan)
         commitments = await collect_commitments(self.miners, plan.netuid, window.index, plan.miners,
@@ -326,6 +371,7 @@ class Validator:
         bodies = {r.hotkey: r.body for r in received if r.body is not None}
         self.archive(index, {hk: bodies[hk] for hk in record.accepted})
         self.state.last_round = index
+        self.state.open_round = ""
         self.state.scores_json = self.scores.to_json()
         # Settled on disk before anyone sees the record: a crash from here on never drops the round.
         self.state.pending_record, self.state.pending_commit = record.canonical_json(), plan.lead.is_me

@@ -4,6 +4,8 @@ outer step; a follower settles by the lead's record once its replay checks out. 
 record is built once, from the plan and the settlement."""
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -41,6 +43,26 @@ class RoundPlan:
     @property
     def uids(self) -> dict[str, int]:
         return {m.hotkey: m.uid for m in self.miners}
+
+    def to_json(self) -> str:
+        """Saved when the round opens, so a restarted validator can pick the same round up."""
+        return json.dumps({
+            "netuid": self.netuid, "window": dataclasses.asdict(self.window), "seed": self.seed.hex(),
+            "lead": dataclasses.asdict(self.lead), "base_checkpoint": self.base_checkpoint,
+            "recipe": self.recipe.model_dump(mode="json"), "miners": [dataclasses.asdict(m) for m in self.miners],
+            "units": {hk: unit.label for hk, unit in self.units.items()}, "assignments": self.assignments,
+            "coldkeys": self.coldkeys, "deadline_unix": self.deadline_unix})
+
+    @classmethod
+    def from_json(cls, text: str) -> "RoundPlan":
+        fields = json.loads(text)
+        return cls(netuid=int(fields["netuid"]), window=RoundWindow(**fields["window"]),
+                   seed=bytes.fromhex(fields["seed"]), lead=Lead(**fields["lead"]),
+                   base_checkpoint=str(fields["base_checkpoint"]), recipe=Recipe.model_validate(fields["recipe"]),
+                   miners=[MinerEndpoint(**m) for m in fields["miners"]],
+                   units={hk: UnitOfWork.from_label(label) for hk, label in fields["units"].items()},
+                   assignments={hk: [int(p) for p in pages] for hk, pages in fields["assignments"].items()},
+                   coldkeys=dict(fields["coldkeys"]), deadline_unix=float(fields["deadline_unix"]))
 
 
 @dataclass(frozen=True)

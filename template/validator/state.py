@@ -23,6 +23,7 @@ class ValidatorState:
     # state before the record is appended, so a crash between the two never drops the round.
     pending_record: str = ""
     pending_commit: bool = False
+    open_round: str = ""  # the plan of the round in progress (`RoundPlan.to_json`), picked up after a restart
 
     @classmethod
     def load(cls, path: Path) -> "ValidatorState | None":
