@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                                      description="simnet: the embedded simulated subtensor")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the simnet node")
-    serve.add_argument("--db", required=True, help="SQLite file (created if missing)")
+    serve.add_argument("--db", required=True, help="SQLite file (a new chain only where no file exists)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=9946)
     serve.add_argument("--block-time", type=float, default=0.25, help="seconds per block")
@@ -54,12 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         from .server import serve
+        from .store import StoreCorrupt
 
         logging.basicConfig(level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        serve(args.db, args.host, args.port, args.block_time, args.manual_clock,
-              args.admin_freeze_window)
+        try:
+            serve(args.db, args.host, args.port, args.block_time, args.manual_clock,
+                  args.admin_freeze_window)
+        except StoreCorrupt as error:  # a person reads this, not a traceback
+            print(f"simnet: refusing the chain database {error}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "advance":
         response = httpx.post(f"{args.url}/admin/advance", json={"blocks": args.blocks})

@@ -2,23 +2,34 @@
 that the lead's new checkpoint is exactly what the accepted updates produce.
 
     python -m template.audit.replay --state-dir ~/.deai/validator --round 12 [--preset tiny --vocab-size 1024]
+
+Exit status: 0 REPRODUCED; 1 MISMATCH (the record, its contributions and its base checkpoint are
+all here and intact, and they do not give the recorded checkpoint); 2 cannot check (an input is
+missing or damaged: the line printed names it; nothing is proven either way).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import traceback
+from dataclasses import asdict
 from pathlib import Path
 
+import pydantic
 import torch
 
 from protocol.messages import UnitOfWork
-from template.audit.round_record import RoundRecord, read_records
-from template.training.checkpoint import load_checkpoint, state_hash
+from template.audit.round_record import RoundRecord, scan_records
+from template.training.checkpoint import CheckpointError, load_checkpoint, state_hash
 from template.training.compression import shapes_of
 from template.training.outer_step import apply_outer_step
 from template.training.presets import PRESET_SETTINGS
-from template.validation.contribution import Expected, Rejected, open_contribution
+from template.validation.contribution import HASH, Expected, Rejected, open_contribution
 from template.validation.unit_merge import merge_units
+
+_RECORD = pydantic.TypeAdapter(RoundRecord)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ReplayError(RuntimeError):
@@ -30,6 +41,16 @@ class ReplayError(RuntimeError):
         super().__init__(message)
         self.missing = missing or []
         self.rejected = rejected or {}
+
+    @property
+    def disproves(self) -> bool:
+        """Whether the record is shown wrong: bytes with the very hash it names for an accepted
+        contribution do not open as scoring opens them."""
+        return any(rejected.kind != HASH for rejected in self.rejected.values())
+
+
+class CannotCheck(ReplayError):
+    """An input of the replay is missing or damaged (the message names the file)."""
 
 
 def archive_dir(state_dir: Path, round_index: int) -> Path:
@@ -78,30 +99,91 @@ def replayed_state(record: RoundRecord, base_state: dict[str, torch.Tensor], bod
 
 def replay_from_state_dir(state_dir: Path, round_index: int, preset: str, vocab_size: int
                           ) -> tuple[RoundRecord, str]:
-    records = [r for r in read_records(state_dir / "rounds.jsonl") if r.round_index == round_index]
-    if not records:
-        raise ReplayError(f"no record of round {round_index} in {state_dir}")
-    record = records[-1]
-    base_path = state_dir / "checkpoints" / f"{record.base_checkpoint}.safetensors"
-    if not base_path.exists():
-        raise ReplayError(f"base checkpoint {record.base_checkpoint[:12]} is not in {base_path.parent}")
+    """The round's record and the checkpoint hash its replay gives; CannotCheck naming the file
+    when an input is missing or damaged, ReplayError when the record does not replay."""
+    record = round_record(state_dir / "rounds.jsonl", round_index)
+    base = base_checkpoint(state_dir / "checkpoints", record)
     folder = archive_dir(state_dir, round_index)
-    bodies = {p.stem: p.read_bytes() for p in folder.glob("*.safetensors")} if folder.exists() else {}
-    return record, replay(record, load_checkpoint(base_path), bodies, preset, vocab_size)
+    bodies = archived_contributions(folder, record)
+    try:
+        return record, replay(record, base, bodies, preset, vocab_size)
+    except ReplayError as exc:
+        accepted = len(record.accepted)
+        if exc.missing:
+            raise CannotCheck(f"{folder / exc.missing[0]}.safetensors is missing ({len(exc.missing)} of {accepted} "
+                              "accepted contributions are not archived)", missing=exc.missing) from None
+        damaged = [hk for hk, rejected in exc.rejected.items() if rejected.kind == HASH]
+        if damaged and not exc.disproves:
+            raise CannotCheck(f"{folder / damaged[0]}.safetensors is not the contribution the record names (its "
+                              f"sha256 differs: damaged or replaced; {len(damaged)} of {accepted})",
+                              rejected=exc.rejected) from None
+        raise
+
+
+def round_record(path: Path, round_index: int) -> RoundRecord:
+    """The last intact, well-formed record of the round in `path`; CannotCheck otherwise."""
+    if not path.exists():
+        raise CannotCheck(f"{path} does not exist")
+    records, broken = scan_records(path)
+    found = [(number, record) for number, record in records if record.round_index == round_index]
+    if not found:
+        why = f" (line {broken[0][0]} and {len(broken) - 1} more do not parse)" if broken else ""
+        raise CannotCheck(f"no record of round {round_index} in {path}{why}")
+    number, record = found[-1]
+    try:
+        record = _RECORD.validate_python(asdict(record), strict=False)
+        record.training_recipe  # noqa: B018 - validates the recipe
+        for label in record.units.values():
+            UnitOfWork.from_label(label)
+        if not all(_SHA256.fullmatch(h) for h in (record.base_checkpoint, record.new_checkpoint)):
+            raise ValueError("a checkpoint hash is not a sha256")
+    except (ValueError, TypeError) as exc:
+        raise CannotCheck(f"{path} line {number}: the record of round {round_index} is malformed "
+                          f"({str(exc).splitlines()[0]})") from None
+    return record
+
+
+def base_checkpoint(folder: Path, record: RoundRecord) -> dict[str, torch.Tensor]:
+    path = folder / f"{record.base_checkpoint}.safetensors"
+    if not path.exists():
+        raise CannotCheck(f"base checkpoint {path} is missing")
+    try:
+        state = load_checkpoint(path)
+    except (CheckpointError, OSError) as exc:
+        raise CannotCheck(f"base checkpoint {path} does not load ({exc})") from None
+    if state_hash(state) != record.base_checkpoint:
+        raise CannotCheck(f"base checkpoint {path} does not hold the state its name says (damaged)")
+    return state
+
+
+def archived_contributions(folder: Path, record: RoundRecord) -> dict[str, bytes]:
+    """The archived bytes of the record's accepted contributions, by hotkey."""
+    accepted = set(record.accepted)
+    try:
+        return {p.stem: p.read_bytes() for p in folder.glob("*.safetensors") if p.stem in accepted}
+    except OSError as exc:
+        raise CannotCheck(f"the archive {folder} does not read ({exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Replay a validator's round and check its checkpoint hash")
     parser.add_argument("--state-dir", required=True, help="the lead validator's --neuron.state_dir")
     parser.add_argument("--round", type=int, required=True)
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESET_SETTINGS))
     parser.add_argument("--vocab-size", type=int, default=0, help="0: the preset's")
     args = parser.parse_args(argv)
     try:
         record, got = replay_from_state_dir(Path(args.state_dir).expanduser(), args.round, args.preset,
                                             args.vocab_size or PRESET_SETTINGS[args.preset].vocab_size)
     except ReplayError as exc:
-        print(f"cannot replay: {exc}", file=sys.stderr)
+        if exc.disproves:
+            print(f"round {args.round}: MISMATCH: the record's accepted contributions do not replay: {exc}")
+            return 1
+        print(f"cannot check round {args.round}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a fault of the replay itself is no verdict on the round
+        traceback.print_exc()
+        print(f"cannot check round {args.round}: the replay failed ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
     ok = got == record.new_checkpoint
     print(f"round {args.round}: record {record.digest()[:16]}, {len(record.accepted)} accepted, "

@@ -60,17 +60,26 @@ def append_record(path: Path, record: RoundRecord) -> str:
     return record.digest()
 
 
-def read_records(path: Path) -> list[RoundRecord]:
-    """The records in the file; a line that does not parse (a crash mid-append) is skipped with
-    an error naming the file and line."""
+def scan_records(path: Path) -> tuple[list[tuple[int, RoundRecord]], list[tuple[int, str]]]:
+    """(line number, record) for each line of the file that parses, and (line number, why) for
+    each that does not; both empty when there is no file."""
     if not path.exists():
-        return []
-    records = []
+        return [], []
+    records, broken = [], []
     for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            records.append(RoundRecord(**json.loads(line)))
+            records.append((number, RoundRecord(**json.loads(line))))
         except (ValueError, TypeError) as exc:
-            logger.error("{} line {}: not a round record ({}); skipped", path, number, exc)
-    return records
+            broken.append((number, str(exc)))
+    return records, broken
+
+
+def read_records(path: Path) -> list[RoundRecord]:
+    """The records in the file; a line that does not parse (a crash mid-append) is skipped with
+    an error naming the file and line."""
+    records, broken = scan_records(path)
+    for number, why in broken:
+        logger.error("{} line {}: not a round record ({}); skipped", path, number, why)
+    return [record for _, record in records]
