@@ -48,11 +48,15 @@ def start_simnet_process(db_path: str | Path, port: int, block_time: float = 0.2
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=str(root), env=env)
 
 
-def wait_until_ready(url: str = DEFAULT_SIM_ENDPOINT, timeout: float = 30.0) -> int:
-    """Poll ``/health`` until simnet answers; returns its block height."""
+def wait_until_ready(url: str = DEFAULT_SIM_ENDPOINT, timeout: float = 30.0, process=None) -> int:
+    """Poll ``/health`` until simnet answers; returns its block height. With the simnet
+    `process`, stop as soon as it has exited (a refused database) instead of at the timeout."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"simnet exited with status {process.returncode} before it served {url} "
+                               "(its log says why)")
         try:
             response = httpx.get(f"{url.rstrip('/')}/health", timeout=2.0)
             if response.status_code == 200:

@@ -36,7 +36,7 @@ class SimnetProcess:
     def start(self) -> "SimnetProcess":
         self.proc = start_simnet_process(self.db_path, self.port, self.block_time,
                                          self.manual_clock, log_path=self.log_path)
-        wait_until_ready(self.url, timeout=30)
+        wait_until_ready(self.url, timeout=30, process=self.proc)
         return self
 
     def stop(self) -> None:
