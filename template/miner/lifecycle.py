@@ -33,10 +33,19 @@ class PermitList:
     def __init__(self):
         self.stakes: dict[str, int] = {}  # hotkey -> stake (rao); never mutated, only replaced
         self.axons: dict[str, str | None] = {}  # hotkey -> published "ip:port"; replaced likewise
+        self.refreshed_on_demand = float("-inf")
         self.stale = threading.Event()
 
     def axon_of(self, hotkey: str) -> str | None:
         return self.axons.get(hotkey)
+
+    def may_refresh(self, every: float = 1.0) -> bool:
+        """At most one refresh a second on a caller's behalf (a flood cannot hammer the chain)."""
+        now = time.monotonic()
+        if now - self.refreshed_on_demand < every:
+            return False
+        self.refreshed_on_demand = now
+        return True
 
     @property
     def hotkeys(self) -> frozenset[str]:
@@ -73,6 +82,13 @@ async def run_miner(config: Config) -> None:
 
     async def check_assignment(order: TrainRequest, sender: str) -> str | None:
         source = check_checkpoint_source(order, permits.axon_of(sender))
+        if source is not None and permits.may_refresh():  # the sender may have just published its axon
+            try:
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(refresh_permits(chain, permits),
+                                                                           main_loop))
+            except Exception as exc:
+                logger.warning("metagraph refresh failed: {}", exc)
+            source = check_checkpoint_source(order, permits.axon_of(sender))
         if source is not None:
             return source
         try:  # the chain client lives on the main loop; the HTTP server runs on its own
@@ -115,17 +131,21 @@ async def _block_and_hash(chain: NeuronChain, block: int) -> tuple[int, str]:
     return await chain.block(), await chain.block_hash(block)
 
 
+async def refresh_permits(chain: NeuronChain, permits: PermitList) -> None:
+    graph = await chain.metagraph()
+    validators = graph.permitted_validators()
+    permits.axons = {n.hotkey: n.axon for n in validators}
+    permits.stakes = {n.hotkey: n.stake_rao for n in validators}
+    permits.stale.clear()
+
+
 async def refresh_permits_until(stop: threading.Event, chain: NeuronChain, permits: PermitList,
                                 every: float = 12.0) -> None:
     last = 0.0
     while not stop.is_set():
         if time.monotonic() - last > every or (permits.stale.is_set() and time.monotonic() - last > 1.0):
             try:
-                graph = await chain.metagraph()
-                validators = graph.permitted_validators()
-                permits.stakes = {n.hotkey: n.stake_rao for n in validators}
-                permits.axons = {n.hotkey: n.axon for n in validators}
-                permits.stale.clear()
+                await refresh_permits(chain, permits)
                 logger.debug("permitted validators: {}", len(permits.hotkeys))
             except Exception as exc:  # the chain being briefly unreachable must not end the miner
                 logger.warning("metagraph refresh failed: {}", exc)

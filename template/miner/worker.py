@@ -30,6 +30,11 @@ from template.training.model import load_model_state
 from template.training.shards import ShardSpec, shard_delta_in_full_model, extract, loss_mode, sub_state
 
 
+# Training stops this long before the deadline: compressing, signing and committing must be done
+# by then (a commitment after the deadline counts for nothing).
+COMMIT_MARGIN_SECONDS = 3.0
+
+
 @dataclass
 class Outcome:
     status: str  # queued | training | done | failed
@@ -185,7 +190,8 @@ class MinerWorker:
         if label != request.unit.label:
             kept = None  # another unit's moments must not sit in memory beside this one's
         stats = train_inner(model, self.workload.pages.tokens[request.pages], request.recipe,
-                            seed=int(request.seed[:8], 16), deadline=request.deadline_unix - 1.0,
+                            seed=int(request.seed[:8], 16),
+                            deadline=request.deadline_unix - COMMIT_MARGIN_SECONDS,
                             compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept,
                             should_stop=lambda: not self.is_current(request))
         self._optimizer_state = (request.unit.label, stats.optimizer_state)
