@@ -14,30 +14,9 @@ from protocol.limits import (MAX_CONTRIBUTION_BYTES, MAX_PAYLOAD_HEADER_BYTES, M
                              MAX_PAYLOAD_TENSORS, MAX_TENSOR_NAME_CHARS)
 from protocol.payload import PayloadError, decode_tensors, encode_tensors, read_metadata
 
+from bench.hostile_attacks import DEEP, blob, entry, one_tensor, with_metadata  # the live campaign sends these too
+
 LIMIT = MAX_CONTRIBUTION_BYTES
-DEEP = 200_000
-
-
-def blob(header: dict | bytes | str, data: bytes = b"", length: int | None = None) -> bytes:
-    """A safetensors-shaped payload: 8-byte little-endian header length, header, data."""
-    if isinstance(header, dict):
-        header = json.dumps(header)
-    raw = header.encode("utf-8", "surrogatepass") if isinstance(header, str) else header
-    return struct.pack("<Q", len(raw) if length is None else length) + raw + data
-
-
-def entry(dtype: str = "U8", shape=(4,), offsets=(0, 4)) -> dict:
-    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
-
-
-def one_tensor(**changes) -> bytes:
-    """A one-tensor payload (4 data bytes) with one field of the entry replaced."""
-    fields = {"dtype": "U8", "shape": [4], "data_offsets": [0, 4], **changes}
-    return blob({"t": fields}, b"\x00" * 4)
-
-
-def with_metadata(metadata) -> bytes:
-    return blob({"__metadata__": metadata, "t": entry()}, b"\x00" * 4)
 
 
 VALID = encode_tensors({"w|idx": torch.arange(8, dtype=torch.uint8), "w|scale": torch.ones(2, dtype=torch.float16)},
