@@ -55,4 +55,6 @@ class Outbox:
             return None
 
     def has(self, round_index: int) -> bool:
-        return self.commitment(round_index) is not None
+        """Whether the round's work is complete on disk (cheap: long-polls ask it every 50 ms)."""
+        path = self.path(round_index)
+        return path.exists() and path.with_suffix(".commit").exists()
