@@ -29,6 +29,8 @@ from loguru import logger  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
+from scripts.commitment_watch import CommitmentWatch  # noqa: E402
+from scripts.crash_chaos import TRUNCATIONS, Crasher, Victim, plan_kills  # noqa: E402
 from scripts.local_summary import MinerRow, render_summary, write_outputs  # noqa: E402
 from template.training.workload import Workload  # noqa: E402
 from template.chain import bootstrap  # noqa: E402
@@ -74,6 +76,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--revive-lead", type=int, default=0,
                    help="chaos, with --kill-lead: restart the killed lead once its successor has done that many "
                         "rounds; it must follow until it holds the freshest checkpoint, then lead again")
+    p.add_argument("--crash-lead", type=int, default=0,
+                   help="chaos: kill -9 the lead validator at that many seeded moments of the run (while miners "
+                        "train, while it scores, after a checkpoint write, right after a record is appended) and "
+                        "start it again at once with its state dir; kills are logged to OUT/chaos.jsonl")
+    p.add_argument("--crash-miner", action="append", default=[], metavar="NAME:N",
+                   help="chaos: the same for a miner (while it trains, after its AdamW moments are saved, after its "
+                        "contribution lands in its outbox); repeatable")
+    p.add_argument("--chaos-seed", type=int, default=0, help="seed of the --crash-* moments")
+    p.add_argument("--crash-truncate", default="", metavar="KIND,...",
+                   help="chaos, with --crash-*: a kill also damages a file of its victim before the restart, as a "
+                        "crash mid-write leaves it, one kind per kill in this order: record_tail, state, checkpoint "
+                        "(the lead), moments, residual (a miner)")
     p.add_argument("--wandb.off", dest="wandb_off", action="store_true", help="no wandb runs")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "deai"), help="corpus/tokenizer cache")
     args = p.parse_args(argv)
@@ -81,6 +95,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--kill-lead needs --validators 2 or more (someone must take over)")
     if args.revive_lead and not args.kill_lead:
         p.error("--revive-lead needs --kill-lead")
+    if args.crash_lead and args.kill_lead:
+        p.error("--crash-lead and --kill-lead both kill the lead: use one")
+    try:
+        args.crash_miners = {name: int(count) for name, _, count in (c.rpartition(":") for c in args.crash_miner)}
+    except ValueError:
+        p.error("--crash-miner takes NAME:N, e.g. miner0-honest:2")
+    unknown = sorted(set(k for k in args.crash_truncate.split(",") if k) - set(TRUNCATIONS))
+    if unknown:
+        p.error(f"--crash-truncate: unknown kind {', '.join(unknown)} (known: {', '.join(TRUNCATIONS)})")
+    for name, count in {"validator": args.crash_lead, **args.crash_miners}.items():
+        if count > args.rounds - 1:
+            p.error(f"{count} kills of {name} do not fit in {args.rounds} rounds (at most {args.rounds - 1})")
     return args
 
 
@@ -120,7 +146,9 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
         common.append("--wandb.off")
     common += ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks)]
     if neuron.role == "validator":
-        flags = ["--round.max_rounds", str(max_rounds or args.rounds)]
+        # Validators score while the miners wait for the next round: the cores are theirs then.
+        threads = max(1, (os.cpu_count() or 1) // args.validators)
+        flags = ["--round.max_rounds", str(max_rounds or args.rounds), "--neuron.torch_threads", str(threads)]
         for flag, value in (("--recipe.inner_steps", args.inner_steps), ("--recipe.pages_per_miner", args.pages_per_miner)):
             if value:  # 0: the preset's recipe decides
                 flags += [flag, str(value)]
@@ -166,18 +194,25 @@ def rounds_done(validator: Neuron) -> list[dict]:
     path = validator.state_dir / "rounds.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # blank, or half-written by a crash (the validator cuts it at its next append)
+            continue
+    return records
 
 
 def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console, memory: dict,
-                 others: list[Neuron], revive: Callable[[Neuron], None]) -> list[dict]:
+                 others: list[Neuron], revive: Callable[[Neuron], None], crasher: Crasher) -> list[dict]:
     """Follow `validator`'s rounds (the lead's, or with --kill-lead the successor's) until every
     validator still running has done --rounds, applying the chaos options on the way."""
     kill_name, _, kill_round = args.kill_miner.partition("@")
     killed = False
     lead = next((o for o in others if o.name == "validator"), None)  # with --kill-lead: the one to kill
     lead_killed = lead_revived = False
-    deadline = time.monotonic() + 60 + args.rounds * args.round_blocks * args.block_time * 3
+    rounds_lost_at_most = 2 * crasher.planned  # a kill costs its round and the one its restart misses
+    deadline = time.monotonic() + 60 + (args.rounds + rounds_lost_at_most) * args.round_blocks * args.block_time * 3
     exited_at = 0.0  # when the followed validator exited
     progress = Progress(TextColumn("[bold]rounds"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TextColumn("{task.description}"), TimeElapsedColumn(), console=console)
@@ -217,7 +252,7 @@ def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console
                     return records
             if time.monotonic() > deadline:
                 raise TimeoutError("rounds did not finish in time; see the logs")
-            time.sleep(0.5)
+            crasher.wait(0.5)  # a kill restarts its victim before this loop looks at it again
 
 
 async def read_chain_outcome(sim_url: str, netuid: int) -> dict[int, dict]:
@@ -229,6 +264,32 @@ async def read_chain_outcome(sim_url: str, netuid: int) -> dict[int, dict]:
                         "hotkey": n.hotkey} for n in graph.neurons}
     finally:
         await client.close()
+
+
+def crash_chaos(args, neurons: list[Neuron], netuid: int, sim_url: str, workdir: Path, victim: Neuron, logs: Path,
+                console: Console) -> Crasher:
+    """The --crash-* kills: each victim is started again at once with the same command and state
+    dir (a validator with the rounds it has left to do, so the run ends when the lead has done
+    --rounds)."""
+    crasher = Crasher(sim_url, args.round_blocks, args.train_blocks, args.rounds, args.preset, neurons[0].state_dir,
+                      workdir / "chaos.jsonl", console.log, [k for k in args.crash_truncate.split(",") if k])
+    by_name = {n.name: n for n in neurons}
+    unknown = sorted(set(args.crash_miners) - {n.name for n in neurons if n.role == "miner"})
+    if unknown:
+        raise SystemExit(f"--crash-miner: no miner named {', '.join(unknown)} (miners: "
+                         + ", ".join(n.name for n in neurons if n.role == "miner") + ")")
+
+    def restart(neuron: Neuron) -> None:
+        left = max(1, args.rounds - len(rounds_done(neuron))) if neuron.role == "validator" else None
+        start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim, max_rounds=left), logs,
+              append=True)
+
+    for name, count in {"validator": args.crash_lead, **args.crash_miners}.items():
+        if count:
+            neuron = by_name[name]
+            crasher.add(Victim(neuron, neuron.role, logs / f"{name}.log", restart,
+                               plan_kills(name, neuron.role, count, args.rounds, args.train_blocks, args.chaos_seed)))
+    return crasher
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,8 +339,13 @@ def main(argv: list[str] | None = None) -> int:
             start(neuron, neuron_command(neuron, args, netuid, sim_url, workdir, victim,
                                          max_rounds=max(1, args.rounds - args.revive_lead)), logs, append=True)
 
-        records = watch_rounds(args, validator, miners, console, memory, others, revive)
-        validator.process.wait(timeout=120)
+        watch = CommitmentWatch(sim_url, netuid, neurons[0].wallet.hotkey.ss58_address,
+                                workdir / "chain_commitments.jsonl").start()
+        crasher = crash_chaos(args, neurons, netuid, sim_url, workdir, victim, logs, console)
+        records = watch_rounds(args, validator, miners, console, memory, others, revive, crasher)
+        crasher.close()
+        validator.process.wait(timeout=120 + 4 * args.round_blocks * args.block_time)
+        watch.stop()
         outcome = asyncio.run(read_chain_outcome(sim_url, netuid))
     finally:
         for neuron in neurons:

@@ -61,6 +61,9 @@ class CarryOver:
             for name, value in tensors.items():
                 index, key = name.split("/", 1)
                 state.setdefault(int(index), {})[key] = value
+            steps = max((int(slots["step"]) for slots in state.values() if "step" in slots), default=0)
+            logger.info("AdamW moments of unit {} carried over from {} (step {})", meta["unit"], self.moments_path,
+                        steps)
             return str(meta["unit"]), {"state": state, "param_groups": list(meta["param_groups"])}
         except (ValueError, KeyError, TypeError) as exc:
             logger.error("{} is unreadable ({}); the next round starts with fresh AdamW moments", meta_path, exc)

@@ -36,6 +36,7 @@ from template.training.evaluation import per_sequence_loss
 from template.training.model import load_model_state, model_state, pick_device
 from template.training.workload import Workload, initial_seed
 from template.utils.logging import setup_logging
+from template.utils.stopwatch import Stopwatch
 from template.utils.wandb_run import WandbRun, open_run
 from template.validation.round import Received, RoundContext, score_contributions
 from template.validation.score_ema import ScoreBook
@@ -53,6 +54,7 @@ from template.validator.state import CheckpointStore, ValidatorState
 from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
 
 GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
+FOLLOWER_JOIN_MARGIN_BLOCKS = 4  # a follower joins a round at the latest this many blocks before its deadline
 
 
 class RoundSkipped(RuntimeError):
@@ -90,6 +92,7 @@ class Validator:
         self.base_url = ""
         self.capacities: dict[str, float] = {}  # hotkey -> declared GB (from /v1/info)
         self.rounds_started = 0  # since this process started
+        self.following = False  # whether this validator followed another's lead in its last round
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -204,18 +207,31 @@ class Validator:
                 await self.serve_until(window.end_block + self.rounds.round_blocks, stop)
                 break
 
+    @property
+    def lead_join_slack(self) -> int:
+        """How late a lead may open a round: miners keep three quarters of the training window."""
+        return self.rounds.train_blocks // 4
+
+    @property
+    def follower_join_slack(self) -> int:
+        """How late a follower may join a round: it only has to ask for the commitments (already
+        made ones come at once) before the deadline."""
+        return max(self.lead_join_slack, self.rounds.train_blocks - FOLLOWER_JOIN_MARGIN_BLOCKS)
+
     async def next_window(self, attempted: int) -> RoundWindow:
-        """The round to take after round `attempted`: the current one if it began at most a quarter
-        of the training window ago, else the next; rounds passed over are logged."""
+        """The round to take after round `attempted`: the current one if it began at most the join
+        slack ago (a lead's, or a follower's while this validator follows), else the next; rounds
+        passed over are logged."""
         block = await self.chain.block()
-        join_slack = self.rounds.train_blocks // 4
+        join_slack = self.follower_join_slack if self.following else self.lead_join_slack
         window = next_round(block, self.rounds.round_blocks, self.rounds.train_blocks, join_slack)
         if window.index <= attempted:
             window = round_at(window.end_block, self.rounds.round_blocks, self.rounds.train_blocks)
-        following = round_at((attempted + 1) * self.rounds.round_blocks, self.rounds.round_blocks,
-                             self.rounds.train_blocks)
-        if self.rounds_started and window.index > following.index and block - following.start_block <= join_slack:
-            window = following  # late, but miners still have most of the training window
+        after_attempted = round_at((attempted + 1) * self.rounds.round_blocks, self.rounds.round_blocks,
+                                   self.rounds.train_blocks)
+        if (self.rounds_started and window.index > after_attempted.index
+                and block - after_attempted.start_block <= join_slack):
+            window = after_attempted  # late, but still in time
         if self.rounds_started and window.index > attempted + 1:
             missed = ", ".join(str(r) for r in range(attempted + 1, window.index))
             logger.warning("round(s) {} skipped: the previous round's work ran past their start "
@@ -270,16 +286,21 @@ class Validator:
     async def run_round(self, window: RoundWindow, plan: RoundPlan | None = None) -> Settlement:
         """Plan (or take the `plan` of a resumed round), collect, score and settle one round;
         returns its settlement (or why it was skipped)."""
-        t0 = time.monotonic()
+        clock = Stopwatch()
         self.rounds_started += 1
         if plan is None:
             plan = await self.plan_round(window)
+            self.following = not plan.lead.is_me
+            if late := await self.too_late_to_join(plan):
+                return Settlement.skip(self.state.checkpoint, late)
             self.state.open_round = plan.to_json()
             self.state.save(self.state_path)
         if plan.lead.is_me:
             await self.send_work(plan)
+        clock.lap("plan")
         commitments = await collect_commitments(self.miners, plan.netuid, window.index, plan.miners,
                                                 plan.deadline_unix, self.chain.wait_for_block(window.deadline_block))
+        clock.lap("commitments")
         if not plan.lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
             try:
                 await self.sync_from_lead(plan.lead)
@@ -287,19 +308,25 @@ class Validator:
                 return Settlement.skip(self.state.checkpoint, str(exc))
             plan = dataclasses.replace(plan, base_checkpoint=self.state.checkpoint)
         await self.chain.wait_for_block(window.eval_block)  # miners give their bytes out from here on
+        clock.lap("to eval block")
         revealed = await fetch_revealed(self.miners, plan.miners, commitments, await self.reveal_deadline(window))
+        clock.lap("reveal")
         received = received_from(window.index, plan.miners, plan.assignments, plan.units, commitments, revealed)
         base_state = model_state(self.model)
         reports, accepted = await self.score(plan, received, base_state)
+        clock.lap("scoring")
         if plan.lead.is_me:
             settlement = await asyncio.to_thread(settle_as_lead, plan, base_state, accepted, reports,
                                                  self.workload.preset_name, self.workload.vocab_size)
         else:
             settlement = settle_as_follower(plan, await self.check_lead(plan, received, base_state))
+        clock.lap("aggregation" if plan.lead.is_me else "lead check")
         record = await self.settle(plan, received, reports, settlement)
+        clock.lap("settle")
         weights_set = await self.maybe_set_weights(plan.uids)
         self.state.save(self.state_path)
-        self.report_round(window, reports, record, weights_set, time.monotonic() - t0, settlement.lead_check)
+        clock.lap("weights")
+        self.report_round(window, reports, record, weights_set, clock, settlement.lead_check)
         return settlement
 
     async def plan_round(self, window: RoundWindow) -> RoundPlan:
@@ -318,6 +345,16 @@ class Validator:
                          assignments=assignments,
                          coldkeys={n.hotkey: n.coldkey for n in graph.neurons if n.hotkey in units},
                          deadline_unix=deadline_unix)
+
+    async def too_late_to_join(self, plan: RoundPlan) -> str:
+        """Why this validator must sit the planned round out ("" if it can take part)."""
+        late = await self.chain.block() - plan.window.start_block
+        if plan.lead.is_me and late > self.lead_join_slack:
+            return (f"too late to lead it ({late} blocks in; miners would lose more than a quarter of the "
+                    "training window)")
+        if time.time() > plan.deadline_unix - 1.0:
+            return "joined too late to ask the miners for their commitments before the deadline"
+        return ""
 
     async def reveal_deadline(self, window: RoundWindow) -> float:
         """Until when the committed bytes may be fetched: half of what is left of the round (the
@@ -440,10 +477,12 @@ class Validator:
         return False
 
     def report_round(self, window: RoundWindow, reports: dict, record: RoundRecord, weights_set: bool,
-                     seconds: float, lead_check: LeadCheck | None = None) -> None:
+                     clock: Stopwatch, lead_check: LeadCheck | None = None) -> None:
         accepted = [r for r in reports.values() if r.accepted]
-        logger.info("round {} | held-out loss {:.4f} | accepted {}/{} | weights {} | {:.1f}s", window.index,
-                    record.heldout_loss_after, len(accepted), len(reports), "set" if weights_set else "kept", seconds)
+        seconds = clock.total
+        logger.info("round {} | held-out loss {:.4f} | accepted {}/{} | weights {} | {:.1f}s ({})", window.index,
+                    record.heldout_loss_after, len(accepted), len(reports), "set" if weights_set else "kept", seconds,
+                    clock.summary())
         for report in reports.values():
             logger.info("  uid {:>3} score {:.4f} ema {:.4f} {}", report.uid, report.score,
                         self.scores.ema(report.hotkey), report.reason)
@@ -453,6 +492,7 @@ class Validator:
                                      "reports": {hk: r.to_dict() for hk, r in reports.items()}}) + "\n")
         metrics = {"round": window.index, "heldout_loss": record.heldout_loss_after, "accepted": len(accepted),
                    "contributions": len(reports), "round_seconds": seconds}
+        metrics.update({f"round_seconds/{name}": value for name, value in clock.phases.items()})
         metrics["leading"] = int(lead_check is None)
         if lead_check is not None:
             metrics["lead_verified"] = int(lead_check.verified)
