@@ -146,7 +146,12 @@ class MinerWorker:
         if self.behaviour == "copy":
             return self._copied(request)
         started = time.monotonic()
-        base = self.checkpoints.get(request.checkpoint_url, request.base_checkpoint)
+        # Bounded by the round (a download past the deadline is worthless) and given up the moment
+        # the order is replaced: another permit holder's order must not hold the worker.
+        base = self.checkpoints.get(request.checkpoint_url, request.base_checkpoint,
+                                    timeout=request.deadline_unix - time.time(),
+                                    should_stop=lambda: not self.is_current(request),
+                                    max_bytes=self.workload.checkpoint_size_bound)
         if self.behaviour == "zero":
             delta = {name: torch.zeros_like(t, dtype=torch.float32) for name, t in base.items()}
             stats = None

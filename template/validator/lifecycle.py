@@ -55,6 +55,7 @@ from template.validator.unit_sizing import full_training_gb, spread_windows, uni
 
 GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
 FOLLOWER_JOIN_MARGIN_BLOCKS = 4  # a follower joins a round at the latest this many blocks before its deadline
+REVEAL_FLOOR_SECONDS = 2.0  # a round settled late still gets this long to fetch the committed bytes
 
 
 class RoundSkipped(RuntimeError):
@@ -358,9 +359,9 @@ class Validator:
 
     async def reveal_deadline(self, window: RoundWindow) -> float:
         """Until when the committed bytes may be fetched: half of what is left of the round (the
-        rest is for scoring and settling), and at least the query timeout."""
+        rest is for scoring and settling), and never less than REVEAL_FLOOR_SECONDS."""
         left = (window.end_block - await self.chain.block()) * await self.chain.block_time()
-        return time.time() + max(self.config.validator.query_timeout, left / 2)
+        return time.time() + max(REVEAL_FLOOR_SECONDS, left / 2)
 
     async def score(self, plan: RoundPlan, received: list[Received], base_state: dict[str, torch.Tensor]
                     ) -> tuple[dict[str, ScoreReport], dict]:
