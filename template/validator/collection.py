@@ -12,6 +12,7 @@ are worthless. A dead or slow miner costs the round only its own share.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -44,6 +45,16 @@ class Commitments:
 
     def arrival_index(self, hotkey: str) -> int | None:
         return next((i for i, hk in enumerate(self.arrived) if hk == hotkey), None)
+
+    def to_json(self) -> str:
+        return json.dumps({"arrived": [[hk, c.model_dump(mode="json")] for hk, c in self.arrived.items()],
+                           "failures": self.failures})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Commitments":
+        fields = json.loads(text)
+        return cls({hk: ContributionCommitment.model_validate(c) for hk, c in fields["arrived"]},
+                   {str(hk): str(why) for hk, why in fields["failures"].items()})
 
 
 async def collect_commitments(client, netuid: int, round_index: int, miners: list[MinerEndpoint],
