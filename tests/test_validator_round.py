@@ -244,7 +244,7 @@ def rounds_that_settle_at_once(validator: Validator, monkeypatch, when_opened) -
     from template.validator.collection import Commitments
     from template.validator.round import OpenedRound, Settlement
 
-    async def open_round(window, plan=None):
+    async def open_round(window, plan=None, prepared=None):
         validator.rounds_started += 1
         when_opened(window)
         return OpenedRound(await validator.plan_round(window), Commitments())

@@ -35,10 +35,11 @@ from template.training.shards import ShardSpec, shard_delta_in_full_model, extra
 
 
 # Training stops before the deadline by what compressing, signing and committing took last time
-# (twice that, and at least MIN_COMMIT_MARGIN_SECONDS), and by COMMIT_MARGIN_SECONDS before it is
-# known: a commitment after the deadline counts for nothing.
+# (three times that, and at least MIN_COMMIT_MARGIN_SECONDS: the validator's long poll and the
+# chain's block clock need their share), and by COMMIT_MARGIN_SECONDS before it is known: a
+# commitment after the deadline counts for nothing.
 COMMIT_MARGIN_SECONDS = 3.0
-MIN_COMMIT_MARGIN_SECONDS = 0.5
+MIN_COMMIT_MARGIN_SECONDS = 0.75
 
 
 @dataclass
@@ -161,7 +162,7 @@ class MinerWorker:
         """How long before the deadline training stops (see COMMIT_MARGIN_SECONDS)."""
         if self.finish_seconds is None:
             return COMMIT_MARGIN_SECONDS
-        return min(COMMIT_MARGIN_SECONDS, max(MIN_COMMIT_MARGIN_SECONDS, 2 * self.finish_seconds))
+        return min(COMMIT_MARGIN_SECONDS, max(MIN_COMMIT_MARGIN_SECONDS, 3 * self.finish_seconds))
 
     def _contribution(self, request: TrainRequest) -> tuple[bytes, RoundEntry]:
         entry = RoundEntry(request.round_index, received=self.received.get(request.round_index, time.time()),

@@ -14,6 +14,7 @@ import json
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import bittensor as bt
@@ -60,6 +61,15 @@ FOLLOWER_JOIN_MARGIN_BLOCKS = 4  # a follower joins a round at the latest this m
 REVEAL_FLOOR_SECONDS = 2.0  # a round settled late still gets this long to fetch the committed bytes
 
 
+@dataclass(frozen=True)
+class PreparedRound:
+    window: RoundWindow
+    graph: MetagraphView
+    lead: Lead
+    miners: list[MinerEndpoint]
+    units: dict[str, UnitOfWork]
+
+
 class RoundSkipped(RuntimeError):
     """This validator cannot take part in the round (said in one line, not as a crash)."""
 
@@ -102,6 +112,9 @@ class Validator:
         self.capacities: dict[str, float] = {}  # hotkey -> declared GB (from /v1/info)
         self.rounds_started = 0  # since this process started
         self.following = False  # whether this validator followed another's lead in its last round
+        # Held while a settlement moves the head and publishes its record, and while a round is
+        # planned from the head: a round's base always has its record served.
+        self.head_lock = asyncio.Lock()
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -234,19 +247,21 @@ class Validator:
         settling = self.settlement_to_resume()
         resumed = await self.round_to_resume()
         while not stop.is_set():
-            plan, resumed = resumed, None
+            plan, resumed, prepared = resumed, None, None
             if plan is not None:
                 window = plan.window
             else:
                 try:
                     window = await self.next_window(attempted)
+                    if await self.chain.block() < window.start_block:
+                        prepared = await self.prepare_round(window)
                     await self.chain.wait_for_block(window.start_block)
                 except Exception as exc:  # the chain briefly unreachable: wait and try again
                     logger.warning("chain unreachable ({}); retrying in 5 s", exc)
                     await asyncio.sleep(5.0)
                     continue
             attempted = window.index
-            opened = await self.open_round_guarded(window, plan)
+            opened = await self.open_round_guarded(window, plan, prepared)
             if opened is None:
                 continue
             if settling is not None:  # the previous round is merged first: it was opened first
@@ -297,10 +312,11 @@ class Validator:
                            "(block {}; rounds are {} blocks)", missed, block, self.rounds.round_blocks)
         return window
 
-    async def open_round_guarded(self, window: RoundWindow, plan: RoundPlan | None = None) -> OpenedRound | None:
+    async def open_round_guarded(self, window: RoundWindow, plan: RoundPlan | None = None,
+                                 prepared: PreparedRound | None = None) -> OpenedRound | None:
         """Open one round (None when it was skipped or broke: logged); the next starts on time."""
         try:
-            opened = await self.open_round(window, plan)
+            opened = await self.open_round(window, plan, prepared)
         except Exception as exc:
             logger.exception("round {} failed: {}", window.index, exc)
             return None
@@ -324,20 +340,22 @@ class Validator:
             self.state.save(self.state_path)
         return settlement
 
-    async def open_round(self, window: RoundWindow, plan: RoundPlan | None = None) -> OpenedRound | Settlement:
+    async def open_round(self, window: RoundWindow, plan: RoundPlan | None = None,
+                         prepared: PreparedRound | None = None) -> OpenedRound | Settlement:
         """Plan the round (or take the `plan` of a resumed one), send the work (the lead) and
         collect the commitments until the deadline; a Settlement only when it is skipped."""
         clock = Stopwatch()
         self.rounds_started += 1
         if plan is None:
-            plan = await self.plan_round(window)
-            self.following = not plan.lead.is_me
-            if late := await self.too_late_to_join(plan):
-                return Settlement.skip(self.state.checkpoint, late)
-            self.state.open_round = plan.to_json()
-            if plan.lead.is_me:
-                self.remember_round_base(window.index)
-            self.state.save(self.state_path)
+            async with self.head_lock:  # the base is a head whose record is published
+                plan = await self.plan_round(window, prepared)
+                self.following = not plan.lead.is_me
+                if late := await self.too_late_to_join(plan):
+                    return Settlement.skip(self.state.checkpoint, late)
+                self.state.open_round = plan.to_json()
+                if plan.lead.is_me:
+                    self.remember_round_base(window.index)
+                self.state.save(self.state_path)
         if plan.lead.is_me:
             await self.send_work(plan)
         clock.lap("plan")
@@ -449,14 +467,22 @@ class Validator:
             return opened
         return await self.settle_round_guarded(opened)
 
-    async def plan_round(self, window: RoundWindow) -> RoundPlan:
+    async def prepare_round(self, window: RoundWindow) -> PreparedRound:
+        """What a round's plan needs before its start block: the metagraph, the lead, the miners
+        and their units (done while the previous round still trains, so the work goes out the
+        moment the start block's hash is known)."""
         graph = await self.chain.metagraph()
         lead = await self.choose_lead(graph, window.index)
-        seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
         miners = [MinerEndpoint(n.uid, n.hotkey, f"http://{n.axon}") for n in graph.neurons
                   if n.axon and n.hotkey != self.chain.hotkey]
         units = await self.units_for(miners, window.index)
-        miners = [m for m in miners if m.hotkey in units]
+        return PreparedRound(window, graph, lead, [m for m in miners if m.hotkey in units], units)
+
+    async def plan_round(self, window: RoundWindow, prepared: PreparedRound | None = None) -> RoundPlan:
+        if prepared is None or prepared.window != window:
+            prepared = await self.prepare_round(window)
+        graph, lead, miners, units = prepared.graph, prepared.lead, prepared.miners, prepared.units
+        seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
                                                 self.recipe.pages_per_miner) for m in miners}
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
@@ -523,25 +549,30 @@ class Validator:
         """Apply the round's settlement: model, checkpoint, scores, held-out curve, the record
         (appended, served, and committed on chain by the lead) and the archive of merged bytes."""
         index = plan.window.index
-        if settlement.folds_round:
-            self.adopt_checkpoint(settlement.new_checkpoint, index, settlement.new_state)
-        if settlement.new_state is None:
-            self.load_head()  # the model held the round's base for scoring
-        self.scores.update({hk: r.score for hk, r in reports.items()}, plan.uids)
-        loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
+        if settlement.new_state is not None:
+            self.checkpoints.save(settlement.new_state)
+            load_model_state(self.model, settlement.new_state)
+        else:
+            self.load_head()  # the model held the head for scoring; a check may have swapped it
         loss_after = await asyncio.to_thread(self.global_loss)
-        self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
+        loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
         record = round_record(plan, received, reports, settlement, loss_before, loss_after)
         bodies = {r.hotkey: r.body for r in received if r.body is not None}
         self.archive(index, {hk: bodies[hk] for hk in record.accepted})
-        self.state.last_round = index
-        self.state.settling_round = ""
-        self.state.scores_json = self.scores.to_json()
-        # Settled on disk before anyone sees the record: a crash from here on never drops the round.
-        self.state.pending_record, self.state.pending_commit = record.canonical_json(), plan.lead.is_me
-        self.state.save(self.state_path)
-        digest = append_record(self.state_dir / "rounds.jsonl", record)
-        self.lead_records.publish(record)
+        # A round opened meanwhile sees the head before or after this, never a head without its record.
+        async with self.head_lock:
+            if settlement.folds_round:
+                self.state.checkpoint, self.state.checkpoint_round = settlement.new_checkpoint, index
+            self.scores.update({hk: r.score for hk, r in reports.items()}, plan.uids)
+            self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
+            self.state.last_round = index
+            self.state.settling_round = ""
+            self.state.scores_json = self.scores.to_json()
+            # Settled on disk before anyone sees the record: a crash from here on never drops the round.
+            self.state.pending_record, self.state.pending_commit = record.canonical_json(), plan.lead.is_me
+            self.state.save(self.state_path)
+            digest = append_record(self.state_dir / "rounds.jsonl", record)
+            self.lead_records.publish(record)
         if plan.lead.is_me:
             await self.chain.commit_hash(digest, note=f"r{index} ckpt {self.state.checkpoint[:16]}")
         self.state.pending_record, self.state.pending_commit = "", False
