@@ -1,10 +1,13 @@
-"""simnet command line: run the node, and look at the chain through the SDK.
+"""simnet command line: run the node, look at the chain through the SDK, run btcli on it.
 
     python -m simnet serve --db PATH [--host H] [--port P] [--block-time S]
                                            [--manual-clock]
     python -m simnet status|subnets [--json] [--url URL]
     python -m simnet hyperparams|metagraph --netuid N [--json] [--url URL]
     python -m simnet advance --blocks N [--url URL]     (manual clock)
+    python -m simnet btcli [--url URL] <btcli arguments>
+
+Without --url, commands use $SIMNET_URL, else http://127.0.0.1:9946.
 """
 
 from __future__ import annotations
@@ -13,13 +16,17 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:9946"
+from .client import URL_ENV, simnet_url
+
+BROKEN_PIPE_STATUS = 141  # what a shell reports for a tool a closed pipe stopped (128 + SIGPIPE)
+URL_HELP = f"simnet node (default: ${URL_ENV}, else http://127.0.0.1:9946)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,18 +47,29 @@ def _parser() -> argparse.ArgumentParser:
     for name, needs_netuid in (("status", False), ("subnets", False),
                                ("hyperparams", True), ("metagraph", True)):
         view = sub.add_parser(name, help=f"show {name}")
-        view.add_argument("--url", default=DEFAULT_URL)
+        view.add_argument("--url", default=None, help=URL_HELP)
         view.add_argument("--json", action="store_true", help="print JSON")
         if needs_netuid:
             view.add_argument("--netuid", type=int, required=True)
     advance = sub.add_parser("advance", help="advance a manual-clock node")
-    advance.add_argument("--url", default=DEFAULT_URL)
+    advance.add_argument("--url", default=None, help=URL_HELP)
     advance.add_argument("--blocks", type=int, default=1)
+    # Listed for --help only: main() hands `btcli ...` to simnet.btcli before argparse runs,
+    # so every later argument (-h included) is btcli's.
+    sub.add_parser("btcli", help="run the real btcli against simnet: "
+                                 "btcli [--url URL] <btcli arguments>", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["btcli"]:
+        from .btcli import run
+
+        return run(argv[1:])
     args = _parser().parse_args(argv)
+    if getattr(args, "url", "-") is None:
+        args.url = simnet_url()
     if args.command == "serve":
         from .server import serve
         from .store import StoreCorrupt
@@ -78,10 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     if data is None:
         print(f"netuid {args.netuid} does not exist", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        _render(args.command, data)
+    try:
+        if args.json:
+            print(json.dumps(data, indent=2, default=str))
+        else:
+            _render(args.command, data)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error at exit
+        return BROKEN_PIPE_STATUS
     return 0
 
 
@@ -109,9 +132,15 @@ async def _gather(args: argparse.Namespace) -> Any:
                              if mg else None})
             return {"block": block, "subnets": rows}
         if args.command == "hyperparams":
-            params = await client.read("subnet_hyperparameters", netuid=args.netuid)
-            return None if params is None else {"block": block, "netuid": args.netuid,
-                                                "hyperparameters": params}
+            from bittensor import hyperparams
+            from bittensor.cli.hyperparams_view import fetch_hyperparameters
+
+            params = await fetch_hyperparameters(client, args.netuid)  # what btcli lists
+            if params is None:
+                return None
+            readings = {name: hyperparams.annotate(name, value) for name, value in params.items()}
+            return {"block": block, "netuid": args.netuid, "hyperparameters": params,
+                    "readings": {name: text for name, text in readings.items() if text}}
         mg = await client.subnets.metagraph(args.netuid)
         if mg is None:
             return None
@@ -187,9 +216,13 @@ def _render(command: str, data: dict) -> None:
         table = _table(f"netuid {data['netuid']} hyperparameters at block {data['block']}")
         table.add_column("name", no_wrap=True)
         table.add_column("value", overflow="fold")
+        table.add_column("reading", no_wrap=True)  # the SDK's (and btcli's) normalised value
         for name, value in sorted(data["hyperparameters"].items()):
-            table.add_row(name, str(value))
+            table.add_row(name, str(value), data["readings"].get(name, ""))
         console.print(table)
+        console.print("value: raw on-chain integer (what `btcli hparams set` takes); reading: "
+                      "its meaning (u16/u64 fractions, U64F64 multipliers, τ, block durations)",
+                      style="dim", markup=False)
         return
     table = _table(f"netuid {data['netuid']} metagraph at block {data['block']} "
                    f"(tempo {data['tempo']}, last epoch {data['last_step']})")

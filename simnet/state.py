@@ -74,6 +74,7 @@ NEW_SUBNET_DEFAULTS: dict[str, Any] = {
     "serving_rate_limit": 50,
     "stake_threshold": 0,
     "owner_cut_enabled": True,
+    "owner_cut_auto_lock_enabled": False,  # stored and settable; simnet has no stake locks
     "transfers_enabled": True,
     "owner_immune_neuron_limit": 1,
     "min_non_immune_uids": 10,
