@@ -25,7 +25,9 @@ import httpx
 
 from .client import URL_ENV, simnet_url
 
-BROKEN_PIPE_STATUS = 141  # what a shell reports for a tool a closed pipe stopped (128 + SIGPIPE)
+# A reader that stops early (`| head`) ends the command quietly with status 1, as Python's
+# docs advise and as rich's Console does for the tables.
+BROKEN_PIPE_STATUS = 1
 URL_HELP = f"simnet node (default: ${URL_ENV}, else http://127.0.0.1:9946)"
 
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _render(args.command, data)
         sys.stdout.flush()
-    except BrokenPipeError:  # the reader stopped early (`| head`): not an error to report
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error at exit
         return BROKEN_PIPE_STATUS
     return 0
@@ -132,14 +134,15 @@ async def _gather(args: argparse.Namespace) -> Any:
                              if mg else None})
             return {"block": block, "subnets": rows}
         if args.command == "hyperparams":
-            from bittensor import hyperparams
             from bittensor.cli.hyperparams_view import fetch_hyperparameters
 
             params = await fetch_hyperparameters(client, args.netuid)  # what btcli lists
             if params is None:
                 return None
-            readings = {name: hyperparams.annotate(name, value) for name, value in params.items()}
-            return {"block": block, "netuid": args.netuid, "hyperparameters": params,
+            block_time = await client.block_time()
+            readings = {name: reading(name, value, block_time) for name, value in params.items()}
+            return {"block": block, "block_time": block_time, "netuid": args.netuid,
+                    "hyperparameters": params,
                     "readings": {name: text for name, text in readings.items() if text}}
         mg = await client.subnets.metagraph(args.netuid)
         if mg is None:
@@ -155,6 +158,28 @@ async def _gather(args: argparse.Namespace) -> Any:
                      "last_update": n.last_update, "active": n.active, "axon": n.axon,
                      "commitment": n.commitment.value if n.commitment else None}
                     for n in mg.neurons]}
+
+
+def reading(name: str, raw: Any, block_time: float) -> str | None:
+    """A hyperparameter's meaning as the SDK renders it (``≈ 0.5``, ``≈ 1.26``, ``= τ0.7``),
+    except that block counts are timed at this chain's block time (the SDK assumes 12 s)."""
+    from bittensor import hyperparams
+
+    if hyperparams.kind_of(name) == "blocks" and type(raw) is int:
+        return f"≈ {fmt_duration(raw * block_time)}" if raw else None
+    return hyperparams.annotate(name, raw)
+
+
+def fmt_duration(seconds: float) -> str:
+    """``2.5s``, ``20m 50s``, ``1d 4h``: the two largest units."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    parts, left = [], int(round(seconds))
+    for suffix, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if left >= size or parts:
+            parts.append(f"{left // size}{suffix}")
+            left %= size
+    return " ".join(part for part in parts[:2])
 
 
 def _vtrust(mg: Any, uid: int) -> float:
@@ -220,9 +245,9 @@ def _render(command: str, data: dict) -> None:
         for name, value in sorted(data["hyperparameters"].items()):
             table.add_row(name, str(value), data["readings"].get(name, ""))
         console.print(table)
-        console.print("value: raw on-chain integer (what `btcli hparams set` takes); reading: "
-                      "its meaning (u16/u64 fractions, U64F64 multipliers, τ, block durations)",
-                      style="dim", markup=False)
+        console.print("value: the raw on-chain integer (what `btcli hparams set` takes); "
+                      "reading: its meaning (fractions, U64F64 multipliers, τ, block counts "
+                      f"timed at {data['block_time']:g}s/block)", style="dim", markup=False)
         return
     table = _table(f"netuid {data['netuid']} metagraph at block {data['block']} "
                    f"(tempo {data['tempo']}, last epoch {data['last_step']})")

@@ -24,6 +24,9 @@ from .store import Store
 RAO = 1_000_000_000
 ZERO_ACCOUNT = "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"
 DEV_ACCOUNTS = ("//Alice", "//Bob", "//Charlie", "//Dave", "//Eve", "//Ferdie")
+# //Alice's secret seed (Substrate's well-known dev key): btcli has no --uri, so a person
+# takes the sudo account into btcli with `btcli wallet regen-coldkey --seed <this>`.
+ALICE_SEED = "0xe5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a"
 GENESIS_FREE_RAO = 1_000_000 * RAO
 EXISTENTIAL_DEPOSIT = 500
 NETWORK_LOCK_RAO = 100 * RAO          # price of register_network (SubnetLocked)
