@@ -92,3 +92,7 @@ def run(argv: list[str]) -> int:
     finally:
         sys.argv = saved
     return 0
+
+
+if __name__ == "__main__":  # btcli's usage line names this module (`python -m simnet.btcli`)
+    raise SystemExit(run(sys.argv[1:]))
