@@ -2,8 +2,8 @@
 chain where nobody has used the feature (so btcli's wallet and subnet views work unchanged).
 
 simnet has no root network (so no root stake and no validator baskets), no conviction locks,
-no identities, no TAO flow or TAO emission per subnet, no miner collateral and no queued
-subnet registration. Each item below is one of those; an item that is in no table raises
+no identities, no TAO flow or TAO emission per subnet, no miner collateral, no auto-stake and
+no queued subnet registration. Each item below is one of those; an item that is in no table raises
 ``UnknownItem`` instead of answering something made up.
 """
 
@@ -18,13 +18,14 @@ EMPTY_MAPS: frozenset[tuple[str, str]] = frozenset({
     ("SubtensorModule", "SubnetIdentitiesV3"),   # subnet identities
     ("SubtensorModule", "SubnetEmaTaoFlow"),     # TAO flow EMA per subnet
     ("SubtensorModule", "SubnetTaoInEmission"),  # TAO emission per subnet
+    ("SubtensorModule", "AutoStakeDestination"), # auto-stake of emissions [coldkey] -> ...
     ("Commitments", "RevealedCommitments"),      # timelocked commitments (no drand offline)
 })
 
 # Optional storage values (OptionQuery) that are never set on such a chain: None.
 NONE_VALUES: frozenset[str] = frozenset({
     "NetworkRegistrationQueue", "CurrentDissolveCleanupStatus", "DissolveCleanupQueue",
-    "MinerCollateral", "SubnetIdentitiesV3", "LastPowRegistrationBlock",
+    "MinerCollateral", "SubnetIdentitiesV3", "LastPowRegistrationBlock", "AutoStakeDestination",
 })
 
 

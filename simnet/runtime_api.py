@@ -177,15 +177,13 @@ def _subtensor_query(state: ChainState, item: str, p: list) -> Any:
             return []
         return [tuple(x) for x in state.neuron(netuid, p[1])[item.lower()]]
     if item == "TimelockedWeightCommits":  # [netuid_index, commit_epoch]
-        if len(p) != 2 or state.subnet(p[0] % 4096) is None:
-            return []
-        netuid = p[0] % 4096
-        return [(c["hotkey"], c["block"], c.get("commit", "0x"), c["reveal_round"] or 0)
-                for uid in range(len(state.subnet(netuid)["hotkeys"]))
-                for c in state.store.get("commits", f"{netuid}/{uid}") or []
-                if c["epoch"] == p[1]]
+        return _timelocked_commits(state, p[0]).get(p[1], []) if len(p) == 2 else []
     if item == "TotalHotkeyAlpha":
         return state.total_stake(p[0], p[1]) if len(p) == 2 else 0
+    if item == "TotalAlphaStaked":  # [netuid]: the sum of TotalHotkeyAlpha over its hotkeys
+        return sum(amount for key, position in state.store.data["stake"].items()
+                   if key.rpartition("/")[2] == str(p[0]) for amount in position.values()) \
+            if p else 0
     if item == "Alpha":  # [hotkey, coldkey, netuid] -> {"bits": shares}
         return {"bits": state.stake_of(p[0], p[2]).get(p[1], 0) << 64} if len(p) == 3 \
             else {"bits": 0}
@@ -194,6 +192,19 @@ def _subtensor_query(state: ChainState, item: str, p: list) -> Any:
     if item in absent.NONE_VALUES:
         return None
     raise UnknownItem(f"SubtensorModule.{item}")
+
+
+def _timelocked_commits(state: ChainState, netuid_index: Any) -> dict[int, list[tuple]]:
+    """Pending timelocked commits of a subnet, by commit epoch, in the chain's tuple shape
+    ``(hotkey, commit_block, ciphertext, reveal_round)``."""
+    netuid = netuid_index % 4096 if isinstance(netuid_index, int) else None
+    subnet = state.subnet(netuid) if netuid is not None else None
+    by_epoch: dict[int, list[tuple]] = {}
+    for uid in range(len(subnet["hotkeys"]) if subnet else 0):
+        for c in state.store.get("commits", f"{netuid}/{uid}") or []:
+            by_epoch.setdefault(c["epoch"], []).append(
+                (c["hotkey"], c["block"], c.get("commit", "0x"), c["reveal_round"] or 0))
+    return by_epoch
 
 
 def query_map(state: ChainState, module: str, item: str, params: Optional[list]) -> list:
@@ -223,6 +234,8 @@ def query_map(state: ChainState, module: str, item: str, params: Optional[list])
         key = item.lower()
         return [(uid, [tuple(x) for x in n[key]]) for uid, n in enumerate(state.neurons(netuid))
                 if n[key]]
+    if item == "TimelockedWeightCommits" and len(p) == 1:
+        return sorted(_timelocked_commits(state, p[0]).items())
     if item == "IsNetworkMember" and p:
         return [(n, True) for n in state.netuids() if state.uid_of(n, p[0]) is not None]
     if item == "Owner" and not p:

@@ -150,3 +150,40 @@ def test_a_subnet_stored_before_owner_cut_auto_lock_existed_reads_it_as_off():
 def test_the_documented_alice_seed_derives_the_sudo_account():
     assert Keypair.create_from_seed(bytes.fromhex(ALICE_SEED[2:])).ss58_address == \
         dev_address("//Alice")
+
+
+def test_total_alpha_staked_is_the_sum_of_the_subnets_stake(chain):
+    sim, netuids, _ = chain
+    assert read(sim, "total_alpha_staked", netuid=netuids[0]).rao == 57 * RAO
+    assert read(sim, "total_alpha_staked", netuid=netuids[1]).rao == 0
+
+
+def test_auto_stake_reads_as_never_configured(chain):
+    sim, netuids, _ = chain
+    coldkey = STAKER.coldkey.ss58_address
+    assert read(sim, "auto_stake_all", coldkey_ss58=coldkey) == []
+    assert read(sim, "auto_stake", coldkey_ss58=coldkey, netuid=netuids[0]) is None
+
+
+def test_pending_timelocked_commits_are_listed_by_epoch(chain):
+    sim, _, _ = chain
+
+    async def commit():
+        async with sim.client() as client:
+            netuid = (await client.execute(bt.RegisterSubnet(), OWNER)).data["netuid"]
+            limit = await client.compose(bt.calls.AdminUtils.sudo_set_weights_set_rate_limit(
+                netuid=netuid, weights_set_rate_limit=0))
+            assert (await client.submit_call(bt.calls.Sudo.sudo(call=limit), OWNER)).success
+            call = bt.calls.SubtensorModule.commit_timelocked_weights(
+                netuid=netuid, commit=b"\x01" * 64, reveal_round=123, commit_reveal_version=4)
+            result = await client.submit_call(call, OWNER, signer="hotkey")
+            assert result.success, result.error
+            epoch = await client.query(bt.storage.SubtensorModule.SubnetEpochIndex, [netuid])
+            return netuid, epoch, int(result.extrinsic_id.split("-")[0])
+    netuid, epoch, block = run(commit())
+    commits = read(sim, "timelocked_weight_commits", netuid=netuid)
+    assert list(commits) == [epoch]
+    (entry,) = commits[epoch]
+    assert (entry["hotkey"], entry["commit_block"], entry["reveal_round"]) == \
+        (OWNER.hotkey.ss58_address, block, 123)
+    assert entry["ciphertext"] == "0x" + "01" * 64
