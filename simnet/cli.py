@@ -23,12 +23,12 @@ from typing import Any
 
 import httpx
 
-from .client import URL_ENV, simnet_url
+from .client import DEFAULT_URL, URL_ENV, simnet_url
 
 # A reader that stops early (`| head`) ends the command quietly with status 1, as Python's
 # docs advise and as rich's Console does for the tables.
 BROKEN_PIPE_STATUS = 1
-URL_HELP = f"simnet node (default: ${URL_ENV}, else http://127.0.0.1:9946)"
+URL_HELP = f"simnet node (default: ${URL_ENV}, else {DEFAULT_URL})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(argv[1:])
     args = _parser().parse_args(argv)
-    if getattr(args, "url", "-") is None:
-        args.url = simnet_url()
+    if hasattr(args, "url"):
+        args.url = simnet_url(args.url)
     if args.command == "serve":
         from .server import serve
         from .store import StoreCorrupt
@@ -179,7 +179,7 @@ def fmt_duration(seconds: float) -> str:
         if left >= size or parts:
             parts.append(f"{left // size}{suffix}")
             left %= size
-    return " ".join(part for part in parts[:2])
+    return " ".join(parts[:2])
 
 
 def _vtrust(mg: Any, uid: int) -> float:
