@@ -184,7 +184,7 @@ class PermitAttacker:
         block = await self.until_block(window.start_block)
         if block >= window.deadline_block:
             return  # joined too late for this round
-        seed = round_seed(await self.block_hash(window.start_block), window.index).hex()
+        seed = round_seed(await self.block_hash(window.seed_block), window.index).hex()
         deadline_unix = time.time() + (window.deadline_block - block) * self.block_time
         self.axon.mode = AttackerAxon.MODES[window.index % len(AttackerAxon.MODES)]
         if 7 in self.items:

@@ -38,7 +38,7 @@ from template.training.presets import PRESET_SETTINGS  # noqa: E402
 UP_SLACK_BLOCKS = 4
 TRAINED = re.compile(r"round \d+ trained (\d+) steps")
 CARRIED = re.compile(r"AdamW moments of unit \S+ carried over from \S+ \(step (\d+)\)")
-OVERRUN = re.compile(r"round\(s\) ([\d, ]+) skipped: the previous round's work ran past their start")
+OVERRUN = re.compile(r"round\(s\) ([\d, ]+) skipped: this validator was busy past their start")
 
 
 def overrun_rounds(lead_log: str) -> set[int]:

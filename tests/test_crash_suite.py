@@ -139,7 +139,7 @@ def test_the_crash_check_fails_a_round_lost_while_the_lead_was_up(tmp_path):
 def test_a_round_the_lead_skipped_for_an_overrun_is_counted_apart_not_as_a_crash_loss(tmp_path):
     crash_run(tmp_path, [2, 3, 4, 7], {"m0": [2, 4, 7], "m1": [2, 3, 4, 7]})
     (tmp_path / "logs" / "validator.log").write_text(
-        "12:00:00 validator WARNING round(s) 6 skipped: the previous round's work ran past their start (block 580)\n")
+        "12:00:00 validator WARNING round(s) 6 skipped: this validator was busy past their start (block 580)\n")
     report = check_crash_run(tmp_path)
     assert report.ok, report.failures
     assert report.lead["rounds_skipped_overrun"] == [6] and report.lead["rounds_lost_while_up"] == []

@@ -238,61 +238,35 @@ def test_follower_skips_a_round_whose_base_it_cannot_get(tmp_path, workload):
     assert not (tmp_path / "rounds.jsonl").exists()
 
 
-def rounds_that_settle_at_once(validator: Validator, monkeypatch, when_opened) -> None:
-    """Rounds whose opening runs `when_opened(window)` (it moves the fake clock) and whose
-    settlement changes nothing: what `run_forever` schedules, without the work."""
-    from template.validator.collection import Commitments
-    from template.validator.round import OpenedRound, Settlement
-
-    async def open_round(window, plan=None, prepared=None):
-        validator.rounds_started += 1
-        when_opened(window)
-        return OpenedRound(await validator.plan_round(window), Commitments())
-
-    async def settle_round(opened):
-        return Settlement(validator.state.checkpoint, validator.state.checkpoint)
-
-    monkeypatch.setattr(validator, "open_round", open_round)
-    monkeypatch.setattr(validator, "settle_round", settle_round)
-
-
-def test_rounds_missed_while_the_last_one_ran_long_are_logged(tmp_path, workload, monkeypatch):
+def test_rounds_missed_while_the_validator_was_held_up_are_logged(tmp_path, workload):
+    """Round 0 was the last one taken; the loop looks for the next at block 150 (rounds are 60
+    blocks): rounds 1 and 2 are gone, and one line says so."""
     from loguru import logger
 
-    ledger = {"block": 0, "commits": {}, "weights": []}
+    ledger = {"block": 150, "commits": {}, "weights": []}
     validator = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners({}, {}), lead="self")
-    validator.rounds.max_rounds = 2
-    validator.ensure_checkpoint()
-    rounds_that_settle_at_once(validator, monkeypatch,
-                               lambda window: ledger.update(block=window.start_block + 150))
+    validator.rounds_started = 1
     warnings: list[str] = []
     handle = logger.add(warnings.append, level="WARNING", format="{message}")
     try:
-        asyncio.run(validator.run_forever(asyncio.Event()))
+        window = asyncio.run(validator.next_window(attempted=0))
     finally:
         logger.remove(handle)
-    assert any("round(s) 1, 2 skipped" in line and "ran past" in line for line in warnings), warnings
+    assert window.index == 3
+    assert any("round(s) 1, 2 skipped" in line and "busy past their start" in line for line in warnings), warnings
 
 
-@pytest.mark.parametrize("overrun, next_taken", [(5, True), (40, False)])
-def test_a_late_round_is_taken_only_while_miners_keep_most_of_their_training_time(
-        tmp_path, workload, monkeypatch, overrun, next_taken):
-    """A round that ran `overrun` blocks into the next: that next one is still taken when at most
-    a quarter of its training window is gone, else skipped (miners would train a step or two)."""
-    ledger = {"block": 0, "commits": {}, "weights": []}
+@pytest.mark.parametrize("late_by, taken", [(5, True), (40, False)])
+def test_a_late_round_is_taken_only_while_miners_keep_most_of_their_training_time(tmp_path, workload, late_by,
+                                                                                  taken):
+    """The loop looks for the round after round 0 `late_by` blocks into round 1: it still takes
+    round 1 when at most a quarter of its training window is gone, else round 2."""
+    ledger = {"block": 60 + late_by, "commits": {}, "weights": []}
     validator = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners({}, {}), lead="self")
-    validator.rounds.max_rounds = 2
-    validator.ensure_checkpoint()
-    taken: list[int] = []
-
-    def runs_over(window):
-        taken.append(window.index)
-        ledger["block"] = window.end_block + overrun
-
-    rounds_that_settle_at_once(validator, monkeypatch, runs_over)
-    asyncio.run(validator.run_forever(asyncio.Event()))
-    assert overrun > validator.rounds.train_blocks // 4 or next_taken  # the two cases straddle the slack
-    assert (taken[1] == taken[0] + 1) is next_taken, taken
+    validator.rounds_started = 1
+    assert late_by > validator.rounds.train_blocks // 4 or taken  # the two cases straddle the slack
+    window = asyncio.run(validator.next_window(attempted=0))
+    assert (window.index == 1) is taken, window
 
 
 def test_a_restarted_lead_picks_up_the_round_it_had_opened(tmp_path, workload):

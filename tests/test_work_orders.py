@@ -34,7 +34,14 @@ def test_an_order_for_the_open_round_passes():
                                now=time.time()) is None
 
 
-@pytest.mark.parametrize("block", [179, 220, 221, 5000])
+@pytest.mark.parametrize("block", [178, 179])
+def test_an_order_is_taken_from_the_rounds_seed_block_just_before_it_starts(block):
+    """Round 3 starts at block 180; its seed is block 178's hash: its orders may come from there,
+    so a miner finishing round 2 goes straight on to round 3."""
+    assert check_round_is_open(order(), block, ROUND_BLOCKS, TRAIN_BLOCKS, time.time()) is None
+
+
+@pytest.mark.parametrize("block", [177, 220, 221, 5000])
 def test_an_order_for_a_round_that_is_not_open_is_refused(block):
     problem = check_round_is_open(order(), block, ROUND_BLOCKS, TRAIN_BLOCKS, time.time())
     assert problem is not None and "not open" in problem

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A round's seed comes from the hash of the block this many before its start, so its work orders
+# reach the miners while they still train the previous round: they sync the next base meanwhile
+# and go straight on (2 s on simnet's 0.25 s blocks; knowing one's next pages early is harmless).
+SEED_LEAD_BLOCKS = 8
+
 
 @dataclass(frozen=True)
 class RoundWindow:
@@ -11,6 +16,11 @@ class RoundWindow:
     start_block: int
     deadline_block: int  # miners must be done by here
     end_block: int  # the next round starts here
+
+    @property
+    def seed_block(self) -> int:
+        """Its hash is the round's seed (the miners' page assignment); the work goes out from here."""
+        return max(0, self.start_block - SEED_LEAD_BLOCKS)
 
     @property
     def eval_block(self) -> int:

@@ -16,6 +16,7 @@ from template.net.addresses import published_ip
 from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
 from template.miner.reveal import RevealClock
+from template.chain.round_clock import round_at
 from template.miner.work_order import check_checkpoint_source, check_round_is_open, check_work_order
 from template.miner.worker import MinerWorker
 from template.training.model import pick_device
@@ -91,11 +92,12 @@ async def run_miner(config: Config) -> None:
             source = check_checkpoint_source(order, permits.axon_of(sender))
         if source is not None:
             return source
+        seed_block = round_at(order.round_block, config.round.round_blocks, config.round.train_blocks).seed_block
         try:  # the chain client lives on the main loop; the HTTP server runs on its own
             block, block_hash = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                _block_and_hash(chain, order.round_block), main_loop))
+                _block_and_hash(chain, seed_block), main_loop))
         except Exception as exc:
-            return f"cannot read block {order.round_block} to verify the round seed: {exc}"
+            return f"cannot read block {seed_block} to verify the round seed: {exc}"
         return check_round_is_open(order, block, config.round.round_blocks, config.round.train_blocks,
                                    time.time()) or check_work_order(order, workload, keypair.ss58_address, block_hash)
 

@@ -9,14 +9,15 @@ from template.training.workload import Workload
 
 def check_round_is_open(order: TrainRequest, current_block: int, round_blocks: int, train_blocks: int,
                         now: float) -> str | None:
-    """An order is for the round open on the chain right now, on the subnet's schedule, with a
-    deadline still ahead: nobody can queue work for a past or future round."""
+    """An order is for the round open on the chain right now (from its seed block, just before it
+    starts, to its deadline), on the subnet's schedule, with a deadline still ahead: nobody can
+    queue work for a past or future round."""
     window = round_at(order.round_block, round_blocks, train_blocks)
     if (order.round_index, order.round_block, order.deadline_block) != \
             (window.index, window.start_block, window.deadline_block):
         return (f"round {order.round_index} from block {order.round_block} to {order.deadline_block} is not on "
                 f"this subnet's schedule ({round_blocks} blocks a round, {train_blocks} to train)")
-    if not window.start_block <= current_block < window.deadline_block:
+    if not window.seed_block <= current_block < window.deadline_block:
         return f"round {order.round_index} is not open for training at block {current_block}"
     if order.deadline_unix <= now:
         return "the order's deadline has passed"
@@ -34,18 +35,18 @@ def check_checkpoint_source(order: TrainRequest, sender_axon: str | None) -> str
     return None
 
 
-def check_work_order(order: TrainRequest, workload: Workload, hotkey: str, round_block_hash: str) -> str | None:
-    """None when the order can be trained; else why not. `round_block_hash` is the chain's hash
-    of `order.round_block`."""
+def check_work_order(order: TrainRequest, workload: Workload, hotkey: str, seed_block_hash: str) -> str | None:
+    """None when the order can be trained; else why not. `seed_block_hash` is the chain's hash
+    of the round's seed block (`RoundWindow.seed_block`)."""
     if order.dataset != workload.dataset_id:
         return f"dataset mismatch: validator uses {order.dataset[:12]}, this miner {workload.dataset_id[:12]}"
     if order.model_preset != workload.preset_name:
         return f"model preset mismatch: validator uses {order.model_preset}, this miner {workload.preset_name}"
     if len(order.pages) != order.recipe.pages_per_miner:
         return f"{len(order.pages)} pages assigned, the recipe says {order.recipe.pages_per_miner}"
-    seed = round_seed(round_block_hash, order.round_index)
+    seed = round_seed(seed_block_hash, order.round_index)
     if seed.hex() != order.seed:
-        return f"seed is not sha256(hash of block {order.round_block}, round {order.round_index})"
+        return f"seed is not sha256(hash of the round's seed block, round {order.round_index})"
     if list(order.pages) != assigned_pages(seed, hotkey, workload.pages.train_ids, len(order.pages)):
         return "pages do not match the public assignment for this round seed and hotkey"
     return None

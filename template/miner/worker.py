@@ -6,6 +6,7 @@ error-feedback residual saved beside it.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import queue
 import threading
@@ -74,6 +75,9 @@ class MinerWorker:
         self.finish_seconds: float | None = None  # how long compressing and committing took last round
         self.received: dict[int, float] = {}  # round -> when its order was accepted (time.time())
         self._last_sent: tuple[int, CompressedUpdate, dict] | None = None  # (round, update, shapes) committed last
+        # An order that comes while the previous round trains has its base synced meanwhile.
+        self._syncer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sync")
+        self._synced: dict[int, concurrent.futures.Future] = {}  # round -> its base, being synced
 
     def submit(self, request: TrainRequest, priority: float = 0.0) -> str:
         """Queue a round's work order. A round has one order: a different one for the same round
@@ -96,6 +100,10 @@ class MinerWorker:
             self.received.setdefault(request.round_index, time.time())
             self.outcomes[request.round_index] = Outcome("queued")
             self.carry.save_order(request, priority)
+            if self.behaviour != "copy":
+                self._synced[request.round_index] = self._syncer.submit(
+                    self.sync.base_for, request, request.deadline_unix - time.time(),
+                    lambda: not self.is_current(request))
         self.jobs.put(request)
         return "accepted"
 
@@ -156,6 +164,8 @@ class MinerWorker:
             for old in [r for r in self.outcomes if r < round_index - 16]:
                 del self.outcomes[old]
                 self.orders.pop(old, None)
+            for old in [r for r in self._synced if r < round_index]:  # work never started: its base is not needed
+                self._synced.pop(old).cancel()
 
     @property
     def commit_margin(self) -> float:
@@ -172,8 +182,10 @@ class MinerWorker:
         started = time.monotonic()
         # Bounded by the round (a download past the deadline is worthless) and given up the moment
         # the order is replaced: another permit holder's order must not hold the worker.
-        synced = self.sync.base_for(request, timeout=request.deadline_unix - time.time(),
-                                    should_stop=lambda: not self.is_current(request))
+        with self.lock:
+            syncing = self._synced.pop(request.round_index, None)
+        synced = syncing.result() if syncing is not None else self.sync.base_for(
+            request, timeout=request.deadline_unix - time.time(), should_stop=lambda: not self.is_current(request))
         base = synced.state
         entry = dataclasses.replace(entry, sync=synced.how, sync_bytes=synced.bytes_fetched)
         if self.behaviour == "zero":

@@ -234,9 +234,11 @@ class Validator:
         return Lead(election.lead.hotkey, election.lead.url, is_me=False)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Rounds on the chain's clock. With `--round.overlap` (the default) a round is settled (its
-        bytes fetched, scored, merged) while the next one collects: miners never wait for scoring,
-        and the merge lands on the head one round later. Settlements run one at a time, in order."""
+        """Rounds on the chain's clock. A round opens at its seed block, just before it starts
+        (plan, work orders), collects commitments until its deadline, and is settled (its bytes
+        fetched, scored, merged) after the round before it. With `--round.overlap` (the default)
+        the next round opens meanwhile: miners never wait for scoring, and a round's merge reaches
+        the model one round later. Without it, each round is settled before the next opens."""
         self.ensure_checkpoint()
         if self.record_to_commit:  # a round settled just before a crash, not yet committed
             await self.chain.commit_hash(self.record_to_commit, note="recommit after restart")
@@ -244,42 +246,52 @@ class Validator:
         self.state.save(self.state_path)
         settled = 0
         attempted = max(self.state.last_round, self.state.last_opened)
-        settling = self.settlement_to_resume()
+        last = self.settlement_to_resume()  # the previous round's settlement: the next waits for it
+        in_flight = [last] if last is not None else []
         resumed = await self.round_to_resume()
         while not stop.is_set():
+            settled += sum([await completed(task) for task in in_flight if task.done()])
+            in_flight = [task for task in in_flight if not task.done()]
+            if self.rounds.max_rounds and settled + len(in_flight) >= self.rounds.max_rounds:
+                if in_flight:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                logger.info("reached --round.max_rounds {}; serving one more round for the other validators "
+                            "to check this one", self.rounds.max_rounds)
+                # The followers' check of the last round still needs its record.
+                await self.serve_until(await self.chain.block() + self.rounds.round_blocks, stop)
+                break
             plan, resumed, prepared = resumed, None, None
             if plan is not None:
                 window = plan.window
             else:
                 try:
                     window = await self.next_window(attempted)
-                    if await self.chain.block() < window.start_block:
+                    if await self.chain.block() < window.seed_block:
                         prepared = await self.prepare_round(window)
-                    await self.chain.wait_for_block(window.start_block)
+                    await self.chain.wait_for_block(window.seed_block)
                 except Exception as exc:  # the chain briefly unreachable: wait and try again
                     logger.warning("chain unreachable ({}); retrying in 5 s", exc)
                     await asyncio.sleep(5.0)
                     continue
             attempted = window.index
-            opened = await self.open_round_guarded(window, plan, prepared)
-            if opened is None:
-                continue
-            if settling is not None:  # the previous round is merged first: it was opened first
-                settled += await completed(settling)
-            settling = asyncio.ensure_future(self.settle_round_guarded(opened))
+            last = asyncio.ensure_future(self.round_in_order(window, plan, prepared, last))
+            in_flight.append(last)
             if not self.rounds.overlap:
-                settled, settling = settled + await completed(settling), None
-            if self.rounds.max_rounds and settled + (settling is not None) >= self.rounds.max_rounds:
-                if settling is not None:
-                    settled, settling = settled + await completed(settling), None
-                if settled >= self.rounds.max_rounds:
-                    logger.info("reached --round.max_rounds {}; serving one more round for the other validators "
-                                "to check this one", self.rounds.max_rounds)
-                    # The followers' check of the last round still needs its record.
-                    await self.serve_until(await self.chain.block() + self.rounds.round_blocks, stop)
-                    break
-        if settling is not None:
-            settling.cancel()
+                await asyncio.wait([last])
+        for task in in_flight:
+            task.cancel()
+
+    async def round_in_order(self, window: RoundWindow, plan: RoundPlan | None, prepared: PreparedRound | None,
+                             previous: asyncio.Future | None) -> Settlement | None:
+        """Open the round, then settle it once the round before it is settled (merges apply to the
+        head in round order)."""
+        opened = await self.open_round_guarded(window, plan, prepared)
+        if previous is not None:
+            await asyncio.wait([previous])
+        if opened is None:
+            return None
+        return await self.settle_round_guarded(opened)
 
     @property
     def lead_join_slack(self) -> int:
@@ -308,7 +320,7 @@ class Validator:
             window = after_attempted  # late, but still in time
         if self.rounds_started and window.index > attempted + 1:
             missed = ", ".join(str(r) for r in range(attempted + 1, window.index))
-            logger.warning("round(s) {} skipped: the previous round's work ran past their start "
+            logger.warning("round(s) {} skipped: this validator was busy past their start "
                            "(block {}; rounds are {} blocks)", missed, block, self.rounds.round_blocks)
         return window
 
@@ -482,7 +494,7 @@ class Validator:
         if prepared is None or prepared.window != window:
             prepared = await self.prepare_round(window)
         graph, lead, miners, units = prepared.graph, prepared.lead, prepared.miners, prepared.units
-        seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
+        seed = round_seed(await self.chain.block_hash(window.seed_block), window.index)
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
                                                 self.recipe.pages_per_miner) for m in miners}
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
