@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=8, help="training rounds to run")
     p.add_argument("--preset", default="tiny", help="model preset")
     p.add_argument("--block-time", type=float, default=0.25, help="simnet seconds per block")
-    p.add_argument("--round-blocks", type=int, default=72, help="blocks per round")
-    p.add_argument("--train-blocks", type=int, default=71,
+    p.add_argument("--round-blocks", type=int, default=96, help="blocks per round")
+    p.add_argument("--train-blocks", type=int, default=95,
                    help="blocks from round start to the miners' deadline (rounds overlap: a round is scored "
                         "while the next one trains, so miners can train nearly all of it)")
     p.add_argument("--inner-steps", type=int, default=400,

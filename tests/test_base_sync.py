@@ -38,8 +38,9 @@ class Lead:
         for hotkey in record.accepted:
             (folder / f"{hotkey}.safetensors").write_bytes(bodies[hotkey])
         self.record = record
+        self.records = {record.round_index: record}
         app = create_checkpoint_app(state_dir / "checkpoints", lambda: None,
-                                    lambda r: record.canonical_json() if r == record.round_index else None,
+                                    lambda r: self.records[r].canonical_json() if r in self.records else None,
                                     lambda r: None, lambda r: archive_dir(state_dir, r))
         self.port = free_port()
         self.server = BackgroundServer(app, "127.0.0.1", self.port).start()
@@ -76,6 +77,22 @@ def test_a_miner_holding_the_previous_base_replays_the_next_one_for_a_fraction_o
     assert cache.held(served.record.new_checkpoint) is not None  # kept for the next round's replay
     again = BaseSync(cache, workload).base_for(served.order(served.record.new_checkpoint, 4), timeout=30)
     assert again.how == "held" and again.bytes_fetched == 0
+
+
+def test_a_miner_two_rounds_behind_replays_both_rounds(tmp_path, lead, workload, base_state):  # noqa: F811
+    """Round 5 merged nothing (too few accepted: the model stayed as round 4 left it); round 6
+    was skipped; round 7's base is round 8's work order's: a miner holding only round 4's base
+    replays round 4's record, then round 7's."""
+    served, new_state = lead
+    after_4 = served.record.new_checkpoint
+    served.records[5] = dataclasses.replace(served.record, round_index=5, base_checkpoint=after_4, accepted=[],
+                                            applied_to=after_4, new_checkpoint=after_4)
+    served.records[7] = dataclasses.replace(served.records[5], round_index=7)
+    cache = CheckpointCache(tmp_path / "miner")
+    cache.put(served.record.base_checkpoint, base_state)
+    synced = BaseSync(cache, workload).base_for(served.order(after_4, 7), timeout=30)
+    assert synced.how == "replayed" and state_hash(synced.state) == after_4
+    assert synced.merged == 0  # the last merge (round 7's) moved nothing
 
 
 def test_a_miner_without_the_previous_base_downloads_the_next_one_whole(tmp_path, lead, workload):  # noqa: F811

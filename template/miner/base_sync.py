@@ -2,10 +2,11 @@
 
 1. held already (it trained from it, or synced it last round);
 2. replayed: the lead's record of the round that produced it (`order.base_round`) names the
-   checkpoint that round was applied to and the contributions it merged; with the first held,
-   the miner fetches the record and those contributions (compressed: a few hundred times
-   smaller than the model) and replays the merge and outer step bit for bit, as any auditor
-   does (`template.audit.replay`). The result must hash to the order's base;
+   checkpoint that round was applied to and the contributions it merged; walking back through
+   the records (at most MAX_REPLAY_ROUNDS) to a checkpoint held here, the miner fetches those
+   records and contributions (compressed: a few hundred times smaller than the model) and
+   replays the merges and outer steps bit for bit, as any auditor does
+   (`template.audit.replay`). The result must hash to the order's base;
 3. downloaded whole from the lead, as a joining miner (or one that fell behind) must.
 
 Every fetch is bounded in bytes and, with the whole sync, by the order's deadline; the sync stops
@@ -33,6 +34,10 @@ from template.miner.checkpoint_cache import CheckpointCache, unless_stopped
 from template.net.bounded import FetchError, fetch_bounded
 from template.training.checkpoint import state_hash
 from template.training.workload import Workload
+
+
+# A miner further behind than this downloads the base whole (replaying more would cost more).
+MAX_REPLAY_ROUNDS = 4
 
 
 class ReplayUnavailable(RuntimeError):
@@ -87,29 +92,54 @@ class BaseSync:
 
     async def _replayed(self, order: TrainRequest, timeout: float
                         ) -> tuple[dict[str, torch.Tensor], int, dict[str, torch.Tensor], int]:
-        lead, index = lead_url_of(order), order.base_round
+        """Walk the lead's records back from `order.base_round` (each applied to the checkpoint the
+        one before produced; a skipped round has none) to a checkpoint held here, at most
+        MAX_REPLAY_ROUNDS of them, then replay them forward."""
+        lead = lead_url_of(order)
         async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout) as http:
+            chain, total = await self._records_back_to_held(http, lead, order, timeout)
+            start = self.cache.held(chain[-1].applied_checkpoint)
+            steps = []
+            for record in reversed(chain):
+                bodies = {}
+                for hotkey in record.accepted:
+                    body = await fetch_bounded(
+                        http, "GET", f"{lead}/v1/rounds/{record.round_index}/contributions/{hotkey}",
+                        limit=MAX_CONTRIBUTION_BYTES, deadline_s=timeout)
+                    if body.status != 200 or hashlib.sha256(body.body).hexdigest() != record.contributions.get(hotkey):
+                        raise ReplayUnavailable(f"the merged contribution of {hotkey[:10]} in round "
+                                                f"{record.round_index} is not the one the record names ({body.status})")
+                    bodies[hotkey], total = body.body, total + body.size
+                steps.append((record, bodies))
+        state = previous = start
+        for record, bodies in steps:
+            previous = state
+            state = await asyncio.to_thread(replayed_state, record, state, bodies, self.workload.preset_name,
+                                            self.workload.vocab_size)
+        if state_hash(state) != order.base_checkpoint:
+            raise ReplayUnavailable("the replay does not give the order's base")
+        return state, total, previous, len(chain[0].accepted)
+
+    async def _records_back_to_held(self, http: httpx.AsyncClient, lead: str, order: TrainRequest, timeout: float
+                                    ) -> tuple[list, int]:
+        """The lead's records from the one producing the order's base back to one applied to a
+        checkpoint held here (newest first), and the bytes they took."""
+        chain, total, wanted = [], 0, order.base_checkpoint
+        index = order.base_round
+        while index >= 0 and order.base_round - index < MAX_REPLAY_ROUNDS:
             fetched = await fetch_bounded(http, "GET", f"{lead}/v1/rounds/{index}", limit=MAX_ROUND_RECORD_BYTES,
                                           deadline_s=timeout)
+            total += fetched.size
+            if fetched.status == 404 and chain:  # a round the lead skipped: no record, nothing applied
+                index -= 1
+                continue
             if fetched.status != 200:
                 raise ReplayUnavailable(f"the lead answered {fetched.status} for its record of round {index}")
             record = parse_record(json.loads(fetched.body))
-            if record.round_index != index or record.new_checkpoint != order.base_checkpoint:
-                raise ReplayUnavailable(f"the lead's record of round {index} does not produce the order's base")
-            applied = self.cache.held(record.applied_checkpoint)
-            if applied is None:
-                raise ReplayUnavailable(f"checkpoint {record.applied_checkpoint[:12]} (round {index} was applied to "
-                                        "it) is not held here")
-            total, bodies = fetched.size, {}
-            for hotkey in record.accepted:
-                body = await fetch_bounded(http, "GET", f"{lead}/v1/rounds/{index}/contributions/{hotkey}",
-                                           limit=MAX_CONTRIBUTION_BYTES, deadline_s=timeout)
-                if body.status != 200 or hashlib.sha256(body.body).hexdigest() != record.contributions.get(hotkey):
-                    raise ReplayUnavailable(f"the merged contribution of {hotkey[:10]} is not the one the record "
-                                            f"names ({body.status})")
-                bodies[hotkey], total = body.body, total + body.size
-        state = await asyncio.to_thread(replayed_state, record, applied, bodies, self.workload.preset_name,
-                                        self.workload.vocab_size)
-        if state_hash(state) != order.base_checkpoint:
-            raise ReplayUnavailable("the replay does not give the order's base")
-        return state, total, applied, len(record.accepted)
+            if record.round_index != index or record.new_checkpoint != wanted:
+                raise ReplayUnavailable(f"the lead's record of round {index} does not produce checkpoint {wanted[:12]}")
+            chain.append(record)
+            if self.cache.held(record.applied_checkpoint) is not None:
+                return chain, total
+            wanted, index = record.applied_checkpoint, index - 1
+        raise ReplayUnavailable(f"no checkpoint held here within {MAX_REPLAY_ROUNDS} rounds of the order's base")

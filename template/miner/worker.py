@@ -40,7 +40,7 @@ from template.training.shards import ShardSpec, shard_delta_in_full_model, extra
 # chain's block clock need their share), and by COMMIT_MARGIN_SECONDS before it is known: a
 # commitment after the deadline counts for nothing.
 COMMIT_MARGIN_SECONDS = 3.0
-MIN_COMMIT_MARGIN_SECONDS = 0.75
+MIN_COMMIT_MARGIN_SECONDS = 1.5
 
 
 @dataclass
