@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "while the next one trains, so miners can train nearly all of it)")
     p.add_argument("--inner-steps", type=int, default=400,
                    help="most inner steps per round (miners train until the deadline, at most this; 0: the preset's)")
-    p.add_argument("--pages-per-miner", type=int, default=0, help="pages per miner per round (0: the preset's)")
+    p.add_argument("--pages-per-miner", type=int, default=96,
+                   help="pages per miner per round (0: the preset's; the demo's miners train ~20 s a round)")
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
                    help="settle each round before the next starts (miners wait while validators score)")
     p.add_argument("--tempo", type=int, default=10, help="subnet tempo in blocks")

@@ -68,6 +68,27 @@ def test_lr_schedule_warms_up_then_decays():
     assert abs(lrs[-1] - 0.1) < 1e-9 and all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
 
 
+def test_lr_schedule_anneals_by_time_when_time_runs_out_first():
+    """A miner that will hit the deadline after 10 of its 100 allowed steps still anneals: the
+    decay follows the share of the training time used when that is further along."""
+    assert lr_at(10, 100, 1.0, 0, 0.1, time_spent=0.0) > 0.9
+    assert abs(lr_at(10, 100, 1.0, 0, 0.1, time_spent=1.0) - 0.1) < 1e-9
+    assert abs(lr_at(10, 100, 1.0, 0, 0.1, time_spent=0.5) - 0.55) < 1e-9
+
+
+def test_the_inner_loop_trains_until_the_deadline_and_begins_no_step_that_would_end_past_it(model):
+    import time
+
+    pages = _pages(8, seed=4)
+    deadline = time.time() + 1.5
+    stats = train_inner(model, pages, _recipe(10_000, 4, 1e-3), seed=0, deadline=deadline)
+    ended = time.time()
+    step = stats.seconds / stats.steps
+    assert 1 < stats.steps < 10_000  # the deadline, not the step budget, ended it
+    assert ended <= deadline + 2 * step, (ended - deadline, step)  # one step's jitter at most
+    assert ended >= deadline - 3 * step  # and it used the time it had
+
+
 def test_inner_loop_helps_its_own_pages_more_than_others(model):
     own, other = _pages(8, seed=1), _pages(8, seed=2)
     before_own, before_other = per_sequence_loss(model, own), per_sequence_loss(model, other)

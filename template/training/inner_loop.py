@@ -43,7 +43,7 @@ def batch_order(num_pages: int, steps: int, batch_size: int, seed: int) -> list[
     gen = torch.Generator().manual_seed(seed)
     need = steps * batch_size
     order: list[torch.Tensor] = []
-    while sum(len(o) for o in order) < need:
+    for _ in range(-(-need // num_pages)):  # as many passes as the steps need
         order.append(torch.randperm(num_pages, generator=gen))
     flat = torch.cat(order)[:need]
     return list(flat.view(steps, batch_size))
@@ -92,13 +92,17 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     t0 = time.perf_counter()
     budget = None if deadline is None else max(deadline - time.time(), 1e-3)
     first_loss = last_loss = None  # device tensors: reading them each step would sync a GPU
-    done, first_step_seconds = 0, 0.0
+    done, first_step_seconds, step_seconds = 0, 0.0, 0.0
+    previous_loss, synced_at = None, t0
+    steps_in_flight = 2 if device.type == "cuda" else 1
     # Indices go to the device once: a host->device copy per step would wait for the GPU.
     order = torch.stack(batch_order(tokens.shape[0], steps, batch_size, seed)).to(device)
     for step, idx in enumerate(order):
         if should_stop is not None and should_stop():
             break
-        if deadline is not None and step > 0 and time.time() >= deadline:
+        # A step is not begun when it would end past the deadline (its time: the last one's; on
+        # a GPU the step before may still be running).
+        if deadline is not None and step > 0 and time.time() + steps_in_flight * step_seconds >= deadline:
             logger.debug(f"inner: deadline reached after {step}/{steps} steps")
             break
         time_spent = 0.0 if budget is None else (time.perf_counter() - t0) / budget
@@ -114,6 +118,14 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
                 torch.cuda.synchronize(device)
             first_step_seconds = time.perf_counter() - t0
         done = step + 1
+        if deadline is not None:
+            # Waiting for the step before this one keeps the host at most one step ahead of the
+            # device (the deadline is checked against work done, not queued) without idling it.
+            if previous_loss is not None:
+                float(previous_loss)
+                now = time.perf_counter()
+                step_seconds, synced_at = now - synced_at, now
+            previous_loss = last_loss
     loss_first, loss_last = (float("nan") if t is None else float(t) for t in (first_loss, last_loss))
     seconds = time.perf_counter() - t0  # after the float() reads: the device has finished
     stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done,
