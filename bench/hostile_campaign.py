@@ -48,9 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="where the figures go as JSON (also written to the run directory)")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--block-time", type=float, default=0.25)
-    p.add_argument("--round-blocks", type=int, default=72)
-    p.add_argument("--train-blocks", type=int, default=48)
-    p.add_argument("--inner-steps", type=int, default=0, help="0: the preset's")
+    main_job = runner.parse_args([])  # the main job's round settings unless given
+    p.add_argument("--round-blocks", type=int, default=main_job.round_blocks)
+    p.add_argument("--train-blocks", type=int, default=main_job.train_blocks)
+    p.add_argument("--inner-steps", type=int, default=main_job.inner_steps, help="0: the preset's")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "deai"))
     p.add_argument("--items", default="1,3,4,5,6,7",
                    help="the attacks to make, by item (1, 4, 5: the hostile miner; 3, 6, 7: the attacker); "
@@ -154,12 +155,13 @@ def round_table(args, validator: runner.Neuron, seen: dict, honest: dict[str, st
     for record in jsonl(validator.state_dir / "rounds.jsonl"):
         index = record["round_index"]
         window = round_at(record["start_block"], args.round_blocks, args.train_blocks)
+        settle_by = window.end_block + args.round_blocks  # rounds overlap: scored while the next one trains
         reports = scores.get(index, {})
         settled = seen.get(index, {}).get("settled_block")
         hostile = reports.get(hostile_hotkey)
         rows.append({
-            "round": index, "end_block": window.end_block, "settled_block": settled,
-            "within_window": settled is not None and settled < window.end_block,
+            "round": index, "end_block": settle_by, "settled_block": settled,
+            "within_window": settled is not None and settled < settle_by,
             "honest_accepted": {name: bool(reports.get(hk, {}).get("accepted")) for name, hk in honest.items()},
             "honest_refused_why": {name: reports.get(hk, {}).get("reason", "no report")[:160]
                                    for name, hk in honest.items() if not reports.get(hk, {}).get("accepted")},

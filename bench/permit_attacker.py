@@ -181,7 +181,7 @@ class PermitAttacker:
 
     # --- one round ---------------------------------------------------------------------------
     async def attack_round(self, window: RoundWindow) -> None:
-        block = await self.until_block(window.start_block)
+        block = await self.until_block(window.seed_block)  # as early as any order may come: racing the lead's
         if block >= window.deadline_block:
             return  # joined too late for this round
         seed = round_seed(await self.block_hash(window.seed_block), window.index).hex()
