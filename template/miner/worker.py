@@ -22,8 +22,8 @@ from protocol.payload import decode_tensors, encode_tensors
 from template.miner.carry_over import CarryOver
 from template.miner.checkpoint_cache import CheckpointCache
 from template.miner.outbox import Outbox
+from template.miner.round_log import RoundLog
 from template.training.workload import Workload
-from template.utils.wandb_run import WandbRun
 from template.training.compression import compress, shapes_of
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import load_model_state
@@ -43,7 +43,7 @@ class Outcome:
 
 class MinerWorker:
     def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
-                 device: torch.device, run: WandbRun | None = None, compile: bool = False):
+                 device: torch.device, round_log: RoundLog | None = None, compile: bool = False):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
         self.workload = workload
@@ -57,7 +57,7 @@ class MinerWorker:
         self.outcomes: dict[int, Outcome] = {}
         self.orders: dict[int, tuple[float, TrainRequest]] = {}  # round -> (priority, the order worked on)
         self.lock = threading.Lock()
-        self.wandb = run or WandbRun()
+        self.round_log = round_log or RoundLog(0, behaviour)
         self.compile = compile
         self._full_model: torch.nn.Module | None = None  # reused so torch.compile runs once
         self.carry = CarryOver(state_dir)
@@ -117,6 +117,7 @@ class MinerWorker:
                 continue  # replaced while queued
             if time.time() > request.deadline_unix:
                 self._set(request.round_index, Outcome("failed", "deadline passed before the job started"))
+                self.round_log.failed(request.round_index, "deadline passed before the job started")
                 self.carry.forget_order(request.round_index)
                 continue
             self._set(request.round_index, Outcome("training"))
@@ -128,11 +129,13 @@ class MinerWorker:
                 self.outbox.put(request.round_index, body,
                                 sign_commitment(self.keypair, request.netuid, request.round_index, body))
                 self._set(request.round_index, Outcome("done"))
+                self.round_log.committed(request.round_index, len(body))
                 self.carry.forget_order(request.round_index)
             except Exception as exc:  # one bad round must not end the miner
                 logger.exception("round {} failed: {}", request.round_index, exc)
                 if self.is_current(request):
                     self._set(request.round_index, Outcome("failed", str(exc)))
+                    self.round_log.failed(request.round_index, str(exc))
                     self.carry.forget_order(request.round_index)
 
     def _set(self, round_index: int, outcome: Outcome) -> None:
@@ -144,12 +147,15 @@ class MinerWorker:
 
     def _contribution(self, request: TrainRequest) -> bytes:
         if self.behaviour == "copy":
-            return self._copied(request)
+            body = self._copied(request)
+            self.round_log.made(request.round_index, "copied")
+            return body
         started = time.monotonic()
         base = self.checkpoints.get(request.checkpoint_url, request.base_checkpoint)
         if self.behaviour == "zero":
             delta = {name: torch.zeros_like(t, dtype=torch.float32) for name, t in base.items()}
             stats = None
+            self.round_log.made(request.round_index, "zero")
         else:
             delta, stats = self._train(request, base)
         # Error feedback is per unit of work: what a shard did not send belongs to that shard.
@@ -166,9 +172,7 @@ class MinerWorker:
             logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s",
                         request.round_index, stats.steps, stats.loss_first, stats.loss_last,
                         stats.tokens_per_second)
-            self.wandb.log({"inner_loss_first": stats.loss_first, "inner_loss_last": stats.loss_last,
-                          "tokens_per_second": stats.tokens_per_second, "inner_steps": stats.steps,
-                          "train_seconds": stats.seconds}, step=request.round_index)
+            self.round_log.made(request.round_index, "trained", stats)
         return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
 
     def _train(self, request: TrainRequest, base: dict[str, torch.Tensor]):
