@@ -135,16 +135,17 @@ class NeuronChain:
         burn = await self.client.read("burn", netuid=self.netuid)
         balance = await self.client.read("balance", coldkey_ss58=self.wallet.coldkeypub.ss58_address)
         where = f"hotkey {self.wallet.hotkey_str} ({self.hotkey}) is not registered on netuid {self.netuid}"
-        cost = f"registering costs {burn.tao:.4f} TAO now; coldkey {self.wallet.name} holds {balance.tao:.4f} TAO"
+        cost = f"registering costs {burn.tao:.4f} TAO now"
+        held = f"coldkey {self.wallet.name} ({self.wallet.coldkeypub.ss58_address}) holds {balance.tao:.4f} TAO"
         if not register:
-            raise RegistrationRefused(f"{where}; {cost}. Register it ({self._how_to('register')}) or start with "
-                                      "--neuron.register")
+            raise RegistrationRefused(f"{where}. {cost} ({held}): register it ({self._how_to('register')}) or start "
+                                      "with --neuron.register")
         if burn.tao > max_burn_tao:
-            raise RegistrationRefused(f"{where}; {cost}, above --neuron.max_burn_tao {max_burn_tao:g}. Raise the cap "
-                                      f"if you mean to pay it, or register yourself ({self._how_to('register')})")
+            raise RegistrationRefused(f"{where}. {cost}, above --neuron.max_burn_tao {max_burn_tao:g}: raise the cap "
+                                      f"if you mean to pay it, or register it yourself ({self._how_to('register')})")
         if balance.rao <= burn.rao:  # the fee comes on top of the burn
-            raise RegistrationRefused(f"{where}; {cost}: not enough. Fund coldkey {self.wallet.coldkeypub.ss58_address} "
-                                      f"({self._how_to('fund')}), then start again")
+            raise RegistrationRefused(f"{where}. {cost}, but {held}: fund it ({self._how_to('fund')}), then start "
+                                      "again")
         logger.info("burn-registering {} on netuid {} for {:.4f} TAO (cap {:g})", self.hotkey, self.netuid, burn.tao,
                     max_burn_tao)
         result = await self.client.execute(bt.BurnedRegister(netuid=self.netuid), self.wallet)

@@ -11,7 +11,6 @@ the last round this neuron finished, and the block of the last weights it set (v
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +42,6 @@ class Monitoring:
         self.started = time.time()
         self.last_round: RoundMark | None = None
         self.last_weights_block: int | None = None
-        self._lock = threading.Lock()
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, cpu seconds, open fds
         Info("deai_build", "versions this neuron runs", registry=self.registry).info(
@@ -66,9 +64,12 @@ class Monitoring:
     def counter(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Counter:
         return Counter(name, documentation, list(labels), registry=self.registry)
 
-    def round_done(self, index: int, at_unix: float | None = None) -> None:
-        with self._lock:
-            self.last_round = RoundMark(index, time.time() if at_unix is None else at_unix)
+    def round_done(self, index: int) -> None:
+        self.last_round = RoundMark(index, time.time())
+
+    def round_resumed(self, index: int) -> None:
+        """The last round finished before a restart (read from the state on disk)."""
+        self.last_round = RoundMark(index, None)
 
     def weights_set(self, block: int) -> None:
         self.last_weights_block = block

@@ -101,7 +101,7 @@ class Validator:
         self.metrics = ValidatorMetrics(monitoring) if monitoring is not None else None
         if monitoring is not None:  # what /health says before this process finishes a round
             if self.state.last_round >= 0:
-                monitoring.round_done(self.state.last_round, at_unix=None)
+                monitoring.round_resumed(self.state.last_round)
             if self.state.last_weights_block:
                 monitoring.weights_set(self.state.last_weights_block)
         self.last_weights: WeightsSet | None = None  # set (or computed) this round, for report_round
