@@ -70,7 +70,7 @@ def test_an_unfunded_miner_says_in_one_line_what_registering_costs_and_what_to_d
     assert "Traceback" not in done.stderr + done.stdout
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
-    assert "miner cannot start" in lines[0] and "registering costs" in lines[0]
+    assert "miner cannot start" in lines[0] and "Registering costs" in lines[0]
     assert "holds 0.0000 TAO" in lines[0] and "fund it" in lines[0]
     assert (tmp_path / "unfunded" / "default" / f"netuid{netuid}" / "miner" / "neuron.json").exists()
 
@@ -78,7 +78,7 @@ def test_an_unfunded_miner_says_in_one_line_what_registering_costs_and_what_to_d
 def test_without_neuron_register_nothing_is_spent(subnet):
     sim, netuid, wallets = subnet
     wallet = funded_wallet(sim, wallets, "careful", 100)
-    with pytest.raises(RegistrationRefused, match=r"registering costs .* TAO now .* or start with --neuron.register"):
+    with pytest.raises(RegistrationRefused, match=r"Registering costs .* TAO now .* or start with --neuron.register"):
         register(sim, netuid, wallet, register=False, cap=1_000)
 
 

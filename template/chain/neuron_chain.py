@@ -135,7 +135,7 @@ class NeuronChain:
         burn = await self.client.read("burn", netuid=self.netuid)
         balance = await self.client.read("balance", coldkey_ss58=self.wallet.coldkeypub.ss58_address)
         where = f"hotkey {self.wallet.hotkey_str} ({self.hotkey}) is not registered on netuid {self.netuid}"
-        cost = f"registering costs {burn.tao:.4f} TAO now"
+        cost = f"Registering costs {burn.tao:.4f} TAO now"
         held = f"coldkey {self.wallet.name} ({self.wallet.coldkeypub.ss58_address}) holds {balance.tao:.4f} TAO"
         if not register:
             raise RegistrationRefused(f"{where}. {cost} ({held}): register it ({self._how_to('register')}) or start "
