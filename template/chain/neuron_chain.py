@@ -83,6 +83,16 @@ class NeuronChain:
     async def block(self) -> int:
         return self._read_ok(await self.client.block())
 
+    async def keep_reading(self, every: float = 10.0) -> None:
+        """Read the block every `every` seconds until cancelled, so `last_read` (what /health
+        reports) stays fresh while the neuron's own work reads nothing (a long scoring)."""
+        while True:
+            try:
+                await self.block()
+            except Exception as exc:  # an outage shows as a stale last_read; the neuron's own reads retry
+                logger.debug("chain read failed: {}", exc)
+            await asyncio.sleep(every)
+
     def _read_ok(self, block: int) -> int:
         self.last_read = ChainRead(int(block), time.time())
         return block

@@ -155,8 +155,8 @@ async def close_rounds_until(stop: threading.Event, chain: NeuronChain, round_lo
     while not stop.is_set():
         try:
             round_log.close_before(await chain.block() // round_blocks)
-        except Exception as exc:  # the chain briefly unreachable: /health says so, the miner goes on
-            logger.warning("chain read failed: {}", exc)
+        except Exception as exc:  # the chain briefly unreachable: /health says so, the permit refresh warns
+            logger.debug("chain read failed: {}", exc)
         await asyncio.sleep(every)
 
 

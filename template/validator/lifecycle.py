@@ -554,10 +554,12 @@ async def run_validator(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     runner = asyncio.create_task(validator.run_forever(stop))
     stopper = asyncio.create_task(stop.wait())
+    reader = asyncio.create_task(chain.keep_reading())  # /health's chain figures, also while scoring
     await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
     failure = runner.exception() if runner.done() and not runner.cancelled() else None
     runner.cancel()
     stopper.cancel()
+    reader.cancel()
     validator.state.save(validator.state_path)
     await validator.miners.close()
     server.stop()

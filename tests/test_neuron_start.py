@@ -1,6 +1,7 @@
-"""Registering on start, against a running simnet through the real SDK: never more than
---neuron.max_burn_tao, and a neuron that cannot register says so in one line (its balance, the
-cost, what to do) instead of a traceback."""
+"""A neuron's start against a running simnet, through the real SDK: it registers for never more
+than --neuron.max_burn_tao, a neuron that cannot register says so in one line (its balance, the
+cost, what to do) instead of a traceback, and its chain handle keeps the last successful read
+that /health reports."""
 from __future__ import annotations
 
 import asyncio
@@ -96,3 +97,22 @@ def test_a_missing_subnet_is_named(subnet):
     sim, _, wallets = subnet
     with pytest.raises(RegistrationRefused, match="subnet 77 does not exist"):
         register(sim, 77, create_wallet(wallets, "lost"), register=True, cap=1)
+
+
+def test_the_chain_handle_keeps_its_last_successful_read_fresh(subnet):
+    sim, netuid, wallets = subnet
+
+    async def read_twice():
+        chain = await NeuronChain("sim", sim.url, create_wallet(wallets, "reader"), netuid).connect()
+        reader = asyncio.create_task(chain.keep_reading(every=0.2))
+        try:
+            await asyncio.sleep(0.1)
+            first = chain.last_read
+            await asyncio.sleep(1.0)
+            return first, chain.last_read
+        finally:
+            reader.cancel()
+            await chain.close()
+
+    first, later = asyncio.run(read_twice())
+    assert first is not None and later.block > first.block and later.at_unix > first.at_unix
