@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from template.chain.client import DEFAULT_SIM_ENDPOINT, check_network
 from template.net.addresses import check_published_address
 from template.utils.versions import versions
 from template.utils.wandb_run import WandbRun, open_run
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _f(default, help: str, **kw):
@@ -237,8 +241,17 @@ def validate(config: Config) -> None:
                                               sections["subtensor"].chain_endpoint)
             if problem:
                 raise SystemExit(problem)
-    if "neuron" in sections and not sections["neuron"].max_burn_tao >= 0:
-        raise SystemExit(f"--neuron.max_burn_tao {sections['neuron'].max_burn_tao} must be 0 or more")
+    if "wallet" in sections:
+        for flag, name in (("--wallet.name", sections["wallet"].name), ("--wallet.hotkey", sections["wallet"].hotkey)):
+            if not _PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+                raise SystemExit(f"{flag} {name!r}: a wallet or hotkey name is letters, digits, '_', '-' and '.' "
+                                 "(it names a file and the neuron's folder)")
+    if "neuron" in sections:
+        neuron = sections["neuron"]
+        if not neuron.max_burn_tao >= 0:
+            raise SystemExit(f"--neuron.max_burn_tao {neuron.max_burn_tao} must be 0 or more")
+        if not neuron.health_chain_stale_s > 0:
+            raise SystemExit(f"--neuron.health_chain_stale_s {neuron.health_chain_stale_s} must be positive")
     if "round" in sections:
         rounds = sections["round"]
         if not 0 < rounds.train_blocks < rounds.round_blocks:

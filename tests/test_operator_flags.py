@@ -90,6 +90,11 @@ def test_the_template_flags_parse():
     assert "must be 0 or more" in refusal("--subtensor.network", "sim", "--neuron.max_burn_tao", "-1")
 
 
+def test_a_wallet_name_cannot_lead_the_folder_elsewhere():
+    assert "a wallet or hotkey name is" in refusal("--subtensor.network", "sim", "--wallet.name", "../../etc")
+    assert "a wallet or hotkey name is" in refusal("--subtensor.network", "sim", "--wallet.hotkey", "..")
+
+
 def test_each_neuron_gets_its_own_folder_as_in_the_template():
     config = miner("--subtensor.network", "sim", "--netuid", "7", "--wallet.name", "cold", "--wallet.hotkey", "hot",
                    "--logging.logging_dir", "/srv/deai")
