@@ -6,7 +6,7 @@ phases, check names and the uids of the last round only). Each neuron has its ow
 so several neurons in one process (tests) never mix their figures.
 
 /health answers 200 while the chain was read successfully within `stale_after_s` seconds, else
-503 (a load balancer, PM2 or docker restarts on it): chain connected (last block and when),
+503 (for docker's HEALTHCHECK, a load balancer or an alert): chain connected (last block and when),
 the last round this neuron finished, and the block of the last weights it set (validators).
 """
 from __future__ import annotations
