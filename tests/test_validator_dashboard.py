@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import wandb
 from loguru import logger
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,6 +83,7 @@ def start_validator(folder: Path, workload, ledger: dict, bodies: dict):  # noqa
     """What run_validator does at start: the config, the wandb run from the folder, monitoring."""
     config = parse_config(["--netuid", str(NETUID), "--subtensor.network", "sim", "--neuron.state_dir", str(folder),
                            "--validator.lead", "self", "--neuron.device", "cpu", "--wandb.offline",
+                           "--round.heldout_pages", "32", "--round.control_pages", "24", "--round.global_eval_pages", "32",
                            "--wandb.notes", "dashboard test"], SECTIONS, "test")
     chain = ReadingChain(LEAD.ss58_address, graph(), ledger)
     monitoring = Monitoring("validator", lambda: chain.last_read, config.neuron.health_chain_stale_s, versions())
@@ -115,6 +117,7 @@ def test_a_restarted_validator_resumes_its_wandb_run_and_reports_weights_and_hea
         second.run.finish()
     finally:
         logger.remove(sink)
+    wandb.teardown()  # the wandb service writes the run's file to its end before it exits
 
     # One run, resumed: the same id in both offline run folders, and the history goes on.
     run_id = (folder / "wandb" / "run_id").read_text().strip()
