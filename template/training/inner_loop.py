@@ -27,12 +27,14 @@ class InnerStats:
         return self.tokens / max(self.seconds, 1e-9)
 
 
-def lr_at(step: int, steps: int, lr: float, warmup: int, final_lr_frac: float) -> float:
-    """Linear warmup, then cosine decay to lr * final_lr_frac at the last step."""
+def lr_at(step: int, steps: int, lr: float, warmup: int, final_lr_frac: float, time_spent: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to lr * final_lr_frac at the last step, or sooner at the
+    deadline: `time_spent` is the fraction of the training time used, and the decay follows
+    whichever of steps and time is further along (a miner that runs out of time still anneals)."""
     if warmup > 0 and step < warmup:
         return lr * (step + 1) / warmup
     span = max(1, steps - warmup - 1)
-    progress = min(1.0, (step - warmup) / span)
+    progress = min(1.0, max((step - warmup) / span, time_spent))
     return lr * (final_lr_frac + (1 - final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -70,8 +72,9 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     `InnerStats.optimizer_state`) to continue from instead of zeros.
 
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
-    round (a slow device still contributes what it managed). `should_stop()`: checked before each
-    step; true ends the loop (the work was called off)."""
+    round (a slow device still contributes what it managed); the learning rate decays by time as
+    well as by steps, so the last steps before the deadline are annealed ones. `should_stop()`:
+    checked before each step; true ends the loop (the work was called off)."""
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
@@ -87,6 +90,7 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     fwd_bwd = forward_backward(model, compile, loss_mode)
     model.train()
     t0 = time.perf_counter()
+    budget = None if deadline is None else max(deadline - time.time(), 1e-3)
     first_loss = last_loss = None  # device tensors: reading them each step would sync a GPU
     done, first_step_seconds = 0, 0.0
     # Indices go to the device once: a host->device copy per step would wait for the GPU.
@@ -95,10 +99,11 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
         if should_stop is not None and should_stop():
             break
         if deadline is not None and step > 0 and time.time() >= deadline:
-            logger.warning(f"inner: deadline reached after {step}/{steps} steps")
+            logger.debug(f"inner: deadline reached after {step}/{steps} steps")
             break
+        time_spent = 0.0 if budget is None else (time.perf_counter() - t0) / budget
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, recipe.warmup_steps, recipe.final_lr_frac)
+            group["lr"] = lr_at(step, steps, lr, recipe.warmup_steps, recipe.final_lr_frac, time_spent)
         opt.zero_grad(set_to_none=True)
         loss = fwd_bwd(tokens[idx])
         clip_and_step(opt, params, recipe.grad_clip)

@@ -3,6 +3,7 @@ sides build it from the same settings and compare `dataset_id` before trusting e
 page ids."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from template.training.corpus import load_hub_text
 from template.training.model import PRESETS, build_model, configure_torch_threads, load_model_state
 from template.training.pages import PageStore, build_page_store
 from template.training.presets import PRESET_SETTINGS
+
+
+CHECKPOINT_HEADER_ALLOWANCE = 64 * 1024
 
 
 @dataclass
@@ -57,6 +61,15 @@ class Workload:
         model = build_model(self.preset_name, self.vocab_size, seed=0, device=device)
         load_model_state(model, state)
         return model
+
+    @functools.cached_property
+    def checkpoint_size_bound(self) -> int:
+        """The most bytes a checkpoint of this model can take (its fp32 tensors, and room for the
+        header): a base checkpoint streamed larger is cut off before it costs more."""
+        with torch.device("meta"):
+            model = build_model(self.preset_name, self.vocab_size, seed=0, device="meta")
+        tensors = list(model.named_parameters())
+        return sum(p.numel() * 4 for _, p in tensors) + CHECKPOINT_HEADER_ALLOWANCE + 256 * len(tensors)
 
     @property
     def max_shards(self) -> int:
