@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from protocol.recipe import CompressionConfig, Recipe
+from template.chain.client import DEFAULT_SIM_ENDPOINT, check_network
+from template.net.addresses import check_published_address
+from template.utils.versions import versions
+from template.utils.wandb_run import WandbRun, open_run
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def _f(default, help: str, **kw):
@@ -22,8 +30,10 @@ def _f(default, help: str, **kw):
 
 @dataclass
 class SubtensorConfig:
-    network: str = _f("sim", "sim (embedded simnet) | local | test | finney | ws(s)://endpoint")
-    chain_endpoint: str = _f("http://127.0.0.1:9946", "simnet URL when network is sim")
+    network: str = _f("finney", "finney | test | local | sim (the simulated chain, see docs/simnet.md) | ws(s)://endpoint")
+    chain_endpoint: str = _f("", "endpoint to connect to instead of the network's own, on any network: "
+                                 "ws(s)://host:port of a subtensor node (e.g. your lite node), or http://host:port "
+                                 f"of a simnet (sim's default: {DEFAULT_SIM_ENDPOINT})")
 
 
 @dataclass
@@ -36,30 +46,49 @@ class WalletConfig:
 @dataclass
 class AxonConfig:
     ip: str = _f("0.0.0.0", "interface the HTTP server binds to")
-    port: int = _f(8091, "port the HTTP server binds to")
-    external_ip: str = _f("", "IP published on chain (default: the bind IP, or 127.0.0.1 for 0.0.0.0)")
-    external_port: int = _f(0, "port published on chain (default: the bind port)")
+    port: int = _f(8091, "port the HTTP server binds to (open it in your firewall)")
+    external_ip: str = _f("", "IP published on chain, where validators reach this neuron. Default: the bind IP; "
+                              "with the wildcard 0.0.0.0, 127.0.0.1 on a local chain (sim, local, a loopback "
+                              "endpoint), while on any other network the neuron refuses to start without it "
+                              "(give your public IP)")
+    external_port: int = _f(0, "port published on chain, when it differs from --axon.port (a port forward); "
+                                "0: --axon.port")
 
 
 @dataclass
 class LoggingConfig:
     debug: bool = _f(False, "log at debug level")
+    trace: bool = _f(False, "log at trace level (more than --logging.debug)")
+    logging_dir: str = _f("~/.deai", "root of every neuron's folder (state, logs, wandb runs): "
+                                     "<logging_dir>/<wallet.name>/<wallet.hotkey>/netuid<N>/<miner|validator>, as "
+                                     "the subnet template's full_path; --neuron.state_dir overrides the whole path")
 
 
 @dataclass
 class WandbConfig:
     off: bool = _f(False, "turn wandb off")
+    offline: bool = _f(False, "keep the run offline even when wandb is logged in (`wandb sync` uploads it later); "
+                              "by default a run is online when wandb is logged in (WANDB_API_KEY or `wandb login`), "
+                              "offline otherwise")
+    notes: str = _f("", "notes attached to the wandb run")
     project: str = _f("deai-subnet", "wandb project")
     entity: str = _f("", "wandb entity (team); empty for the default")
 
 
 @dataclass
 class NeuronConfig:
-    state_dir: str = _f("~/.deai", "where this neuron keeps its state (resumes from it)")
+    state_dir: str = _f("", "this neuron's folder (state, logs, wandb; resumes from it); default: "
+                            "<logging.logging_dir>/<wallet.name>/<wallet.hotkey>/netuid<N>/<role>")
     cache_dir: str = _f("~/.cache/deai", "corpus, tokenizer and page-store cache")
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     torch_threads: int = _f(1, "CPU threads torch may use")
-    register: bool = _f(False, "burn-register the hotkey if it is not registered yet (spends TAO; always on for sim)")
+    register: bool = _f(False, "burn-register the hotkey if it is not registered yet (spends TAO, at most "
+                               "--neuron.max_burn_tao; always on for sim)")
+    max_burn_tao: float = _f(1.0, "the most TAO --neuron.register may burn: refuses to register while the "
+                                  "chain's burn cost is higher (check it: btcli subnets burn-cost <netuid>)")
+    disable_set_weights: bool = _f(False, "validators: score, log and serve as usual but never set weights")
+    health_chain_stale_s: float = _f(120.0, "/health answers 503 once the last successful chain read is older "
+                                            "than this many seconds")
 
 
 @dataclass
@@ -199,8 +228,32 @@ def validate(config: Config) -> None:
     if not 0 <= config.netuid <= 65535:
         raise SystemExit(f"--netuid {config.netuid} is out of range 0..65535")
     sections = config.sections
-    if "axon" in sections and not 0 < sections["axon"].port < 65536:
-        raise SystemExit(f"--axon.port {sections['axon'].port} is not a valid port")
+    if "subtensor" in sections:
+        problem = check_network(sections["subtensor"].network, sections["subtensor"].chain_endpoint)
+        if problem:
+            raise SystemExit(problem)
+    if "axon" in sections:
+        axon = sections["axon"]
+        if not 0 < axon.port < 65536:
+            raise SystemExit(f"--axon.port {axon.port} is not a valid port")
+        if not 0 <= axon.external_port < 65536:
+            raise SystemExit(f"--axon.external_port {axon.external_port} is not a valid port (0: --axon.port)")
+        if "subtensor" in sections:
+            problem = check_published_address(axon.ip, axon.external_ip, sections["subtensor"].network,
+                                              sections["subtensor"].chain_endpoint)
+            if problem:
+                raise SystemExit(problem)
+    if "wallet" in sections:
+        for flag, name in (("--wallet.name", sections["wallet"].name), ("--wallet.hotkey", sections["wallet"].hotkey)):
+            if not _PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+                raise SystemExit(f"{flag} {name!r}: a wallet or hotkey name is letters, digits, '_', '-' and '.' "
+                                 "(it names a file and the neuron's folder)")
+    if "neuron" in sections:
+        neuron = sections["neuron"]
+        if not neuron.max_burn_tao >= 0:
+            raise SystemExit(f"--neuron.max_burn_tao {neuron.max_burn_tao} must be 0 or more")
+        if not neuron.health_chain_stale_s > 0:
+            raise SystemExit(f"--neuron.health_chain_stale_s {neuron.health_chain_stale_s} must be positive")
     if "round" in sections:
         rounds = sections["round"]
         if not 0 < rounds.train_blocks < rounds.round_blocks:
@@ -223,6 +276,28 @@ def build_workload(config: Config):
     overrides = recipe_overrides(config.recipe) if "recipe" in config.sections else None
     return Workload.build(data.preset, data.corpus, expand(neuron.cache_dir), data.vocab_size, data.page_len,
                           overrides, torch_threads=neuron.torch_threads)
+
+
+def log_level(logging: LoggingConfig) -> str:
+    return "TRACE" if logging.trace else "DEBUG" if logging.debug else "INFO"
+
+
+def open_neuron_run(config: Config, role: str, uid: int, folder: Path) -> WandbRun:
+    """The neuron's wandb run, resumed from its folder; the run config carries every flag and the
+    code and protocol versions."""
+    wandb = config.wandb
+    return open_run(wandb.off, wandb.project, wandb.entity, f"{role}-uid{uid}", f"netuid{config.netuid}",
+                    {**config.to_dict(), **versions(), "role": role, "uid": uid}, folder / "wandb",
+                    offline=wandb.offline, notes=wandb.notes)
+
+
+def neuron_folder(config: Config, role: str) -> Path:
+    """This neuron's folder: --neuron.state_dir, else the subnet template's layout
+    <logging_dir>/<wallet>/<hotkey>/netuid<N>/<role>, so that two neurons never share one."""
+    if config.neuron.state_dir:
+        return expand(config.neuron.state_dir)
+    return expand(config.logging.logging_dir) / config.wallet.name / config.wallet.hotkey / \
+        f"netuid{config.netuid}" / role
 
 
 def expand(path: str) -> Path:

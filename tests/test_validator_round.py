@@ -147,8 +147,8 @@ def graph() -> MetagraphView:
 
 def make_validator(tmp: Path, keypair: Keypair, workload: Workload, ledger: dict, miners: InProcessMiners,
                    lead: str, **kw) -> Validator:
-    config = parse_config(["--netuid", str(NETUID), "--neuron.state_dir", str(tmp), "--validator.lead", lead,
-                           "--neuron.device", "cpu"], SECTIONS, "test")
+    config = parse_config(["--netuid", str(NETUID), "--subtensor.network", "sim", "--neuron.state_dir", str(tmp),
+                           "--validator.lead", lead, "--neuron.device", "cpu"], SECTIONS, "test")
     chain = FakeChain(keypair.ss58_address, graph(), ledger)
     validator = Validator(config, chain, workload, tmp, WandbRun(), miners=miners, **kw)
     validator.base_url = f"http://{keypair.ss58_address[:8]}.invalid"

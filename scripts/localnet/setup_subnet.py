@@ -199,7 +199,7 @@ def network_flags(args) -> list[str]:
 
 async def connect(args) -> bt.Client:
     try:
-        return await open_client(args.network, args.chain_endpoint).connect()
+        return await open_client(args.network, args.chain_endpoint if args.network == SIM_NETWORK else "").connect()
     except (BittensorError, OSError) as error:
         if args.network == SIM_NETWORK:
             what = (f"start simnet: python -m simnet serve --db simnet.sqlite "

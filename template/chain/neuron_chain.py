@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import bittensor as bt
 from loguru import logger
 
-from template.chain.client import open_client
+from template.chain.client import SIM_NETWORK, open_client
+from template.utils.errors import CannotStart
 
 
 @dataclass(frozen=True)
@@ -45,22 +46,34 @@ class ChainError(RuntimeError):
     """A chain call failed; the message names the chain error and what to do."""
 
 
+class RegistrationRefused(ChainError, CannotStart):
+    """The hotkey is not registered and this neuron will not (or cannot) pay to register it."""
+
+
+@dataclass(frozen=True)
+class ChainRead:
+    """The last successful read of the chain (for /health)."""
+    block: int
+    at_unix: float
+
+
 class NeuronChain:
     """One neuron's handle on the chain: its wallet, its subnet, and the calls it makes."""
 
-    def __init__(self, network: str, sim_endpoint: str, wallet: bt.Wallet, netuid: int):
+    def __init__(self, network: str, endpoint: str, wallet: bt.Wallet, netuid: int):
         self.network = network
-        self.sim_endpoint = sim_endpoint
+        self.endpoint = endpoint  # "" for the network's own
         self.wallet = wallet
         self.netuid = netuid
         self.client: bt.Client | None = None
+        self.last_read: ChainRead | None = None
 
     @property
     def hotkey(self) -> str:
         return self.wallet.hotkey.ss58_address
 
     async def connect(self) -> "NeuronChain":
-        self.client = await open_client(self.network, self.sim_endpoint).connect()
+        self.client = await open_client(self.network, self.endpoint).connect()
         return self
 
     async def close(self) -> None:
@@ -68,7 +81,21 @@ class NeuronChain:
             await self.client.close()
 
     async def block(self) -> int:
-        return await self.client.block()
+        return self._read_ok(await self.client.block())
+
+    async def keep_reading(self, every: float = 10.0) -> None:
+        """Read the block every `every` seconds until cancelled, so `last_read` (what /health
+        reports) stays fresh while the neuron's own work reads nothing (a long scoring)."""
+        while True:
+            try:
+                await self.block()
+            except Exception as exc:  # an outage shows as a stale last_read; the neuron's own reads retry
+                logger.debug("chain read failed: {}", exc)
+            await asyncio.sleep(every)
+
+    def _read_ok(self, block: int) -> int:
+        self.last_read = ChainRead(int(block), time.time())
+        return block
 
     async def block_hash(self, block: int) -> str:
         info = await self.client.block_info(block)
@@ -104,20 +131,51 @@ class NeuronChain:
     async def uid(self) -> int | None:
         return await self.client.read("uid", hotkey_ss58=self.hotkey, netuid=self.netuid)
 
-    async def ensure_registered(self, register: bool) -> int:
+    async def ensure_registered(self, register: bool, max_burn_tao: float) -> int:
+        """This hotkey's uid; registers it (burning at most `max_burn_tao`) when `register` is set.
+        Refuses in one line saying what it would cost and what to do: unregistered without
+        --neuron.register, a burn above the cap, a coldkey that cannot pay."""
         uid = await self.uid()
         if uid is not None:
             return uid
+        try:
+            await self.metagraph()
+        except ChainError as exc:  # no such subnet
+            raise RegistrationRefused(f"{exc}: check --netuid and --subtensor.network") from exc
+        burn = await self.client.read("burn", netuid=self.netuid)
+        balance = await self.client.read("balance", coldkey_ss58=self.wallet.coldkeypub.ss58_address)
+        where = f"hotkey {self.wallet.hotkey_str} ({self.hotkey}) is not registered on netuid {self.netuid}"
+        cost = f"Registering costs {burn.tao:.4f} TAO now"
+        held = f"coldkey {self.wallet.name} ({self.wallet.coldkeypub.ss58_address}) holds {balance.tao:.4f} TAO"
         if not register:
-            raise ChainError(f"hotkey {self.hotkey} is not registered on netuid {self.netuid}; "
-                             f"register it (btcli subnets register) or pass --neuron.register")
-        logger.info("burn-registering {} on netuid {}", self.hotkey, self.netuid)
+            raise RegistrationRefused(f"{where}. {cost} ({held}): register it ({self._how_to('register')}) or start "
+                                      "with --neuron.register")
+        if burn.tao > max_burn_tao:
+            raise RegistrationRefused(f"{where}. {cost}, above --neuron.max_burn_tao {max_burn_tao:g}: raise the cap "
+                                      f"if you mean to pay it, or register it yourself ({self._how_to('register')})")
+        if balance.rao <= burn.rao:  # the fee comes on top of the burn
+            raise RegistrationRefused(f"{where}. {cost}, but {held}: fund it ({self._how_to('fund')}), then start "
+                                      "again")
+        logger.info("burn-registering {} on netuid {} for {:.4f} TAO (cap {:g})", self.hotkey, self.netuid, burn.tao,
+                    max_burn_tao)
         result = await self.client.execute(bt.BurnedRegister(netuid=self.netuid), self.wallet)
-        _raise_on_failure(result, "burned_register")
+        if not result.success:
+            raise RegistrationRefused(f"registering {self.hotkey} on netuid {self.netuid} failed on chain: "
+                                      f"{_error_name(result)} ({result.message})")
         uid = await self.uid()
         if uid is None:
             raise ChainError("registration succeeded but the hotkey has no uid yet")
         return uid
+
+    def _how_to(self, what: str) -> str:
+        if self.network == SIM_NETWORK:
+            return "on simnet: docs/simnet.md"
+        network = self.endpoint or self.network
+        wallet = f"--wallet {self.wallet.name} --network {network}"
+        if what == "register":
+            return (f"btcli subnets burn-cost {self.netuid} --network {network}; then btcli subnets register "
+                    f"--netuid {self.netuid} {wallet} --wallet-hotkey {self.wallet.hotkey_str}")
+        return f"btcli wallet balance {wallet}"
 
     async def serve_axon(self, ip: str, port: int, patience: float = 900.0) -> None:
         """Publish the axon address, unless the chain already has it. Within the chain's serving
@@ -142,6 +200,7 @@ class NeuronChain:
         graph = await self.client.subnets.metagraph(self.netuid, commitments=False)
         if graph is None:
             raise ChainError(f"subnet {self.netuid} does not exist on {self.network}")
+        self._read_ok(graph.block)
         neurons = [
             NeuronView(
                 uid=n.uid, hotkey=n.hotkey, coldkey=n.coldkey, stake_rao=int(n.total_stake.rao),

@@ -20,6 +20,7 @@ from protocol.limits import MAX_ROUND_OR_BLOCK, MAX_TRAIN_REQUEST_BYTES
 from protocol.messages import InfoResponse, TrainAccepted, TrainRequest
 from template.net.server import authenticate, read_body
 from template.miner.reveal import RevealClock
+from template.miner.round_log import RoundLog
 from template.miner.worker import MinerWorker
 
 
@@ -28,23 +29,32 @@ def create_miner_app(worker: MinerWorker, verifier: RequestVerifier, netuid: int
                      reveal: RevealClock, priority_of: Callable[[str], float] = lambda hotkey: 0.0) -> FastAPI:
     """`check_assignment(order, sender)`: why the order cannot be trained, or None.
     `priority_of(sender)`: the weight of a sender's work order (its stake); a round's order is
-    replaced only by one with a higher priority."""
+    replaced only by one with a higher priority. Orders taken and refused go to the worker's
+    round log."""
     app = FastAPI(title="deai miner", version=info.version)
+    round_log: RoundLog = worker.round_log
 
     @app.post("/v1/train", status_code=202)
     async def train(request: Request) -> TrainAccepted:
-        body = await read_body(request, MAX_TRAIN_REQUEST_BYTES)
-        sender = authenticate(verifier, request, body)
+        order: TrainRequest | None = None
         try:
-            order = TrainRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise HTTPException(400, f"invalid train request: {_first_error(exc)}") from exc
-        if order.netuid != netuid:
-            raise HTTPException(400, f"wrong subnet: this miner serves netuid {netuid}, got {order.netuid}")
-        problem = await check_assignment(order, sender)
-        if problem is not None:
-            raise HTTPException(409, problem)
+            body = await read_body(request, MAX_TRAIN_REQUEST_BYTES)
+            sender = authenticate(verifier, request, body)
+            try:
+                order = TrainRequest.model_validate_json(body)
+            except ValidationError as exc:
+                raise HTTPException(400, f"invalid train request: {_first_error(exc)}") from exc
+            if order.netuid != netuid:
+                raise HTTPException(400, f"wrong subnet: this miner serves netuid {netuid}, got {order.netuid}")
+            problem = await check_assignment(order, sender)
+            if problem is not None:
+                raise HTTPException(409, problem)
+        except HTTPException as exc:
+            round_log.order_refused(order.round_index if order else None, exc.status_code, str(exc.detail))
+            raise
         status = worker.submit(order, priority_of(sender))
+        if status == "accepted":
+            round_log.order_accepted(order.round_index)
         return TrainAccepted(round_index=order.round_index, status=status)
 
     async def finished(round: int, wait: float) -> None:

@@ -13,18 +13,21 @@ from protocol.auth import RequestVerifier
 from protocol.messages import InfoResponse, TrainRequest
 from protocol.version import PROTOCOL_VERSION
 from template.net.addresses import published_ip
+from template.net.monitoring import Monitoring, install_monitoring
 from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
 from template.miner.reveal import RevealClock
 from template.chain.round_clock import round_at
+from template.miner.round_log import MinerMetrics, RoundLog
 from template.miner.work_order import check_checkpoint_source, check_round_is_open, check_work_order
 from template.miner.worker import MinerWorker
 from template.training.model import pick_device
 from template.chain.neuron_chain import NeuronChain
-from template.config import Config, build_workload, expand
+from template.config import Config, build_workload, expand, log_level, neuron_folder, open_neuron_run
 from template.training.train_step import should_compile
 from template.utils.logging import setup_logging
-from template.utils.wandb_run import open_run
+from template.utils.neuron_folder import claim_folder
+from template.utils.versions import versions
 
 
 class PermitList:
@@ -64,20 +67,23 @@ class PermitList:
 
 
 async def run_miner(config: Config) -> None:
-    state_dir = expand(config.neuron.state_dir)
-    setup_logging(f"miner:{config.wallet.hotkey}", config.logging.debug, state_dir / "logs")
+    state_dir = claim_folder(neuron_folder(config, "miner"), config.netuid, "miner")
+    setup_logging(f"miner:{config.wallet.hotkey}", log_level(config.logging), state_dir / "logs")
     wallet = bt.Wallet(name=config.wallet.name, hotkey=config.wallet.hotkey, path=str(expand(config.wallet.path)))
     keypair = wallet.hotkey
     chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
                               config.netuid).connect()
-    uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim")
+    uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim",
+                                        config.neuron.max_burn_tao)
     workload = build_workload(config)
     device = pick_device(config.neuron.device)
-    run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"miner-uid{uid}",
-                   f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
+    run = open_neuron_run(config, "miner", uid, state_dir)
+    monitoring = Monitoring("miner", lambda: chain.last_read, config.neuron.health_chain_stale_s, versions())
+    round_log = RoundLog(await chain.block() // config.round.round_blocks, config.miner.behaviour, run,
+                         MinerMetrics(monitoring))
     worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
-                         expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device, run,
-                         compile=should_compile(config.miner.compile, device))
+                         expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device,
+                         round_log, compile=should_compile(config.miner.compile, device))
 
     main_loop = asyncio.get_running_loop()
 
@@ -111,17 +117,20 @@ async def run_miner(config: Config) -> None:
     reveal = RevealClock(current_block, config.round.round_blocks, config.round.train_blocks)
     verifier = RequestVerifier(keypair.ss58_address, permits.policy)
     app = create_miner_app(worker, verifier, config.netuid, check_assignment, info, reveal, permits.stake_of)
-    server = BackgroundServer(app, config.axon.ip, config.axon.port).start()
+    server = BackgroundServer(install_monitoring(app, monitoring), config.axon.ip, config.axon.port).start()
     address = published_ip(config.axon.ip, config.axon.external_ip)
-    await chain.serve_axon(address, config.axon.external_port or config.axon.port)
-    logger.info("miner uid {} ({}) serving on {}:{}", uid, config.miner.behaviour, address, config.axon.port)
+    port = config.axon.external_port or config.axon.port
+    await chain.serve_axon(address, port)
+    logger.info("miner uid {} ({}) serving on {}:{}, published as {}:{} (health: /health, metrics: /metrics)", uid,
+                config.miner.behaviour, config.axon.ip, config.axon.port, address, port)
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=worker.run, args=(stop,), name="trainer", daemon=True).start()
     try:
-        await refresh_permits_until(stop, chain, permits)
+        await asyncio.gather(refresh_permits_until(stop, chain, permits),
+                             close_rounds_until(stop, chain, round_log, config.round.round_blocks))
     finally:
         server.stop()
         run.finish()
@@ -139,6 +148,18 @@ async def refresh_permits(chain: NeuronChain, permits: PermitList) -> None:
     permits.axons = {n.hotkey: n.axon for n in validators}
     permits.stakes = {n.hotkey: n.stake_rao for n in validators}
     permits.stale.clear()
+
+
+async def close_rounds_until(stop: threading.Event, chain: NeuronChain, round_log: RoundLog, round_blocks: int,
+                             every: float = 2.0) -> None:
+    """Read the chain's block every `every` seconds (what /health reports) and log each round's
+    row once the chain has moved past it."""
+    while not stop.is_set():
+        try:
+            round_log.close_before(await chain.block() // round_blocks)
+        except Exception as exc:  # the chain briefly unreachable: /health says so, the permit refresh warns
+            logger.debug("chain read failed: {}", exc)
+        await asyncio.sleep(every)
 
 
 async def refresh_permits_until(stop: threading.Event, chain: NeuronChain, permits: PermitList,

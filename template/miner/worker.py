@@ -26,8 +26,8 @@ from template.miner.carry_over import CarryOver
 from template.miner.checkpoint_cache import CheckpointCache
 from template.miner.round_ledger import RoundEntry, RoundLedger
 from template.miner.outbox import Outbox
+from template.miner.round_log import RoundLog
 from template.training.workload import Workload
-from template.utils.wandb_run import WandbRun
 from template.training.compression import CompressedUpdate, DecodedUpdate, compress, shapes_of
 from template.training.outer_step import apply_outer_step
 from template.training.inner_loop import pseudo_gradient, train_inner
@@ -51,7 +51,7 @@ class Outcome:
 
 class MinerWorker:
     def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
-                 device: torch.device, run: WandbRun | None = None, compile: bool = False):
+                 device: torch.device, round_log: RoundLog | None = None, compile: bool = False):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
         self.workload = workload
@@ -65,7 +65,7 @@ class MinerWorker:
         self.outcomes: dict[int, Outcome] = {}
         self.orders: dict[int, tuple[float, TrainRequest]] = {}  # round -> (priority, the order worked on)
         self.lock = threading.Lock()
-        self.wandb = run or WandbRun()
+        self.round_log = round_log or RoundLog(0, behaviour)
         self.compile = compile
         self._full_model: torch.nn.Module | None = None  # reused so torch.compile runs once
         self.carry = CarryOver(state_dir)
@@ -138,6 +138,7 @@ class MinerWorker:
                 continue  # replaced while queued
             if time.time() > request.deadline_unix:
                 self._set(request.round_index, Outcome("failed", "deadline passed before the job started"))
+                self.round_log.failed(request.round_index, "deadline passed before the job started")
                 self.carry.forget_order(request.round_index)
                 continue
             self._set(request.round_index, Outcome("training"))
@@ -149,6 +150,7 @@ class MinerWorker:
                 self.outbox.put(request.round_index, body,
                                 sign_commitment(self.keypair, request.netuid, request.round_index, body))
                 self._set(request.round_index, Outcome("done"))
+                self.round_log.committed(request.round_index, len(body))
                 self.carry.forget_order(request.round_index)
                 self.finish_seconds = time.time() - entry.trained_until
                 self.ledger.append(dataclasses.replace(entry, committed=time.time()))
@@ -156,6 +158,7 @@ class MinerWorker:
                 logger.exception("round {} failed: {}", request.round_index, exc)
                 if self.is_current(request):
                     self._set(request.round_index, Outcome("failed", str(exc)))
+                    self.round_log.failed(request.round_index, str(exc))
                     self.carry.forget_order(request.round_index)
 
     def _set(self, round_index: int, outcome: Outcome) -> None:
@@ -178,7 +181,9 @@ class MinerWorker:
         entry = RoundEntry(request.round_index, received=self.received.get(request.round_index, time.time()),
                            started=time.time())
         if self.behaviour == "copy":
-            return self._copied(request), dataclasses.replace(entry, trained_until=time.time())
+            body = self._copied(request)
+            self.round_log.made(request.round_index, "copied")
+            return body, dataclasses.replace(entry, trained_until=time.time())
         started = time.monotonic()
         # Bounded by the round (a download past the deadline is worthless) and given up the moment
         # the order is replaced: another permit holder's order must not hold the worker.
@@ -191,6 +196,7 @@ class MinerWorker:
         if self.behaviour == "zero":
             delta = {name: torch.zeros_like(t, dtype=torch.float32) for name, t in base.items()}
             stats = None
+            self.round_log.made(request.round_index, "zero")
         else:
             delta, stats = self._train(request, self.eager_start(request, synced))
         entry = dataclasses.replace(entry, trained_until=time.time(), steps=stats.steps if stats else 0,
@@ -210,9 +216,7 @@ class MinerWorker:
             logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s",
                         request.round_index, stats.steps, stats.loss_first, stats.loss_last,
                         stats.tokens_per_second)
-            self.wandb.log({"inner_loss_first": stats.loss_first, "inner_loss_last": stats.loss_last,
-                          "tokens_per_second": stats.tokens_per_second, "inner_steps": stats.steps,
-                          "train_seconds": stats.seconds}, step=request.round_index)
+            self.round_log.made(request.round_index, "trained", stats)
         return encode_tensors(update.to_tensors(), meta.model_dump(mode="json")), entry
 
     def eager_start(self, request: TrainRequest, synced: SyncedBase) -> dict[str, torch.Tensor]:

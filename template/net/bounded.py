@@ -61,9 +61,9 @@ async def fetch_bounded(client: httpx.AsyncClient, method: str, url: str, *, lim
     in memory or, with `sink`, written to it as they arrive; any other status keeps at most
     ERROR_BODY_BYTES of its body. Transport failures raise httpx.HTTPError."""
     try:
-        async with asyncio.timeout(deadline_s):
-            return await _exchange(client, method, url, limit, headers, content, expect, sink)
-    except TimeoutError as exc:
+        return await asyncio.wait_for(_exchange(client, method, url, limit, headers, content, expect, sink),
+                                      deadline_s)
+    except asyncio.TimeoutError as exc:  # TimeoutError itself from Python 3.11 on
         raise DeadlineExceeded(f"no complete answer within {deadline_s:.1f} s") from exc
 
 

@@ -28,9 +28,10 @@ from template.audit.lead_check import LeadCheck, check_lead_round
 from template.audit.replay import archive_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.chain.neuron_chain import MetagraphView, NeuronChain
-from template.config import Config, build_workload, expand
+from template.config import Config, build_workload, expand, log_level, neuron_folder, open_neuron_run
 from template.net.addresses import published_ip
 from template.net.checkpoint_client import CheckpointFetchError, fetch_round_base
+from template.net.monitoring import Monitoring, install_monitoring
 from template.net.server import BackgroundServer
 from template.training.checkpoint import CheckpointError
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
@@ -38,8 +39,10 @@ from template.training.evaluation import per_sequence_loss
 from template.training.model import load_model_state, model_state, pick_device
 from template.training.workload import Workload, initial_seed
 from template.utils.logging import setup_logging
+from template.utils.neuron_folder import claim_folder
 from template.utils.stopwatch import Stopwatch
-from template.utils.wandb_run import WandbRun, open_run
+from template.utils.versions import versions
+from template.utils.wandb_run import WandbRun
 from template.validation.round import Received, RoundContext, score_contributions
 from template.validation.score_ema import ScoreBook
 from template.validation.scoring import ScoreReport, ScoringConfig
@@ -53,6 +56,8 @@ from template.validator.round import (OpenedRound, RoundPlan, Settlement, round_
                                      settle_as_lead)
 from template.chain.round_clock import RoundWindow, next_round, round_at
 from template.validator.recovery import recover
+from template.validator.reporting import (ValidatorMetrics, WeightsSet, report_metrics, weights_line,
+                                          weights_metrics)
 from template.validator.state import CheckpointStore, ValidatorState
 from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
 
@@ -86,7 +91,7 @@ class Validator:
 
     def __init__(self, config: Config, chain: NeuronChain, workload: Workload, state_dir: Path, run: WandbRun,
                  miners: MinerClient | None = None, lead_records: RoundRecordBoard | None = None,
-                 fetch_checkpoint=fetch_round_base):
+                 fetch_checkpoint=fetch_round_base, monitoring: Monitoring | None = None):
         self.config = config
         self.chain = chain
         self.workload = workload
@@ -115,6 +120,13 @@ class Validator:
         # Held while a settlement moves the head and publishes its record, and while a round is
         # planned from the head: a round's base always has its record served.
         self.head_lock = asyncio.Lock()
+        self.metrics = ValidatorMetrics(monitoring) if monitoring is not None else None
+        if monitoring is not None:  # what /health says before this process finishes a round
+            if self.state.last_round >= 0:
+                monitoring.round_resumed(self.state.last_round)
+            if self.state.last_weights_block:
+                monitoring.weights_set(self.state.last_weights_block)
+        self.last_weights: WeightsSet | None = None  # set (or computed) this round, for report_round
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -643,8 +655,12 @@ class Validator:
         weights = self.scores.weights(uids)
         if not weights:
             return False
+        if self.config.neuron.disable_set_weights:
+            self.last_weights = WeightsSet(block, weights, WEIGHTS_VERSION_KEY, submitted=False)
+            return False
         if await self.chain.set_weights(weights, WEIGHTS_VERSION_KEY):
             self.state.last_weights_block = block
+            self.last_weights = WeightsSet(block, weights, WEIGHTS_VERSION_KEY)
             return True
         return False
 
@@ -662,47 +678,61 @@ class Validator:
         with (self.state_dir / "scores.jsonl").open("a") as handle:
             handle.write(json.dumps({"round": window.index,
                                      "reports": {hk: r.to_dict() for hk, r in reports.items()}}) + "\n")
+        weights, self.last_weights = self.last_weights, None
+        if weights is not None:
+            logger.info(weights_line(weights))
+        chain_read = getattr(self.chain, "last_read", None)
         metrics = {"round": window.index, "heldout_loss": record.heldout_loss_after, "accepted": len(accepted),
-                   "contributions": len(reports), "round_seconds": seconds}
+                   "contributions": len(reports), "round_seconds": seconds,
+                   "chain_block": chain_read.block if chain_read else window.end_block}
         metrics.update({f"round_seconds/{name}": value for name, value in clock.phases.items()})
         metrics["leading"] = int(lead_check is None)
         if lead_check is not None:
             metrics["lead_verified"] = int(lead_check.verified)
-        metrics.update({f"score/uid{r.uid}": r.score for r in reports.values()})
+        metrics.update(report_metrics(reports))
         metrics.update({f"ema/uid{r.uid}": self.scores.ema(r.hotkey) for r in reports.values()})
+        metrics.update(weights_metrics(weights))
         self.run.log(metrics, step=window.index)
+        if self.metrics is not None:
+            self.metrics.observe_round(window.index, reports, record.heldout_loss_after, clock.phases, seconds,
+                                       self.scores.ema, None if lead_check is None else lead_check.verified)
+            if weights is not None:
+                self.metrics.observe_weights(weights)
 
 
 async def run_validator(config: Config) -> None:
-    state_dir = expand(config.neuron.state_dir)
-    setup_logging(f"validator:{config.wallet.hotkey}", config.logging.debug, state_dir / "logs")
+    state_dir = claim_folder(neuron_folder(config, "validator"), config.netuid, "validator")
+    setup_logging(f"validator:{config.wallet.hotkey}", log_level(config.logging), state_dir / "logs")
     wallet = bt.Wallet(name=config.wallet.name, hotkey=config.wallet.hotkey, path=str(expand(config.wallet.path)))
     chain = await NeuronChain(config.subtensor.network, config.subtensor.chain_endpoint, wallet,
                               config.netuid).connect()
-    uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim")
+    uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim",
+                                        config.neuron.max_burn_tao)
     workload = build_workload(config)
-    run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"validator-uid{uid}",
-                   f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
-    validator = Validator(config, chain, workload, state_dir, run)
-    server = BackgroundServer(create_checkpoint_app(validator.checkpoint_dir, validator.latest_info,
-                                                    validator.lead_records.served, validator.round_base_info,
-                                                    lambda index: archive_dir(validator.state_dir, index)),
-                              config.axon.ip, config.axon.port).start()
+    run = open_neuron_run(config, "validator", uid, state_dir)
+    monitoring = Monitoring("validator", lambda: chain.last_read, config.neuron.health_chain_stale_s, versions())
+    validator = Validator(config, chain, workload, state_dir, run, monitoring=monitoring)
+    app = create_checkpoint_app(validator.checkpoint_dir, validator.latest_info, validator.lead_records.served,
+                                validator.round_base_info, lambda index: archive_dir(validator.state_dir, index))
+    server = BackgroundServer(install_monitoring(app, monitoring), config.axon.ip, config.axon.port).start()
     port = config.axon.external_port or config.axon.port
     address = published_ip(config.axon.ip, config.axon.external_ip)
     validator.base_url = f"http://{address}:{port}"
     await chain.serve_axon(address, port)
-    logger.info("validator uid {} serving checkpoints at {}", uid, validator.base_url)
+    logger.info("validator uid {} serving checkpoints at {} (health: /health, metrics: /metrics)", uid,
+                validator.base_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner = asyncio.create_task(validator.run_forever(stop))
     stopper = asyncio.create_task(stop.wait())
+    reader = asyncio.create_task(chain.keep_reading())  # /health's chain figures, also while scoring
     await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
     failure = runner.exception() if runner.done() and not runner.cancelled() else None
     runner.cancel()
     stopper.cancel()
+    reader.cancel()
     validator.state.save(validator.state_path)
     await validator.miners.close()
     server.stop()

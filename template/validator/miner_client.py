@@ -4,7 +4,7 @@ ends within its deadline and reads at most its size limit."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 
 import httpx
 
@@ -23,12 +23,17 @@ class MinerEndpoint:
     url: str  # http://ip:port
 
 
-class ReplyStatus(StrEnum):
+class ReplyStatus(str, Enum):  # enum.StrEnum from Python 3.11 on
     OK = "ok"
     PENDING = "pending"  # the miner is still training
     REFUSED = "refused"  # it answered, but not with the work (http_status says how, when it did)
     UNREACHABLE = "unreachable"  # no complete answer: connection failed or the deadline passed
     LATE = "late"  # the caller's own deadline passed before a contribution came
+
+    def __str__(self) -> str:  # as StrEnum: the plain value in logs and f-strings
+        return self.value
+
+    __format__ = str.__format__
 
 
 @dataclass
