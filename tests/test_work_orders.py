@@ -10,6 +10,7 @@ import torch
 from bittensor.sp_core import Keypair
 
 from protocol.messages import TrainRequest
+from template.chain.round_clock import SEED_LEAD_BLOCKS
 from template.miner.work_order import check_checkpoint_source, check_round_is_open
 from template.miner.worker import MinerWorker
 from template.training.presets import PRESET_SETTINGS
@@ -34,14 +35,14 @@ def test_an_order_for_the_open_round_passes():
                                now=time.time()) is None
 
 
-@pytest.mark.parametrize("block", [178, 179])
+@pytest.mark.parametrize("block", [180 - SEED_LEAD_BLOCKS, 179])
 def test_an_order_is_taken_from_the_rounds_seed_block_just_before_it_starts(block):
-    """Round 3 starts at block 180; its seed is block 178's hash: its orders may come from there,
-    so a miner finishing round 2 goes straight on to round 3."""
+    """Round 3 starts at block 180; its seed is the hash of the block SEED_LEAD_BLOCKS before:
+    its orders may come from there, so a miner finishing round 2 goes straight on to round 3."""
     assert check_round_is_open(order(), block, ROUND_BLOCKS, TRAIN_BLOCKS, time.time()) is None
 
 
-@pytest.mark.parametrize("block", [177, 220, 221, 5000])
+@pytest.mark.parametrize("block", [180 - SEED_LEAD_BLOCKS - 1, 220, 221, 5000])
 def test_an_order_for_a_round_that_is_not_open_is_refused(block):
     problem = check_round_is_open(order(), block, ROUND_BLOCKS, TRAIN_BLOCKS, time.time())
     assert problem is not None and "not open" in problem
