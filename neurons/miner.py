@@ -5,7 +5,7 @@ import sys
 from template.miner.lifecycle import run_miner
 from template.config import parse_config
 
-SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "round", "miner"]
+SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "model", "round", "miner"]
 
 
 def main(argv: list[str] | None = None) -> None:

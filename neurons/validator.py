@@ -5,7 +5,7 @@ import sys
 from template.validator.lifecycle import run_validator
 from template.config import parse_config
 
-SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "round", "recipe", "validator"]
+SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "model", "round", "recipe", "validator"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ import torch
 from template.audit.replay import ReplayError, replayed_state
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
+from template.training.model import ModelPreset
 from template.validation.contribution import HASH
 
 _RECORD = pydantic.TypeAdapter(RoundRecord)
@@ -42,7 +43,7 @@ def parse_record(data: Any) -> RoundRecord:
 
 
 def check_lead_round(record: RoundRecord, committed: set[str], round_index: int, base_state: dict[str, torch.Tensor],
-                     base_checkpoint: str, bodies: dict[str, bytes], preset: str, vocab_size: int) -> LeadCheck:
+                     base_checkpoint: str, bodies: dict[str, bytes], preset: ModelPreset | str, vocab_size: int) -> LeadCheck:
     """Check the lead's `record` of `round_index` against the digests its hotkey committed on
     chain and against a replay from the bytes this validator received (`bodies`, by hotkey)."""
     digest = record.digest()

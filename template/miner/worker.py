@@ -181,7 +181,7 @@ class MinerWorker:
                 load_model_state(self._full_model, base)
             model, start = self._full_model, base
         else:
-            model, plan = extract(base, spec, self.workload.preset_name, self.workload.vocab_size, self.device)
+            model, plan = extract(base, spec, self.workload.architecture, self.workload.vocab_size, self.device)
             start = sub_state(model)
         # AdamW's moments carry over while the miner trains the same unit (as DiLoCo's workers
         # keep theirs): bench/collective.py measured 6.32 vs 6.78 held-out after 10 rounds at top-32.
@@ -189,7 +189,7 @@ class MinerWorker:
         self._optimizer_state = ("", None)
         if label != request.unit.label:
             kept = None  # another unit's moments must not sit in memory beside this one's
-        stats = train_inner(model, self.workload.pages.tokens[request.pages], request.recipe,
+        stats = train_inner(model, self.workload.pages.pages(request.pages), request.recipe,
                             seed=int(request.seed[:8], 16),
                             deadline=request.deadline_unix - COMMIT_MARGIN_SECONDS,
                             compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept,

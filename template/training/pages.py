@@ -24,7 +24,7 @@ _ENCODE_PIECE_CHARS = 64_000
 class PageStore:
     """tokens[page_id] is one page; train_ids are assignable to miners, heldout_ids never are."""
 
-    tokens: torch.Tensor  # int64 [num_pages, page_len]
+    tokens: torch.Tensor  # [num_pages, page_len]: int64 in memory, or int32 mapped from a file (streamed)
     train_ids: list[int]
     heldout_ids: list[int]
     digest: str  # content hash of tokens + split; peers compare it before trusting page ids
@@ -39,7 +39,7 @@ class PageStore:
 
     def pages(self, ids: list[int]) -> torch.Tensor:
         """The token rows for these page ids, in order: LongTensor[len(ids), page_len]."""
-        return self.tokens[torch.as_tensor(ids, dtype=torch.long)]
+        return self.tokens[torch.as_tensor(ids, dtype=torch.long)].long()
 
 
 def is_heldout(page_id: int, fraction: float) -> bool:
@@ -75,10 +75,13 @@ def tokenize_to_pages(text: str, tokenizer: PreTrainedTokenizerBase, page_len: i
     return torch.tensor(ids[: num_pages * page_len], dtype=torch.long).view(num_pages, page_len)
 
 
-def _store_digest(tokens: torch.Tensor, heldout_ids: list[int]) -> str:
+def _store_digest(tokens: torch.Tensor, heldout_ids: list[int], rows_per_read: int = 4096) -> str:
+    """sha256 of the shape, the tokens as int64 and the held-out ids; read a block of rows at a
+    time, so a store mapped from a file is never copied whole into memory."""
     h = hashlib.sha256()
     h.update(str(tuple(tokens.shape)).encode())
-    h.update(tokens.to(torch.int64).contiguous().numpy().tobytes())
+    for start in range(0, int(tokens.shape[0]), rows_per_read):
+        h.update(tokens[start:start + rows_per_read].to(torch.int64).contiguous().numpy().tobytes())
     h.update(",".join(map(str, heldout_ids)).encode())
     return h.hexdigest()[:16]
 

@@ -17,6 +17,7 @@ from template.audit.lead_check import LeadCheck
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
 from template.training.outer_step import apply_outer_step
+from template.training.model import ModelPreset
 from template.validation.round import Received, aggregate_in_arrival_order
 from template.validation.scoring import ScoreReport
 from template.validator.miner_client import MinerEndpoint
@@ -87,7 +88,7 @@ class Settlement:
 
 
 def settle_as_lead(plan: RoundPlan, base_state: dict[str, torch.Tensor], accepted: dict[str, Mapping],
-                   reports: dict[str, ScoreReport], preset: str, vocab_size: int) -> Settlement:
+                   reports: dict[str, ScoreReport], preset: ModelPreset | str, vocab_size: int) -> Settlement:
     """Merge the accepted updates in their fixed order and take the outer step."""
     order, merged = aggregate_in_arrival_order(accepted, reports, plan.units, preset, vocab_size,
                                                coldkeys=plan.coldkeys)
