@@ -17,7 +17,7 @@ from template.validation.round import (Received, RoundContext, aggregate_in_arri
                                          score_contributions)
 from template.training.presets import PRESET_SETTINGS
 from template.training.workload import Workload
-from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
+from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for, units_by_capacity
 from template.training.assignment import assigned_pages, round_seed
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.training.model import build_model, load_model_state, model_state
@@ -39,6 +39,15 @@ def workload(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_state():
     return model_state(build_model("tiny", VOCAB, seed=3, device="cpu"))
+
+
+def test_a_model_without_width_shards_gives_a_too_small_miner_no_work_and_says_why():
+    why = "width shards are cut only from the Llama layout; gpt_neox models are trained whole"
+    units, refused = units_by_capacity({"big": 8.0, "small": 0.6}, 2.0, 3, max_shards=1, shard_refusal=why)
+    assert units == {"big": UnitOfWork()}
+    assert refused == {"small": f"declares 0.6 GB, full-model training needs 2.0 GB, and {why}"}
+    shardable, none_refused = units_by_capacity({"big": 8.0, "small": 0.6}, 2.0, 3, max_shards=4)
+    assert shardable["small"].kind == "shard" and not none_refused
 
 
 def test_full_model_when_capacity_holds_it():

@@ -10,6 +10,7 @@ another cannot be.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import torch
@@ -45,13 +46,15 @@ def architecture_of(config: PretrainedConfig, name: str) -> ModelPreset:
     n_heads = int(getattr(config, "num_attention_heads", 1))
     d_model = int(config.hidden_size)
     head_dim = getattr(config, "head_dim", None) or d_model // n_heads
+    fields = json.loads(config.to_json_string(use_diff=False))
+    fields["use_cache"] = False  # training never caches keys and values
     return ModelPreset(
         name=name, n_layers=int(config.num_hidden_layers), d_model=d_model, n_heads=n_heads,
         n_kv_heads=int(getattr(config, "num_key_value_heads", None) or n_heads),
         d_ff=int(getattr(config, "intermediate_size", None) or 4 * d_model),
         max_seq_len=int(getattr(config, "max_position_embeddings", 0) or 0),
         tie_embeddings=bool(getattr(config, "tie_word_embeddings", False)), head_dim=int(head_dim),
-        hf_config=config.to_json_string(use_diff=False))
+        hf_config=json.dumps(fields, sort_keys=True))
 
 
 def pretrained_architecture(source: PretrainedSource) -> ModelPreset:
