@@ -36,3 +36,27 @@ def save_tiny_model(folder: Path, family: str = "llama", tie: bool = False, dtyp
     model.to(dtype).save_pretrained(folder)
     train_bpe_tokenizer(fixture_text(1500), TOKENIZER_VOCAB).save_pretrained(folder)
     return folder
+
+
+def pretrained_on_shakespeare(folder: Path, cache_dir: Path, family: str = "qwen2", steps: int = 60) -> Path:
+    """A model of the tiny preset's size (Qwen2 by default: tied embeddings, q/k/v biases)
+    pretrained for `steps` AdamW steps on the Shakespeare pages, saved with save_pretrained with its
+    own tokenizer (the corpus BPE, vocab 1024): a stand-in for a hub checkpoint."""
+    from template.training.corpus import load_corpus_text
+    from template.training.inner_loop import train_inner
+    from template.training.pages import build_page_store
+    from template.training.presets import PRESET_SETTINGS
+    from template.training.tokenizer import build_tokenizer
+
+    settings = PRESET_SETTINGS["tiny"]
+    tokenizer = build_tokenizer(cache_dir, load_corpus_text(cache_dir), settings.vocab_size)
+    pages = build_page_store(cache_dir, settings.vocab_size, settings.page_len, tokenizer=tokenizer)
+    config = tiny_config(family, tie=True, vocab=settings.vocab_size)
+    config.hidden_size, config.intermediate_size, config.max_position_embeddings = 128, 384, 256
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    recipe = settings.recipe.with_overrides(inner_steps=steps, batch_size=16, learning_rate=3e-3, warmup_steps=5)
+    train_inner(model, pages.pages(pages.train_ids[:512]), recipe, seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

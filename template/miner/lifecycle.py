@@ -17,13 +17,18 @@ from template.net.server import BackgroundServer
 from template.miner.app import create_miner_app
 from template.miner.reveal import RevealClock
 from template.miner.work_order import check_checkpoint_source, check_round_is_open, check_work_order
+from template.miner.team_lead import TeamLead, choose_engine, team_capacity_gb
 from template.miner.worker import MinerWorker
 from template.training.model import pick_device
 from template.chain.neuron_chain import NeuronChain
 from template.config import Config, build_workload, expand
+from template.training.team import Team
 from template.training.train_step import should_compile
 from template.utils.logging import setup_logging
 from template.utils.wandb_run import open_run
+
+
+TEAM_STOP_SECONDS = 120.0  # how long a stopping torchrun miner waits for the unit in training
 
 
 class PermitList:
@@ -62,7 +67,8 @@ class PermitList:
         return f"{hotkey} is not a registered validator with a permit on this subnet"
 
 
-async def run_miner(config: Config) -> None:
+async def run_miner(config: Config, team: Team | None = None) -> None:
+    """The miner; under torchrun this is its first process (`team`), the others follow its orders."""
     state_dir = expand(config.neuron.state_dir)
     setup_logging(f"miner:{config.wallet.hotkey}", config.logging.debug, state_dir / "logs")
     wallet = bt.Wallet(name=config.wallet.name, hotkey=config.wallet.hotkey, path=str(expand(config.wallet.path)))
@@ -71,12 +77,20 @@ async def run_miner(config: Config) -> None:
                               config.netuid).connect()
     uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim")
     workload = build_workload(config)
-    device = pick_device(config.neuron.device)
+    device = team.device if team is not None else pick_device(config.neuron.device)
+    capacity_gb = config.miner.capacity_gb or workload.capacity_gb(device)
+    team_lead = None
+    if team is not None:
+        engine = choose_engine(config.miner.engine, workload, team, capacity_gb)
+        capacity_gb = config.miner.capacity_gb or team_capacity_gb(engine, team, capacity_gb)
+        team_lead = TeamLead(team, engine)
+        logger.info("torchrun team: {} processes on {}, engine {}, declaring {:.1f} GB", team.world, device.type,
+                    engine, capacity_gb)
     run = open_run(config.wandb.off, config.wandb.project, config.wandb.entity, f"miner-uid{uid}",
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
     worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
                          expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device, run,
-                         compile=should_compile(config.miner.compile, device))
+                         compile=should_compile(config.miner.compile, device) and team is None, team=team_lead)
 
     main_loop = asyncio.get_running_loop()
 
@@ -97,11 +111,13 @@ async def run_miner(config: Config) -> None:
         except Exception as exc:
             return f"cannot read block {order.round_block} to verify the round seed: {exc}"
         return check_round_is_open(order, block, config.round.round_blocks, config.round.train_blocks,
-                                   time.time()) or check_work_order(order, workload, keypair.ss58_address, block_hash)
+                                   time.time()) or check_work_order(order, workload, keypair.ss58_address, block_hash) \
+            or (team_lead.refusal(order) if team_lead is not None else None)
 
     permits = PermitList()
-    info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION, device=str(device),
-                        capacity_gb=config.miner.capacity_gb or workload.capacity_gb(device),
+    info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION,
+                        device=str(device) if team is None else f"{team.world}x {device.type}",
+                        capacity_gb=capacity_gb,
                         model_preset=workload.preset_name, behaviour=config.miner.behaviour)
     async def current_block() -> int:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(chain.block(), main_loop))
@@ -117,10 +133,14 @@ async def run_miner(config: Config) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(target=worker.run, args=(stop,), name="trainer", daemon=True).start()
+    trainer = threading.Thread(target=worker.run, args=(stop,), name="trainer", daemon=True)
+    trainer.start()
     try:
         await refresh_permits_until(stop, chain, permits)
     finally:
+        if team is not None:  # the worker ends the round in hand, then tells the other processes to stop
+            stop.set()
+            await asyncio.to_thread(trainer.join, TEAM_STOP_SECONDS)
         server.stop()
         run.finish()
         await chain.close()

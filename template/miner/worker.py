@@ -22,6 +22,7 @@ from protocol.payload import decode_tensors, encode_tensors
 from template.miner.carry_over import CarryOver
 from template.miner.checkpoint_cache import CheckpointCache
 from template.miner.outbox import Outbox
+from template.miner.team_lead import TeamLead
 from template.training.workload import Workload
 from template.utils.wandb_run import WandbRun
 from template.training.compression import compress, shapes_of
@@ -43,7 +44,8 @@ class Outcome:
 
 class MinerWorker:
     def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
-                 device: torch.device, run: WandbRun | None = None, compile: bool = False):
+                 device: torch.device, run: WandbRun | None = None, compile: bool = False,
+                 team: TeamLead | None = None):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
         self.workload = workload
@@ -61,7 +63,10 @@ class MinerWorker:
         self.compile = compile
         self._full_model: torch.nn.Module | None = None  # reused so torch.compile runs once
         self.carry = CarryOver(state_dir)
-        self._optimizer_state = self.carry.moments()  # (unit label, AdamW state)
+        self.team = team  # under torchrun: the other processes train each unit with this one
+        self._stopping: threading.Event | None = None
+        # AdamW state: (unit label, state); a team keeps its (sharded) moments in its processes
+        self._optimizer_state = self.carry.moments() if team is None else ("", None)
 
     def submit(self, request: TrainRequest, priority: float = 0.0) -> str:
         """Queue a round's work order. A round has one order: a different one for the same round
@@ -107,11 +112,14 @@ class MinerWorker:
                 self.carry.forget_order(order.round_index)
 
     def run(self, stop: threading.Event) -> None:
+        self._stopping = stop
         self.resume_open_orders()
         while not stop.is_set():
             try:
                 request = self.jobs.get(timeout=0.5)
             except queue.Empty:
+                if self.team is not None:
+                    self.team.idle()
                 continue
             if not self.is_current(request):
                 continue  # replaced while queued
@@ -134,6 +142,8 @@ class MinerWorker:
                 if self.is_current(request):
                     self._set(request.round_index, Outcome("failed", str(exc)))
                     self.carry.forget_order(request.round_index)
+        if self.team is not None:
+            self.team.finish()
 
     def _set(self, round_index: int, outcome: Outcome) -> None:
         with self.lock:
@@ -173,6 +183,11 @@ class MinerWorker:
 
     def _train(self, request: TrainRequest, base: dict[str, torch.Tensor]):
         """H inner steps on the assigned unit; the pseudo-gradient in full-model coordinates."""
+        if self.team is not None:
+            stopping = self._stopping
+            return self.team.train(request, self.workload, base, int(request.seed[:8], 16),
+                                   request.deadline_unix - COMMIT_MARGIN_SECONDS,
+                                   lambda: not self.is_current(request) or bool(stopping and stopping.is_set()))
         spec = ShardSpec(request.unit.scheme, request.unit.index, request.unit.count)
         if spec.scheme == "full":
             if self._full_model is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from loguru import logger
@@ -57,9 +58,18 @@ def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 
+class BatchShare(Protocol):
+    """How processes of one host share each step's batch (`team.SharedBatch`)."""
+
+    def step_loss(self, batch: torch.Tensor) -> torch.Tensor: ...  # this process's share: loss, backward
+    def agree(self, stop: bool, late: bool) -> tuple[bool, bool]: ...  # the first process decides for all
+    def total(self, loss: torch.Tensor) -> float: ...  # the shares' losses summed: the batch's mean
+
+
 def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, seed: int = 0,
                 deadline: float | None = None, compile: bool = False, loss_mode: str = "auto",
-                optimizer_state: dict | None = None, should_stop=None) -> InnerStats:
+                optimizer_state: dict | None = None, should_stop=None, share: BatchShare | None = None
+                ) -> InnerStats:
     """Train `model` in place for the recipe's H AdamW steps over the pages `tokens` [N, T]
     (batch, learning-rate schedule, weight decay, betas and gradient clip from `recipe`).
 
@@ -71,7 +81,11 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
 
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
     round (a slow device still contributes what it managed). `should_stop()`: checked before each
-    step; true ends the loop (the work was called off)."""
+    step; true ends the loop (the work was called off).
+
+    `share`: train as one of several processes (torchrun): `model` is the DDP/FSDP2-wrapped loss
+    module, each step's batch is split among them, and the first process decides for all when to
+    stop. Without it (one process) nothing of that runs."""
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
@@ -84,7 +98,7 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
         for group in opt.param_groups:  # the moments carry over; the settings are this round's recipe
             group.update(betas=recipe.betas, weight_decay=recipe.weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
-    fwd_bwd = forward_backward(model, compile, loss_mode)
+    fwd_bwd = share.step_loss if share is not None else forward_backward(model, compile, loss_mode)
     model.train()
     t0 = time.perf_counter()
     first_loss = last_loss = None  # device tensors: reading them each step would sync a GPU
@@ -92,9 +106,13 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     # Indices go to the device once: a host->device copy per step would wait for the GPU.
     order = torch.stack(batch_order(tokens.shape[0], steps, batch_size, seed)).to(device)
     for step, idx in enumerate(order):
-        if should_stop is not None and should_stop():
+        stop = should_stop is not None and should_stop()
+        late = not stop and deadline is not None and step > 0 and time.time() >= deadline
+        if share is not None:
+            stop, late = share.agree(stop, late)
+        if stop:
             break
-        if deadline is not None and step > 0 and time.time() >= deadline:
+        if late:
             logger.warning(f"inner: deadline reached after {step}/{steps} steps")
             break
         for group in opt.param_groups:
@@ -109,7 +127,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
                 torch.cuda.synchronize(device)
             first_step_seconds = time.perf_counter() - t0
         done = step + 1
-    loss_first, loss_last = (float("nan") if t is None else float(t) for t in (first_loss, last_loss))
+    read = share.total if share is not None else float
+    loss_first, loss_last = (float("nan") if t is None else read(t) for t in (first_loss, last_loss))
     seconds = time.perf_counter() - t0  # after the float() reads: the device has finished
     stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done,
                        first_step_seconds, opt.state_dict())

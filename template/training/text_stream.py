@@ -31,9 +31,17 @@ class DatasetSource:
     text_field: str = "text"
     revision: str = ""
 
+    def is_repository(self) -> bool:
+        """A hub id, or a local copy of a dataset repository (a folder with a README.md dataset
+        card declaring its subsets): read by `datasets.load_dataset(name, subset, ...)`."""
+        path = Path(self.name).expanduser()
+        return not path.exists() or (path.is_dir() and (path / "README.md").is_file())
+
     def local_files(self) -> list[Path] | None:
         """The local files this source reads, sorted; None for a hub dataset."""
         path = Path(self.name).expanduser()
+        if path.is_dir() and self.is_repository():
+            return sorted(p.resolve() for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
         if path.is_file():
             files = [path]
         elif path.is_dir():
@@ -67,9 +75,9 @@ class DatasetSource:
 def _open_stream(source: DatasetSource):
     import datasets  # heavy import, only when a dataset is read
 
-    files = source.local_files()
     try:
-        if files is not None:
+        if not source.is_repository():
+            files = source.local_files()
             builder = LOCAL_BUILDERS[files[0].suffix.lower()]
             extra = {"sample_by": "paragraph"} if builder == "text" else {}  # a .txt row is a paragraph, not a line
             return datasets.load_dataset(builder, data_files={source.split: [str(p) for p in files]},
@@ -83,10 +91,19 @@ def _open_stream(source: DatasetSource):
 def stream_documents(source: DatasetSource) -> Iterator[str]:
     """The text of each row in order (empty rows skipped; a row longer than MAX_DOCUMENT_CHARS
     in pieces). A row without the text field, or with a non-text value there, is refused."""
-    for row in _open_stream(source):
-        if source.text_field not in row:
+    rows, read = iter(_open_stream(source)), 0
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except Exception as exc:  # a damaged file or a failed download: one line naming the dataset
+            raise DatasetError(f"dataset {source}: reading failed after {read:,} rows: "
+                               f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        read += 1
+        if not isinstance(row, dict) or source.text_field not in row:
             raise DatasetError(f"dataset {source}: a row has no text field {source.text_field!r} "
-                               f"(fields: {sorted(row)[:20]})")
+                               f"(fields: {sorted(row)[:20] if isinstance(row, dict) else type(row).__name__})")
         value = row[source.text_field]
         if value is None or value == "":
             continue
