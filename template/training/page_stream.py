@@ -110,6 +110,13 @@ def write_pages(documents: Iterable[str], tokenizer: PreTrainedTokenizerBase, pa
     return pages
 
 
+def read_pages(path: Path, page_len: int, rows: int = 4096) -> Iterator[torch.Tensor]:
+    """The page file's rows, a block at a time, read (not mapped: the pages stay out of memory)."""
+    with open(path, "rb") as handle:
+        while block := handle.read(4 * page_len * rows):
+            yield torch.from_numpy(np.frombuffer(bytearray(block), dtype=np.int32).reshape(-1, page_len))
+
+
 def map_pages(path: Path, page_len: int) -> torch.Tensor:
     """A page file as an int32 [num_pages, page_len] tensor backed by the file (read lazily)."""
     pages = os.path.getsize(path) // (4 * page_len)
@@ -138,8 +145,7 @@ def streamed_page_store(cache_dir: Path, source: DatasetSource, page_len: int, v
             tmp.replace(path)
         finally:
             tmp.unlink(missing_ok=True)
-    tokens = map_pages(path, page_len)
-    store = make_page_store(tokens, heldout_fraction)
+    store = make_page_store(map_pages(path, page_len), heldout_fraction, read_pages(path, page_len))
     logger.info(f"pages: {store.num_pages:,} pages x {page_len} of {source} ({len(store.train_ids):,} train, "
                 f"{len(store.heldout_ids):,} held-out), digest {store.digest} <- {path}")
     return store
