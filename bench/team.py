@@ -2,8 +2,9 @@
 first process, `follow_orders` on the others): tokens/s, peak memory per process, and the
 pseudo-gradient, to compare engines and process counts.
 
-    torchrun --standalone --nproc_per_node 2 -m bench.team --preset tiny --engine ddp --steps 6
-    torchrun --standalone --nproc_per_node 8 -m bench.team --preset 1b --engine fsdp --batch 32 --steps 10
+    torchrun --standalone --nproc_per_node 2 -m bench.team --preset tiny --engine ddp,fsdp --steps 6
+    torchrun --standalone --nproc_per_node 8 -m bench.team --preset 1b --engine fsdp --batch 64 --steps 10
+    torchrun --standalone --nproc_per_node 1 -m bench.team --preset 1b --engine ddp --batch 8 --steps 10
 
 Without --base/--tokens the weights are the preset's seed-0 initialisation and the pages random
 tokens. With --delta-out the first process saves the pseudo-gradient (tests compare it with the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -42,7 +44,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vocab", type=int, default=0, help="0: the preset's")
     p.add_argument("--base", default="", help="a checkpoint (safetensors) to start from")
     p.add_argument("--tokens", default="", help="safetensors with `tokens` [pages, page_len] to train on")
-    p.add_argument("--device", default="auto", help="auto (a GPU per process when there are GPUs) | cpu")
+    p.add_argument("--device", default="auto", help="auto (a GPU per process when there are GPUs) | cpu | cuda:N "
+                                                   "(every process on that GPU; needs --backend gloo)")
+    p.add_argument("--backend", default="", help="process group backend (default: nccl on GPUs, gloo on a CPU)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     p.add_argument("--delta-out", default="", help="save the pseudo-gradient here (first process); with several "
                                                    "engines ENGINE in the name is replaced by each")
@@ -74,10 +78,12 @@ def unit_of_work(a: argparse.Namespace) -> tuple[Workload, TrainRequest, dict[st
 def main(argv: list[str] | None = None) -> list[dict] | None:
     a = parse(argv)
     env = TeamEnv.from_environ()
+    if env is None and "RANK" in os.environ:  # torchrun --nproc_per_node 1: a team of one, the baseline
+        env = TeamEnv(0, 1, 0)
     if env is None:
-        raise SystemExit("run under torchrun with --nproc_per_node 2 or more")
+        raise SystemExit("run under torchrun (--nproc_per_node 1 for the one-process baseline)")
     configure_torch_threads(a.threads)
-    team = Team(env, a.device)
+    team = Team(env, a.device, a.backend)
     results = []
     try:
         if not team.is_first:

@@ -56,14 +56,19 @@ class TeamEnv:
 class Team:
     """The host's processes: the default group for training, a gloo group for control."""
 
-    def __init__(self, env: TeamEnv, device_name: str = "auto"):
+    def __init__(self, env: TeamEnv, device_name: str = "auto", backend: str = ""):
+        """`device_name`: auto (GPU LOCAL_RANK when there are GPUs, else the CPU), cpu, or one
+        cuda:N for every process (several processes on one GPU need `backend` gloo: NCCL
+        refuses two ranks on one device)."""
         self.env = env
         use_cuda = torch.cuda.is_available() and device_name != "cpu"
-        self.device = torch.device(f"cuda:{env.local_rank}") if use_cuda else torch.device("cpu")
-        if use_cuda:
+        if not use_cuda:
+            self.device = torch.device("cpu")
+        else:
+            self.device = torch.device(device_name if device_name.startswith("cuda:") else f"cuda:{env.local_rank}")
             torch.cuda.set_device(self.device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if use_cuda else "gloo", timeout=GROUP_TIMEOUT)
+            dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), timeout=GROUP_TIMEOUT)
         self.control = dist.new_group(backend="gloo", timeout=GROUP_TIMEOUT)
 
     @property
