@@ -178,3 +178,20 @@ def test_a_pretrained_model_is_fine_tuned_through_the_subnet(tmp_path):
     assert honest >= 0.9 and all(share <= 0.02 for share in freeloaders), context
     honest_hotkeys = {m["hotkey"] for m in summary["miners"] if m["behaviour"] == "honest"}
     assert honest_hotkeys <= {hk for r in records for hk in r["accepted"]}, context  # each merged at least once
+
+
+@pytest.mark.slow
+def test_a_torchrun_miner_trains_on_two_processes_under_one_hotkey_and_is_paid(tmp_path):
+    """--team-size 2: the first honest miner runs as `torchrun --nproc_per_node 2 -m neurons.miner`;
+    its first process serves the network, the second trains each unit with it (DDP on gloo)."""
+    summary, _ = run_main_job(tmp_path, "--team-size", "2", "--rounds", "3", "--round-blocks", "72",
+                              "--train-blocks", "48", "--inner-steps", "15", timeout=900)
+    context = json.dumps(summary, indent=1) + log_tails(tmp_path)
+    log = (tmp_path / "logs" / "miner0-honest.log").read_text()
+    assert "torchrun team: 2 processes on cpu, engine ddp" in log, context
+    assert log.count("team: process 1 trained 15 steps") >= 2, context
+    team_miner = next(m for m in summary["miners"] if m["name"] == "miner0-honest")
+    records = [json.loads(line) for line in (tmp_path / "validator" / "rounds.jsonl").read_text().splitlines()]
+    assert sum(team_miner["hotkey"] in r["accepted"] for r in records) >= 2, context
+    assert team_miner["incentive"] > 0.2, context
+    assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"], context
