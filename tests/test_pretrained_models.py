@@ -49,6 +49,14 @@ def workload_of(folder, corpus, cache) -> Workload:
                           recipe_overrides={"inner_steps": 4, "batch_size": 4})
 
 
+def order_from(work: Workload, unit: UnitOfWork = UnitOfWork()) -> TrainRequest:
+    """A work order for `work`'s model and pages (the checks before the seed's look at these)."""
+    return TrainRequest(netuid=1, round_index=0, round_block=0, seed="0" * 64, base_checkpoint="a" * 64,
+                        dataset=work.dataset_id, model_preset=work.preset_name, unit=unit,
+                        checkpoint_url="http://127.0.0.1:1/v1/checkpoint/" + "a" * 64, pages=[0] * 48, recipe=RECIPE,
+                        deadline_block=10, deadline_unix=1e10)
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_round_of_any_family_is_exchanged_and_merged_by_parameter_name(family, saved, corpus, tmp_path):
     work = workload_of(saved[family], corpus, tmp_path)
@@ -80,11 +88,7 @@ def test_the_same_weights_have_one_name_wherever_they_are_loaded_from(saved, tmp
 def test_a_miner_with_other_weights_refuses_the_validators_orders(saved, corpus, tmp_path):
     validator = workload_of(saved["llama"], corpus, tmp_path / "v")
     miner = workload_of(save_tiny_model(tmp_path / "m", "llama", seed=7), corpus, tmp_path / "m-cache")
-    order = TrainRequest(netuid=1, round_index=0, round_block=0, seed="0" * 64, base_checkpoint="a" * 64,
-                         dataset=validator.dataset_id, model_preset=validator.preset_name,
-                         checkpoint_url="http://127.0.0.1:1/v1/checkpoint/" + "a" * 64, pages=[0] * 48, recipe=RECIPE,
-                         deadline_block=10, deadline_unix=1e10)
-    assert "model preset mismatch" in check_work_order(order, miner, "hk", "0x" + "11" * 32)
+    assert "model preset mismatch" in check_work_order(order_from(validator), miner, "hk", "0x" + "11" * 32)
 
 
 def test_a_bf16_checkpoint_is_trained_in_fp32_with_a_stable_identity(tmp_path):
@@ -154,11 +158,7 @@ def test_a_half_width_shard_trains_only_its_window(family, saved):
 def test_gpt_neox_gets_no_shards_and_says_why(saved, corpus, tmp_path):
     work = workload_of(saved["gpt_neox"], corpus, tmp_path)
     assert work.max_shards == 1 and "gpt_neox models are trained whole" in work.shard_refusal
-    order = TrainRequest(netuid=1, round_index=0, round_block=0, seed="0" * 64, base_checkpoint="a" * 64,
-                         dataset=work.dataset_id, model_preset=work.preset_name,
-                         checkpoint_url="http://127.0.0.1:1/v1/checkpoint/" + "a" * 64, pages=[0] * 48,
-                         recipe=RECIPE, unit=UnitOfWork(kind="shard", scheme="width", index=0, count=2),
-                         deadline_block=10, deadline_unix=1e10)
+    order = order_from(work, UnitOfWork(kind="shard", scheme="width", index=0, count=2))
     assert "no width-0/2 shard of this model" in check_work_order(order, work, "hk", "0x" + "11" * 32)
 
 

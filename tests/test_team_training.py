@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from protocol.messages import UnitOfWork
 from protocol.recipe import Recipe
 from template.miner.team_lead import TeamLead
@@ -27,6 +29,7 @@ VOCAB, PAGE_LEN = 300, 32
 TOLERANCE = 1e-5  # max |difference| allowed between the team's and one process's pseudo-gradient
 
 
+@pytest.mark.slow  # two torchrun processes start torch and transformers: ~40 s on the 2-core box
 def test_a_torchrun_team_with_ddp_or_fsdp2_computes_the_one_process_pseudo_gradient(tmp_path):
     store = build_page_store(tmp_path / "cache", VOCAB, PAGE_LEN, text=fixture_text(1500))
     tokens = store.pages(store.train_ids[:48])

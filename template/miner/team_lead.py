@@ -5,6 +5,7 @@ each whole-model unit of work to the others, and all of them train it together
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import torch
@@ -85,6 +86,8 @@ class TeamLead:
 def follow_orders(team: Team, torch_threads: int = 1) -> None:
     """A follower's life: train each unit the first process sends, until it says stop."""
     configure_torch_threads(torch_threads)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # torchrun signals every process; process 0 ends the unit first
+        signal.signal(sig, lambda *_: logger.info("team: process {} stops when process 0 says so", team.rank))
     trainer = TeamTrainer(team)
     logger.info("team: process {} of {} on {}, following process 0", team.rank, team.world, team.device)
     while True:
