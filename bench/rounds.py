@@ -39,7 +39,7 @@ from protocol.recipe import Recipe
 from template.config import RoundConfig
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
 from template.training.checkpoint import state_hash
-from template.training.compression import compress, dense_bytes, shapes_of, wire_bytes
+from template.training.compression import compress, decompress, dense_bytes, shapes_of, wire_bytes
 from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import InnerStats, pseudo_gradient, train_inner
 from template.training.model import build_model, load_model_state, model_state
@@ -147,6 +147,7 @@ class Miner:
         self._optimizer_state: tuple[str, dict | None] = ("", None)  # (unit label, AdamW state)
         self._residuals: dict[str, Delta] = {}  # error feedback per unit label
         self._codec_memory: dict[str, dict] = {}
+        self.last_sent: Delta | None = None  # what the validator decodes of this miner's last contribution
 
     def train(self, order: WorkOrder, base: State) -> tuple[Delta, InnerStats]:
         """H inner steps on the order's unit; the pseudo-gradient in full-model coordinates."""
@@ -180,6 +181,7 @@ class Miner:
             sent, nbytes = self.codec.send(delta, self._codec_memory.setdefault(label, {}))
             return Sent(self.hotkey, order.unit, stats, dense, nbytes, delta=sent)
         update, self._residuals[label] = compress(delta, self._residuals.get(label), order.recipe.compression)
+        self.last_sent = dict(decompress(update, shapes_of(delta)))
         meta = ContributionMeta(
             netuid=NETUID, round_index=order.round_index, base_checkpoint=order.base_checkpoint,
             hotkey=self.hotkey, unit=order.unit, tokens_trained=stats.tokens, inner_steps=stats.steps,
@@ -247,6 +249,11 @@ class RoundsSetting:
     control_count: int = RoundConfig().control_pages
     label: str = "rounds"
     observe: Callable[[str, int, Delta], None] | None = None  # sees each pseudo-gradient before the codec
+    outer_delay: int = 0  # 1: a round's merge is applied one round later (miners never wait for scoring)
+    # With outer_delay, what stands in for the merge still in flight when a miner starts: "" nothing,
+    # "own" its own last contribution, "mixed" its own / n plus the last merge (n-1) / n, "last" the
+    # last merge applied again.
+    eager: str = ""
 
 
 @dataclass
@@ -260,6 +267,7 @@ class RoundsResult:
     merged: list[int] = field(default_factory=list)  # contributions in each round's update
     reports: list[dict[str, ScoreReport]] = field(default_factory=list, repr=False)
     seconds: float = 0.0
+    heldout_with_pending: float | None = None  # with outer_delay: after the merges in flight at the end
 
     @property
     def relative_drop(self) -> float:
@@ -292,18 +300,42 @@ def run_rounds(s: RoundsSetting, pages: PageStore, heldout: torch.Tensor | None 
     miners = [Miner(hk, s.preset, s.vocab_size, pages, s.codec, s.carry_moments) for hk in hotkeys]
     outer = s.outer_step or (lambda state, update: apply_outer_step(state, update, s.recipe.outer_lr))
     result = RoundsResult([float(per_sequence_loss(model, heldout).mean())])
+    pending: list[Delta | None] = []  # merges scored but not yet applied (outer_delay)
+
+    last_merge: list[Delta | None] = [None]
+
+    def start_of(miner: Miner) -> State:
+        """Where a miner trains from: the base, or (eager) the base moved by a stand-in for the
+        round's merge still in flight."""
+        if not (s.eager and s.outer_delay):
+            return base
+        own, last = miner.last_sent, last_merge[0]
+        if s.eager == "own" and own is not None:
+            return outer(base, own)
+        if s.eager == "last" and last is not None:
+            return outer(base, last)
+        if s.eager == "mixed" and own is not None and last is not None:
+            n = s.miners
+            return outer(base, {k: own[k] / n + last[k] * (n - 1) / n for k in own})
+        return base
     t0 = time.perf_counter()
     for r in range(1, s.rounds + 1):
         checkpoint, assigned = state_hash(base), assignments(pages, s.recipe, hotkeys, r)
         sent = [miner.contribute(WorkOrder(r, bench_round_seed(r), checkpoint, assigned[miner.hotkey], s.recipe,
-                                           s.unit_of(m, r)), base, s.observe)
+                                           s.unit_of(m, r)), start_of(miner), s.observe)
                 for m, miner in enumerate(miners)]
         ctx = RoundContext(NETUID, r, checkpoint, bench_eval_seed(r))
         merge = score_and_merge(model, base, sent, assigned, ctx, pages, s.recipe, s.preset, s.vocab_size,
                                 s.scoring, s.heldout_count, s.control_count, s.min_per_unit)
-        if merge.update is not None:
-            base = outer(base, merge.update)
+        if s.outer_delay:  # round r+1 trains from round r's base moved by round r-1's merge
+            pending.append(merge.update)
+            update = pending.pop(0) if len(pending) > s.outer_delay else None
+        else:
+            update = merge.update
+        if update is not None:
+            base = outer(base, update)
             load_model_state(model, base)
+        last_merge[0] = update
         loss = float(per_sequence_loss(model, heldout).mean())
         result.heldout.append(loss)
         result.inner_seconds += [x.stats.seconds for x in sent]
@@ -316,6 +348,12 @@ def run_rounds(s: RoundsSetting, pages: PageStore, heldout: torch.Tensor | None 
             log(f"  {s.label} round {r}: held-out {loss:.4f} (drop {1 - loss / result.heldout[0]:.1%}), "
                 f"merged {len(merge.merged)}/{len(sent)}, inner loop "
                 f"{statistics.mean(x.stats.seconds for x in sent):.1f}s/miner ({time.perf_counter() - t0:.0f}s)")
+    for update in pending:  # the merges still in flight at the end, as the next rounds would apply them
+        if update is not None:
+            base = outer(base, update)
+    if pending:
+        load_model_state(model, base)
+        result.heldout_with_pending = float(per_sequence_loss(model, heldout).mean())
     result.final_state, result.seconds = base, time.perf_counter() - t0
     return result
 
@@ -340,6 +378,11 @@ def main(argv: list[str] | None = None) -> RoundsResult:
     p.add_argument("--batch", type=int, default=None, help="override the batch size")
     p.add_argument("--warmup", type=int, default=None, help="override inner warmup steps")
     p.add_argument("--reset-moments", action="store_true", help="zero AdamW moments every round")
+    p.add_argument("--outer-delay", type=int, default=0, choices=(0, 1),
+                   help="1: each round's merge is applied one round later (overlapped rounds)")
+    p.add_argument("--eager", default="", choices=("", "own", "mixed", "last"),
+                   help="with --outer-delay 1, what stands in for the merge in flight when a miner starts: its own "
+                        "last update, own/n + last merge (n-1)/n, or the last merge again")
     p.add_argument("--eval-pages", type=int, default=64)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--smoke", action="store_true", help="2 short rounds on 32-token pages (tests)")
@@ -352,19 +395,25 @@ def main(argv: list[str] | None = None) -> RoundsResult:
                               recipe_overrides=overrides, torch_threads=a.threads)
     recipe = workload.recipe
     s = RoundsSetting(workload.preset_name, workload.vocab_size, recipe, a.miners, a.rounds, a.eval_pages,
-                      DenseCodec() if a.no_compression else None, carry_moments=not a.reset_moments)
+                      DenseCodec() if a.no_compression else None, carry_moments=not a.reset_moments,
+                      outer_delay=a.outer_delay, eager=a.eager)
     comp = "dense (merged unscored)" if a.no_compression else \
         f"top-{recipe.compression.topk}/{recipe.compression.chunk_elems} {recipe.compression.bits}-bit EF"
     print(f"rounds: preset={s.preset} vocab={s.vocab_size} miners={s.miners} H={recipe.inner_steps} "
           f"batch={recipe.batch_size}x{workload.pages.page_len} lr={recipe.learning_rate} "
           f"warmup={recipe.warmup_steps} pages={recipe.pages_per_miner} outer lr={recipe.outer_lr} "
-          f"compression={comp} moments {'reset' if a.reset_moments else 'carried'} threads={a.threads}", flush=True)
+          f"compression={comp} moments {'reset' if a.reset_moments else 'carried'} outer delay={a.outer_delay}"
+          f"{' eager ' + a.eager if a.eager else ''} "
+          f"threads={a.threads}", flush=True)
     res = run_rounds(s, workload.pages, log=lambda line: print(line, flush=True))
     for r, loss in enumerate(res.heldout):
         print(f"round {r}: held-out loss {loss:.4f}")
     print(f"drop after {s.rounds} rounds: {res.relative_drop:.1%}; compression {res.compression_ratio:.0f}x vs "
           f"fp32; inner loop {statistics.mean(res.inner_seconds):.1f}s mean, {max(res.inner_seconds):.1f}s max "
           f"per miner-round; total {res.seconds:.0f}s")
+    if res.heldout_with_pending is not None:
+        print(f"with the merges still in flight applied: held-out {res.heldout_with_pending:.4f} "
+              f"(drop {1 - res.heldout_with_pending / res.heldout[0]:.1%})")
     print(f"merged per round: {res.merged} of {s.miners}")
     diffs = res.assignment_diffs
     if diffs:
@@ -375,8 +424,10 @@ def main(argv: list[str] | None = None) -> RoundsResult:
     write_json(a.out, {"setting": {"preset": s.preset, "vocab_size": s.vocab_size, "miners": s.miners,
                                    "rounds": s.rounds, "eval_pages": s.eval_pages, "threads": a.threads,
                                    "compressed": not a.no_compression, "carry_moments": s.carry_moments,
+                                   "outer_delay": s.outer_delay, "eager": s.eager,
                                    "recipe": recipe.model_dump()},
-                       "heldout": res.heldout, "merged": res.merged, "inner_seconds": res.inner_seconds,
+                       "heldout": res.heldout, "heldout_with_pending": res.heldout_with_pending,
+                       "merged": res.merged, "inner_seconds": res.inner_seconds,
                        "compression_ratio": res.compression_ratio, "assignment_diffs": diffs,
                        "rejected": res.rejected})
     return res

@@ -79,6 +79,9 @@ class TrainRequest(_Message):
     dataset: str = Field(pattern=r"^[0-9a-f]{16,64}$", description="digest of the page store both sides use")
     model_preset: str = Field(max_length=64)
     checkpoint_url: str = Field(max_length=512, description="where the base checkpoint is served")
+    base_round: int = Field(default=-1, ge=-1, le=MAX_ROUND_OR_BLOCK,
+                            description="the last round merged into the base (-1: the initial weights); its "
+                                        "record and merged contributions give the base from the one before")
     unit: UnitOfWork = UnitOfWork()
     pages: list[int] = Field(max_length=4096, description="the miner's assigned data pages")
     recipe: Recipe = Field(description="how to train and compress, exactly as the lead planned the round")

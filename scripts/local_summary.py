@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from template.miner.round_ledger import read_ledger, train_fraction  # noqa: E402
 from template.utils.wandb_run import open_run  # noqa: E402
 
 
@@ -25,6 +26,19 @@ class MinerRow:
     emission: float  # alpha emitted to the uid at the last epoch
     mean_score: float = 0.0
     rounds_accepted: int = 0
+    train_fraction: float | None = None  # of its wall time from first order to last commitment, in its inner loop
+    sync_bytes_per_round: float | None = None  # bytes fetched for a round's base, after its first round
+    syncs: dict | None = None  # how its bases came: held / replayed / downloaded, counted
+
+
+def miner_figures(state_dir: Path) -> dict:
+    """A miner's own measurements (its `miner_rounds.jsonl`): the share of its time spent training,
+    and the bytes it fetched per round in steady state (its first round, a join, left out)."""
+    entries = [e for e in read_ledger(state_dir / "miner_rounds.jsonl") if e.committed > 0]
+    steady = entries[1:]
+    return {"train_fraction": train_fraction(entries),
+            "sync_bytes_per_round": sum(e.sync_bytes for e in steady) / len(steady) if steady else None,
+            "syncs": {how: sum(e.sync == how for e in entries) for how in ("held", "replayed", "downloaded")}}
 
 
 def mean_scores(validator_dir: Path) -> dict[str, tuple[float, int, int]]:
@@ -55,6 +69,11 @@ def write_outputs(out: Path, records: list[dict], rows: list[MinerRow], validato
         "seconds": round(seconds, 1),
         **(extra or {}),
     }
+    honest = [r for r in rows if r.behaviour == "honest" and r.train_fraction is not None]
+    if honest:
+        summary["train_fraction_min"] = min(r.train_fraction for r in honest)
+        steady = [r.sync_bytes_per_round for r in honest if r.sync_bytes_per_round is not None]
+        summary["sync_bytes_per_round"] = max(steady) if steady else None
     total_incentive = sum(r.incentive for r in rows) or 1.0
     summary["honest_incentive_share"] = sum(r.incentive for r in rows if r.behaviour == "honest") / total_incentive
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -111,11 +130,14 @@ def log_to_wandb(out: Path, summary: dict, rows: list[MinerRow]) -> None:
 
 def render_summary(console: Console, summary: dict) -> None:
     miners = Table(title="Miners (incentive and emission read from the chain after the last epoch)")
-    for col in ("uid", "behaviour", "mean score", "accepted rounds", "incentive", "emission (alpha)"):
+    for col in ("uid", "behaviour", "mean score", "accepted rounds", "incentive", "emission (alpha)",
+                "time training", "synced bytes/round"):
         miners.add_column(col, justify="right")
     for m in summary["miners"]:
+        fraction, synced = m.get("train_fraction"), m.get("sync_bytes_per_round")
         miners.add_row(str(m["uid"]), m["behaviour"], f"{m['mean_score']:.4f}", str(m["rounds_accepted"]),
-                       f"{m['incentive']:.4f}", f"{m['emission']:.4f}")
+                       f"{m['incentive']:.4f}", f"{m['emission']:.4f}",
+                       "" if fraction is None else f"{fraction:.1%}", "" if synced is None else f"{synced:,.0f}")
     console.print(miners)
     losses = Table(title="Global model held-out loss")
     losses.add_column("round", justify="right")
@@ -132,3 +154,8 @@ def render_summary(console: Console, summary: dict) -> None:
         console.print(f"held-out loss {initial:.4f} -> {rounds[-1]['heldout_loss']:.4f} ({drop:.1%} lower); "
                       f"honest miners' share of incentive {summary['honest_incentive_share']:.1%}; "
                       f"{summary['seconds']:.0f}s")
+    synced, size = summary.get("sync_bytes_per_round"), summary.get("checkpoint_bytes")
+    if synced is not None and size:
+        console.print(f"honest miners trained {summary['train_fraction_min']:.1%} of their time or more; they "
+                      f"fetched at most {synced:,.0f} bytes a round for the next base ({synced / size:.1%} of the "
+                      f"{size:,}-byte checkpoint)")

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # 
 
 from scripts.commitment_watch import CommitmentWatch  # noqa: E402
 from scripts.crash_chaos import TRUNCATIONS, Crasher, Victim, plan_kills  # noqa: E402
-from scripts.local_summary import MinerRow, render_summary, write_outputs  # noqa: E402
+from scripts.local_summary import MinerRow, miner_figures, render_summary, write_outputs  # noqa: E402
 from template.training.pretrained import PretrainedSource  # noqa: E402
 from template.training.workload import Workload  # noqa: E402
 from template.chain import bootstrap  # noqa: E402
@@ -67,9 +67,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the first honest miner under torchrun with this many processes (one hotkey)")
     p.add_argument("--block-time", type=float, default=0.25, help="simnet seconds per block")
     p.add_argument("--round-blocks", type=int, default=72, help="blocks per round")
-    p.add_argument("--train-blocks", type=int, default=48, help="blocks from round start to the miners' deadline")
-    p.add_argument("--inner-steps", type=int, default=0, help="inner steps per round (0: the preset's)")
+    p.add_argument("--train-blocks", type=int, default=71,
+                   help="blocks from round start to the miners' deadline (rounds overlap: a round is scored "
+                        "while the next one trains, so miners can train nearly all of it)")
+    p.add_argument("--inner-steps", type=int, default=400,
+                   help="most inner steps per round (miners train until the deadline, at most this; 0: the preset's)")
     p.add_argument("--pages-per-miner", type=int, default=0, help="pages per miner per round (0: the preset's)")
+    p.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="settle each round before the next starts (miners wait while validators score)")
     p.add_argument("--tempo", type=int, default=10, help="subnet tempo in blocks")
     p.add_argument("--validators", type=int, default=1,
                    help="validators to run; the first (most stake) leads, the others score and set weights too")
@@ -152,9 +157,9 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
         common += ["--model.name_or_path", args.model]
     if args.wandb_off:
         common.append("--wandb.off")
-    common += ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks)]
+    common += ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks),
+               "--round.overlap" if args.overlap else "--no-round.overlap"]
     if neuron.role == "validator":
-        # Validators score while the miners wait for the next round: the cores are theirs then.
         threads = max(1, (os.cpu_count() or 1) // args.validators)
         flags = ["--round.max_rounds", str(max_rounds or args.rounds), "--neuron.torch_threads", str(threads)]
         for flag, value in (("--recipe.inner_steps", args.inner_steps), ("--recipe.pages_per_miner", args.pages_per_miner)):
@@ -172,11 +177,18 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
     return [sys.executable, "-m", "neurons.miner", *common, *flags]
 
 
+MINER_NICENESS = 5
+
+
 def start(neuron: Neuron, command: list[str], logs: Path, append: bool = False) -> None:
+    """Start a neuron in its own process session. Every neuron shares this one machine: miners run
+    at a lower CPU priority, so the validators' scoring, which the round's schedule waits for,
+    keeps pace while the miners train through it (on a real subnet each has its own machine)."""
     log = (logs / f"{neuron.name}.log").open("a" if append else "w")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    niceness = MINER_NICENESS if neuron.role == "miner" else 0
     neuron.process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                      start_new_session=True)
+                                      start_new_session=True, preexec_fn=lambda: os.nice(niceness))
 
 
 def peak_memory_mb(process: subprocess.Popen | None) -> float | None:
@@ -364,10 +376,15 @@ def main(argv: list[str] | None = None) -> int:
             stop(neuron.process)
         stop(sim)
     rows = [MinerRow(name=m.name, uid=m.uid, hotkey=m.wallet.hotkey.ss58_address, behaviour=m.behaviour,
-                     incentive=outcome[m.uid]["incentive"], emission=outcome[m.uid]["emission"])
+                     incentive=outcome[m.uid]["incentive"], emission=outcome[m.uid]["emission"],
+                     **miner_figures(m.state_dir))
             for m in miners]
+    checkpoint = validator.state_dir / "checkpoints" / f"{records[-1]['new_checkpoint']}.safetensors" \
+        if records else None
+    extra = {"peak_memory_mb": memory,
+             "checkpoint_bytes": checkpoint.stat().st_size if checkpoint and checkpoint.exists() else None}
     summary = write_outputs(workdir, records, rows, validator.state_dir, not args.wandb_off,
-                            seconds=time.monotonic() - started, extra={"peak_memory_mb": memory})
+                            seconds=time.monotonic() - started, extra=extra)
     render_summary(console, summary)
     console.log(f"wrote {workdir / 'summary.json'} (logs in {logs})")
     return 0

@@ -59,6 +59,7 @@ FIELDS: dict[str, str] = {
     "sudo_set_owner_immune_neuron_limit": "owner_immune_neuron_limit",
     "sudo_set_toggle_transfer": "transfers_enabled",
     "sudo_set_owner_cut_enabled": "owner_cut_enabled",
+    "sudo_set_owner_cut_auto_lock_enabled": "owner_cut_auto_lock_enabled",
     "sudo_set_epoch_consensus": "epoch_consensus",
     "sudo_set_min_non_immune_uids": "min_non_immune_uids",
 }

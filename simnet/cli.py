@@ -1,10 +1,13 @@
-"""simnet command line: run the node, and look at the chain through the SDK.
+"""simnet command line: run the node, look at the chain through the SDK, run btcli on it.
 
     python -m simnet serve --db PATH [--host H] [--port P] [--block-time S]
                                            [--manual-clock]
     python -m simnet status|subnets [--json] [--url URL]
     python -m simnet hyperparams|metagraph --netuid N [--json] [--url URL]
     python -m simnet advance --blocks N [--url URL]     (manual clock)
+    python -m simnet btcli [--url URL] <btcli arguments>
+
+Without --url, commands use $SIMNET_URL, else http://127.0.0.1:9946.
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from typing import Any
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:9946"
+from .client import DEFAULT_URL, URL_ENV, simnet_url
+
+# A reader that stops early (`| head`) ends the command quietly with status 1, as Python's
+# docs advise and as rich's Console does for the tables.
+BROKEN_PIPE_STATUS = 1
+URL_HELP = f"simnet node (default: ${URL_ENV}, else {DEFAULT_URL})"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,18 +49,29 @@ def _parser() -> argparse.ArgumentParser:
     for name, needs_netuid in (("status", False), ("subnets", False),
                                ("hyperparams", True), ("metagraph", True)):
         view = sub.add_parser(name, help=f"show {name}")
-        view.add_argument("--url", default=DEFAULT_URL)
+        view.add_argument("--url", default=None, help=URL_HELP)
         view.add_argument("--json", action="store_true", help="print JSON")
         if needs_netuid:
             view.add_argument("--netuid", type=int, required=True)
     advance = sub.add_parser("advance", help="advance a manual-clock node")
-    advance.add_argument("--url", default=DEFAULT_URL)
+    advance.add_argument("--url", default=None, help=URL_HELP)
     advance.add_argument("--blocks", type=int, default=1)
+    # Listed for --help only: main() hands `btcli ...` to simnet.btcli before argparse runs,
+    # so every later argument (-h included) is btcli's.
+    sub.add_parser("btcli", help="run the real btcli against simnet: "
+                                 "btcli [--url URL] <btcli arguments>", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["btcli"]:
+        from .btcli import run
+
+        return run(argv[1:])
     args = _parser().parse_args(argv)
+    if hasattr(args, "url"):
+        args.url = simnet_url(args.url)
     if args.command == "serve":
         from .server import serve
         from .store import StoreCorrupt
@@ -78,10 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     if data is None:
         print(f"netuid {args.netuid} does not exist", file=sys.stderr)
         return 1
-    if args.json:
-        print(json.dumps(data, indent=2, default=str))
-    else:
-        _render(args.command, data)
+    try:
+        if args.json:
+            print(json.dumps(data, indent=2, default=str))
+        else:
+            _render(args.command, data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error at exit
+        return BROKEN_PIPE_STATUS
     return 0
 
 
@@ -109,9 +134,16 @@ async def _gather(args: argparse.Namespace) -> Any:
                              if mg else None})
             return {"block": block, "subnets": rows}
         if args.command == "hyperparams":
-            params = await client.read("subnet_hyperparameters", netuid=args.netuid)
-            return None if params is None else {"block": block, "netuid": args.netuid,
-                                                "hyperparameters": params}
+            from bittensor.cli.hyperparams_view import fetch_hyperparameters
+
+            params = await fetch_hyperparameters(client, args.netuid)  # what btcli lists
+            if params is None:
+                return None
+            block_time = await client.block_time()
+            readings = {name: reading(name, value, block_time) for name, value in params.items()}
+            return {"block": block, "block_time": block_time, "netuid": args.netuid,
+                    "hyperparameters": params,
+                    "readings": {name: text for name, text in readings.items() if text}}
         mg = await client.subnets.metagraph(args.netuid)
         if mg is None:
             return None
@@ -126,6 +158,28 @@ async def _gather(args: argparse.Namespace) -> Any:
                      "last_update": n.last_update, "active": n.active, "axon": n.axon,
                      "commitment": n.commitment.value if n.commitment else None}
                     for n in mg.neurons]}
+
+
+def reading(name: str, raw: Any, block_time: float) -> str | None:
+    """A hyperparameter's meaning as the SDK renders it (``≈ 0.5``, ``≈ 1.26``, ``= τ0.7``),
+    except that block counts are timed at this chain's block time (the SDK assumes 12 s)."""
+    from bittensor import hyperparams
+
+    if hyperparams.kind_of(name) == "blocks" and type(raw) is int:
+        return f"≈ {fmt_duration(raw * block_time)}" if raw else None
+    return hyperparams.annotate(name, raw)
+
+
+def fmt_duration(seconds: float) -> str:
+    """``2.5s``, ``20m 50s``, ``1d 4h``: the two largest units."""
+    if seconds < 60:
+        return f"{seconds:g}s"
+    parts, left = [], int(round(seconds))
+    for suffix, size in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)):
+        if left >= size or parts:
+            parts.append(f"{left // size}{suffix}")
+            left %= size
+    return " ".join(parts[:2])
 
 
 def _vtrust(mg: Any, uid: int) -> float:
@@ -187,9 +241,13 @@ def _render(command: str, data: dict) -> None:
         table = _table(f"netuid {data['netuid']} hyperparameters at block {data['block']}")
         table.add_column("name", no_wrap=True)
         table.add_column("value", overflow="fold")
+        table.add_column("reading", no_wrap=True)  # the SDK's (and btcli's) normalised value
         for name, value in sorted(data["hyperparameters"].items()):
-            table.add_row(name, str(value))
+            table.add_row(name, str(value), data["readings"].get(name, ""))
         console.print(table)
+        console.print("value: the raw on-chain integer (what `btcli hparams set` takes); "
+                      "reading: its meaning (fractions, U64F64 multipliers, τ, block counts "
+                      f"timed at {data['block_time']:g}s/block)", style="dim", markup=False)
         return
     table = _table(f"netuid {data['netuid']} metagraph at block {data['block']} "
                    f"(tempo {data['tempo']}, last epoch {data['last_step']})")

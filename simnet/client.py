@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import weakref
 from typing import Any, AsyncIterator, Optional
 
@@ -25,9 +26,17 @@ SIM_LABEL = "ws://localsim.invalid"  # the SDK's token-symbol cache key for simn
 
 CHAIN_LABEL = "simnet"
 
+DEFAULT_URL = "http://127.0.0.1:9946"
+URL_ENV = "SIMNET_URL"  # where the simnet CLI (and `simnet btcli`) look without --url
+
+
+def simnet_url(explicit: Optional[str] = None) -> str:
+    """The node a command talks to: ``--url``, else ``$SIMNET_URL``, else the default port."""
+    return (explicit or os.environ.get(URL_ENV) or DEFAULT_URL).rstrip("/")
+
 
 class SimSubstrate:
-    def __init__(self, url: str = "http://127.0.0.1:9946", *, timeout: float = 30.0):
+    def __init__(self, url: str = DEFAULT_URL, *, timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.token_symbols: dict[int, str] = {}
@@ -182,7 +191,11 @@ class SimSubstrate:
                 "crypto_type": int(getattr(keypair, "crypto_type", 1))}
 
     async def mev_next_key(self) -> Optional[bytes]:
-        return await self._rpc("mev_next_key")
+        """``MevShield.NextKey`` from storage, decoded as the SDK's RPC backend does."""
+        value = await self.query("MevShield", "NextKey")
+        if not value:
+            return None
+        return bytes.fromhex(value.removeprefix("0x")) if isinstance(value, str) else bytes(value)
 
     async def sign_extrinsic(self, call: Any, keypair: Any, *, nonce: int,
                              period: int) -> tuple[bytes, str]:

@@ -106,7 +106,6 @@ def burned_register(state: ChainState, origin: str, p: dict) -> Events:
     uid = registration.register(state, subnet, hotkey, origin, state.head)  # may raise
     state.add_free(origin, -price)
     subnet = state.subnet(netuid)
-    subnet["tao_in"] += price
     subnet["burn"] = registration.clamp_burn(subnet, int(price * subnet["burn_increase_mult"]))
     subnet["regs_this_block"] += 1
     state.save_subnet(subnet)
@@ -133,8 +132,6 @@ def add_stake(state: ChainState, origin: str, p: dict) -> Events:
         raise DispatchError("SlippageTooHigh")
     state.add_free(origin, -amount)
     state.add_stake(hotkey, origin, subnet["netuid"], amount)  # 1:1 pool
-    subnet["tao_in"] += amount
-    state.save_subnet(subnet)
     return [("SubtensorModule", "StakeAdded",
              (origin, hotkey, amount, amount, subnet["netuid"], 0))]
 
@@ -156,7 +153,9 @@ def remove_stake(state: ChainState, origin: str, p: dict) -> Events:
 
 
 def alpha_price_rao(subnet: dict) -> int:
-    """Rao per alpha: simnet's pool is a fixed 1:1 swap."""
+    """Rao per alpha: simnet's pool is a fixed 1:1 swap. Swaps (stake, unstake, the burn of a
+    registration) leave its reserves ``SubnetTAO``/``SubnetAlphaIn`` at the lock amount, so
+    the spot price readers derive from them (``tao_in / alpha_in``) is this one too."""
     return 1_000_000_000
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from . import absent
 from .extrinsics import alpha_price_rao
 from .state import EXISTENTIAL_DEPOSIT, NETWORK_LOCK_RAO, ZERO_ACCOUNT, ChainState
 
@@ -52,6 +53,7 @@ SUBNET_ITEMS: dict[str, tuple[str, Any]] = {
     "AlphaSigmoidSteepness": ("alpha_sigmoid_steepness", 1000),
     "BondsResetOn": ("bonds_reset_enabled", False), "TransferToggle": ("transfers_enabled", True),
     "OwnerCutEnabled": ("owner_cut_enabled", True),
+    "OwnerCutAutoLockEnabled": ("owner_cut_auto_lock_enabled", False),
     "ImmuneOwnerUidsLimit": ("owner_immune_neuron_limit", 1),
     "LastMechansimStepBlock": ("last_mechanism_step_block", 0),
     "SubnetEpochConsensus": ("epoch_consensus", "Yuma"),
@@ -77,12 +79,22 @@ ZERO_DEFAULTS: dict[str, Any] = {
 }
 
 
+MEV_KEY_BYTES = 1184  # an ML-KEM-768 public key
+
+
+def mev_next_key(state: ChainState) -> bytes:
+    """``MevShield.NextKey``: a fixed 1184-byte key per chain. Nobody decrypts with it: the
+    client hands the server the signed inner extrinsic beside the ciphertext."""
+    seed = state.chain.encode()
+    return (seed * (MEV_KEY_BYTES // len(seed) + 1))[:MEV_KEY_BYTES]
+
+
 def _subnet_value(state: ChainState, item: str, netuid: Any) -> Any:
     field, default = SUBNET_ITEMS[item]
     subnet = state.subnet(netuid) if isinstance(netuid, int) else None
     if subnet is None:
         return default
-    value = subnet[field]
+    value = subnet.get(field, default)  # a field added after this subnet was stored
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
@@ -105,7 +117,7 @@ def query(state: ChainState, module: str, item: str, params: Optional[list]) -> 
         if item in ("MaxFields", "RateLimit"):
             return 3 if item == "MaxFields" else 0
     if module == "MevShield" and item == "NextKey":
-        return None
+        return "0x" + mev_next_key(state).hex()  # BoundedVec<u8>: hex, as the RPC decodes a key
     if module != "SubtensorModule":
         raise UnknownItem(f"{module}.{item}")
     return _subtensor_query(state, item, p)
@@ -165,36 +177,44 @@ def _subtensor_query(state: ChainState, item: str, p: list) -> Any:
             return []
         return [tuple(x) for x in state.neuron(netuid, p[1])[item.lower()]]
     if item == "TimelockedWeightCommits":  # [netuid_index, commit_epoch]
-        if len(p) != 2 or state.subnet(p[0] % 4096) is None:
-            return []
-        netuid = p[0] % 4096
-        return [(c["hotkey"], c["block"], c.get("commit", "0x"), c["reveal_round"] or 0)
-                for uid in range(len(state.subnet(netuid)["hotkeys"]))
-                for c in state.store.get("commits", f"{netuid}/{uid}") or []
-                if c["epoch"] == p[1]]
+        return _timelocked_commits(state, p[0]).get(p[1], []) if len(p) == 2 else []
     if item == "TotalHotkeyAlpha":
         return state.total_stake(p[0], p[1]) if len(p) == 2 else 0
+    if item == "TotalAlphaStaked":  # [netuid]: the sum of TotalHotkeyAlpha over its hotkeys
+        return sum(amount for key, position in state.store.data["stake"].items()
+                   if key.rpartition("/")[2] == str(p[0]) for amount in position.values()) \
+            if p else 0
     if item == "Alpha":  # [hotkey, coldkey, netuid] -> {"bits": shares}
         return {"bits": state.stake_of(p[0], p[2]).get(p[1], 0) << 64} if len(p) == 3 \
             else {"bits": 0}
     if item == "TotalNetworks":
         return len(state.netuids())
-    if item == "LastPowRegistrationBlock":
-        return None
-    if item in ("NetworkRegistrationQueue", "CurrentDissolveCleanupStatus",
-                "DissolveCleanupQueue", "MinerCollateral", "SubnetIdentitiesV3"):
+    if item in absent.NONE_VALUES:
         return None
     raise UnknownItem(f"SubtensorModule.{item}")
+
+
+def _timelocked_commits(state: ChainState, netuid_index: Any) -> dict[int, list[tuple]]:
+    """Pending timelocked commits of a subnet, by commit epoch, in the chain's tuple shape
+    ``(hotkey, commit_block, ciphertext, reveal_round)``."""
+    netuid = netuid_index % 4096 if isinstance(netuid_index, int) else None
+    subnet = state.subnet(netuid) if netuid is not None else None
+    by_epoch: dict[int, list[tuple]] = {}
+    for uid in range(len(subnet["hotkeys"]) if subnet else 0):
+        for c in state.store.get("commits", f"{netuid}/{uid}") or []:
+            by_epoch.setdefault(c["epoch"], []).append(
+                (c["hotkey"], c["block"], c.get("commit", "0x"), c["reveal_round"] or 0))
+    return by_epoch
 
 
 def query_map(state: ChainState, module: str, item: str, params: Optional[list]) -> list:
     p = list(params or [])
     if module == "Commitments" and item == "CommitmentOf" and p:
         return state.commitments(p[0])
-    if module == "Commitments":
+    if (module, item) in absent.EMPTY_MAPS:
         return []
     if module != "SubtensorModule":
-        return []
+        raise UnknownItem(f"map {module}.{item}")
     if not p and (item in SUBNET_ITEMS or item in ("NetworksAdded", "SubnetworkN",
                                                    "TokenSymbol", "SubnetOwner",
                                                    "SubnetOwnerHotkey")):
@@ -214,11 +234,13 @@ def query_map(state: ChainState, module: str, item: str, params: Optional[list])
         key = item.lower()
         return [(uid, [tuple(x) for x in n[key]]) for uid, n in enumerate(state.neurons(netuid))
                 if n[key]]
+    if item == "TimelockedWeightCommits" and len(p) == 1:
+        return sorted(_timelocked_commits(state, p[0]).items())
     if item == "IsNetworkMember" and p:
         return [(n, True) for n in state.netuids() if state.uid_of(n, p[0]) is not None]
     if item == "Owner" and not p:
         return list(state.store.data["owners"].items())
-    return []
+    raise UnknownItem(f"map SubtensorModule.{item}" + (f" under {len(p)} key(s)" if p else ""))
 
 
 def constant(state: ChainState, module: str, name: str) -> Any:
@@ -245,16 +267,25 @@ def runtime_call(state: ChainState, api: str, method: str, params: Any) -> Any:
     else:
         args = {}
         netuid = params[0] if params else None
+    if (api, method) in absent.RUNTIME_APIS:
+        return absent.RUNTIME_APIS[(api, method)](params)
     handler = RUNTIME_APIS.get((api, method))
     if handler is None:
         raise UnknownItem(f"runtime API {api}.{method}")
     return handler(state, netuid, params, args)
 
 
-def _sim_swap(state: ChainState, netuid: Any, params: Any, args: dict) -> Optional[dict]:
-    tao = int(args.get("tao", 0)) if args else int(params[1] if len(params) > 1 else 0)
-    return {"alpha_amount": tao, "tao_amount": tao, "tao_fee": 0, "alpha_fee": 0,
-            "tao_slippage": 0, "alpha_slippage": 0}
+def _sim_swap(side: str) -> Callable:
+    """``sim_swap_tao_for_alpha`` (``side="tao"``) / ``sim_swap_alpha_for_tao`` (``"alpha"``):
+    simnet's pool swaps 1:1 without fee or slippage."""
+    def quote(state: ChainState, netuid: Any, params: Any, args: dict) -> Optional[dict]:
+        amount = args.get(side, 0) if args else (params[1] if len(params) > 1 else 0)
+        if not isinstance(netuid, int) or state.subnet(netuid) is None:
+            return None
+        amount = int(amount)
+        return {"alpha_amount": amount, "tao_amount": amount, "tao_fee": 0, "alpha_fee": 0,
+                "tao_slippage": 0, "alpha_slippage": 0}
+    return quote
 
 
 def _next_epoch(state: ChainState, netuid: Any, *_: Any) -> Optional[int]:
@@ -267,6 +298,11 @@ def _next_epoch(state: ChainState, netuid: Any, *_: Any) -> Optional[int]:
 def _price(state: ChainState, netuid: Any, *_: Any) -> Optional[int]:
     subnet = state.subnet(netuid) if isinstance(netuid, int) else None
     return alpha_price_rao(subnet) if subnet is not None else None
+
+
+def _prices(state: ChainState, *_: Any) -> list[dict]:
+    """``current_alpha_price_all``: one ``{netuid, price}`` (rao per alpha) per subnet."""
+    return [{"netuid": n, "price": alpha_price_rao(state.subnet(n))} for n in state.netuids()]
 
 
 def _stake_info(state: ChainState, hotkey: str, coldkey: str, netuid: int) -> dict:
@@ -308,6 +344,23 @@ def _stake_info_for_coldkeys(state: ChainState, _netuid: Any, params: Any, args:
     return [(c, _stake_positions(state, str(c))) for c in coldkeys or []]
 
 
+def _stake_availability(state: ChainState, _netuid: Any, params: Any, args: dict) -> dict:
+    """``get_stake_availability_for_coldkeys(coldkeys, netuids)``: per coldkey and netuid, the
+    alpha it holds over all hotkeys; simnet has no locks, so all of it is available."""
+    if args:
+        coldkeys, netuids = args.get("coldkeys") or [], args.get("netuids") or []
+    else:
+        coldkeys, netuids = (list(params) + [[], []])[:2]
+    answer: dict = {}
+    for coldkey in coldkeys:
+        held: dict[int, int] = {}
+        for position in _stake_positions(state, str(coldkey)):
+            held[position["netuid"]] = held.get(position["netuid"], 0) + position["stake"]
+        answer[coldkey] = {n: {"total": held.get(n, 0), "locked": 0, "available": held.get(n, 0)}
+                           for n in netuids if isinstance(n, int)}
+    return answer
+
+
 def _lazy(name: str) -> Callable:
     def call(state: ChainState, netuid: Any, params: Any, args: dict) -> Any:
         from . import records
@@ -326,11 +379,14 @@ RUNTIME_APIS: dict[tuple[str, str], Callable] = {
     ("NeuronInfoRuntimeApi", "get_neurons_lite"): _lazy("neurons_lite"),
     ("NeuronInfoRuntimeApi", "get_neurons"): _lazy("neurons_full"),
     ("SwapRuntimeApi", "current_alpha_price"): _price,
-    ("SwapRuntimeApi", "sim_swap_tao_for_alpha"): _sim_swap,
+    ("SwapRuntimeApi", "current_alpha_price_all"): _prices,
+    ("SwapRuntimeApi", "sim_swap_tao_for_alpha"): _sim_swap("tao"),
+    ("SwapRuntimeApi", "sim_swap_alpha_for_tao"): _sim_swap("alpha"),
     ("StakeInfoRuntimeApi", "get_stake_info_for_hotkey_coldkey_netuid"):
         _stake_info_for_hotkey_coldkey_netuid,
     ("StakeInfoRuntimeApi", "get_stake_info_for_coldkey"): _stake_info_for_coldkey,
     ("StakeInfoRuntimeApi", "get_stake_info_for_coldkeys"): _stake_info_for_coldkeys,
+    ("StakeInfoRuntimeApi", "get_stake_availability_for_coldkeys"): _stake_availability,
     ("SubnetRegistrationRuntimeApi", "get_network_registration_cost"):
         lambda *_: NETWORK_LOCK_RAO,
 }

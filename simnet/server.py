@@ -103,11 +103,6 @@ def _submit(node: Node, p: dict) -> Any:
     return node.submit(envelope, inner)
 
 
-def _mev_key(node: Node, p: dict) -> bytes:
-    seed = node.state.chain.encode()
-    return (seed * (1184 // len(seed) + 1))[:1184]
-
-
 def _query(node: Node, p: dict) -> Any:
     return runtime_api.query(node.state, _param(p, "module", str), _param(p, "item", str),
                              _param(p, "params", list, None))
@@ -140,7 +135,6 @@ RPC: dict[str, Callable[[Node, dict], Any]] = {
     or [],
     "account_next_index": lambda node, p: int(
         node.state.account(_param(p, "address", str))["nonce"]),
-    "mev_next_key": _mev_key,
     "submit": _submit,
     "find_extrinsic": _find_extrinsic,
 }

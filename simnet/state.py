@@ -24,6 +24,9 @@ from .store import Store
 RAO = 1_000_000_000
 ZERO_ACCOUNT = "5C4hrfjw9DjXZTzV3MwzrrAr9P1MJhSrvWGWqi1eSuyUpnhM"
 DEV_ACCOUNTS = ("//Alice", "//Bob", "//Charlie", "//Dave", "//Eve", "//Ferdie")
+# //Alice's secret seed (Substrate's well-known dev key): btcli has no --uri, so a person
+# takes the sudo account into btcli with `btcli wallet regen-coldkey --seed <this>`.
+ALICE_SEED = "0xe5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a"
 GENESIS_FREE_RAO = 1_000_000 * RAO
 EXISTENTIAL_DEPOSIT = 500
 NETWORK_LOCK_RAO = 100 * RAO          # price of register_network (SubnetLocked)
@@ -74,6 +77,7 @@ NEW_SUBNET_DEFAULTS: dict[str, Any] = {
     "serving_rate_limit": 50,
     "stake_threshold": 0,
     "owner_cut_enabled": True,
+    "owner_cut_auto_lock_enabled": False,  # stored and settable; simnet has no stake locks
     "transfers_enabled": True,
     "owner_immune_neuron_limit": 1,
     "min_non_immune_uids": 10,

@@ -104,6 +104,8 @@ class RoundConfig:
     control_pages: int = _f(48, "assigned and random control pages each, for the assignment test")
     global_eval_pages: int = _f(128, "fixed held-out pages for the global model's loss curve")
     max_rounds: int = _f(0, "stop after this many rounds (0: run forever)")
+    overlap: bool = _f(True, "settle a round (fetch its bytes, score, merge) while the next one trains: miners "
+                             "never wait for scoring, and a round's merge reaches the model one round later")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from template.miner.reveal import RevealClock
 from template.miner.worker import MinerWorker
 from template.net.server import BackgroundServer
 from template.utils.ports import free_port
-from template.validator.collection import collect_commitments, fetch_revealed, received_from
+from template.validator.collection import collect_commitments, fetch_revealed, received_from, reveal_time_allowed
 from template.validator.miner_client import MinerClient, MinerEndpoint, Reply
 
 MINER = Keypair.create_from_uri("//CommitRevealMiner")
@@ -160,3 +160,28 @@ def test_the_bytes_are_asked_for_again_while_the_miner_says_too_early():
 
     revealed = asyncio.run(run())
     assert revealed[miner_key.ss58_address].body == BODY and client.early_asks >= 2
+
+
+def test_a_miner_that_drips_its_bytes_is_given_up_in_proportion_to_what_it_committed():
+    """The round may have long left, but a committed contribution must arrive at the minimum rate:
+    a dripping miner costs the validator `reveal_time_allowed(size)`, not the rest of the round."""
+    dripper = Keypair.create_from_uri("//Dripper")
+    miners = [MinerEndpoint(1, dripper.ss58_address, "http://dripper.invalid")]
+    client = ScriptedMiners({dripper.ss58_address: 0.0}, {dripper.ss58_address: dripper})
+
+    async def never_done(miner, commitment, deadline_s=0.0):  # as the client ends a drip: at its deadline
+        await asyncio.sleep(deadline_s)
+        return Reply("unreachable", "DeadlineExceeded")
+
+    client.fetch_contribution = never_done
+
+    async def run():
+        found = await collect_commitments(client, NETUID, ROUND, miners, time.time() + 1.0)
+        started = time.monotonic()
+        revealed = await fetch_revealed(client, miners, found, time.time() + 60.0)
+        return revealed, time.monotonic() - started
+
+    revealed, seconds = asyncio.run(run())
+    allowed = reveal_time_allowed(len(BODY))
+    assert revealed[dripper.ss58_address].status == "unreachable"
+    assert allowed - 0.1 <= seconds < allowed + 1.0, seconds

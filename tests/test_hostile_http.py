@@ -28,6 +28,7 @@ from template.net.checkpoint_client import (CheckpointFetchError, announced_chec
 from template.net.server import BackgroundServer
 from template.training.checkpoint import checkpoint_bytes, state_hash
 from template.training.presets import PRESET_SETTINGS
+from template.training.workload import Workload
 from template.utils.ports import free_port
 from template.validator.miner_client import MinerClient, MinerEndpoint, Reply, ReplyStatus
 from template.validator.records_board import Lead, RoundRecordBoard
@@ -266,6 +267,50 @@ def test_a_dripping_checkpoint_url_cannot_hold_the_miner(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing kept of it
 
 
+def test_a_checkpoint_download_stops_the_moment_its_order_is_no_longer_wanted(tmp_path):
+    """A permit holder's order pointing at a dripping server must not hold the miner's worker once
+    the lead's order replaces it: the download ends within a poll, long before its timeout."""
+    async def handler(server, method, path, writer):
+        await server.send(writer, head(200, 1000))
+        await drip(server, writer, b"x" * 1000)
+
+    cache = CheckpointCache(tmp_path, timeout=60.0)
+    replaced = threading.Event()
+    outcome: list[BaseException] = []
+
+    def fetch():
+        try:
+            cache.get(f"{server.url}/c", HASH, should_stop=replaced.is_set)
+        except Exception as exc:
+            outcome.append(exc)
+
+    with RawServer(handler) as server:
+        thread = threading.Thread(target=fetch, daemon=True)
+        thread.start()
+        time.sleep(0.5)
+        assert thread.is_alive()  # still dripping
+        replaced.set()
+        t0 = time.monotonic()
+        thread.join(HARD_STOP)
+        seconds = time.monotonic() - t0
+        assert not thread.is_alive(), f"the replaced order's download went on for {HARD_STOP} s"
+    assert seconds < 0.5 + SLACK and len(outcome) == 1
+    assert "could not be fetched" in str(outcome[0])
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_checkpoint_larger_than_the_model_can_be_is_cut_off_as_it_streams(tmp_path):
+    async def handler(server, method, path, writer):
+        await server.send(writer, head(200))  # no length: read until close
+        await server.flood(writer, FLOOD_BYTES)
+
+    cache = CheckpointCache(tmp_path, timeout=10.0)
+    with RawServer(handler) as server:
+        with pytest.raises(Exception, match="could not be fetched"):
+            cache.get(f"{server.url}/c", HASH, max_bytes=MB)
+        assert server.sent < 16 * MB  # cut off near the model's bound, not read to the end
+
+
 def test_a_dripping_lead_cannot_stretch_the_wait_for_its_record():
     async def handler(server, method, path, writer):
         await server.send(writer, head(200, 1000, "content-type: application/json\r\n"))
@@ -367,7 +412,8 @@ def test_the_miners_refusal_does_not_echo_the_checkpoint_server(tmp_path, upstre
         else:
             await server.send(writer, answer(200, BAD_HEADER, "application/octet-stream"))
 
-    worker = MinerWorker(MINER, workload=None, behaviour="honest", state_dir=tmp_path, copy_from_dir=None,
+    no_pages = Workload("tiny", 1024, pages=None, recipe=PRESET_SETTINGS["tiny"].recipe)  # it never trains
+    worker = MinerWorker(MINER, workload=no_pages, behaviour="honest", state_dir=tmp_path, copy_from_dir=None,
                          device=torch.device("cpu"))
     verifier = RequestVerifier(MINER.ss58_address, lambda hk: None if hk == VALIDATOR.ss58_address else "no")
 

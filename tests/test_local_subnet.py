@@ -141,10 +141,14 @@ def test_a_dead_lead_is_replaced_and_a_returning_one_catches_up_before_it_leads(
     behind = re.search(r"round (\d+): \S+ leads .* passed over: \S+ checkpoint of round -?\d+ is behind", returned_log)
     assert behind, context
     after_return = returned_log[behind.start():]
-    assert "synced checkpoint" in after_return and "the lead's checkpoint is verified" in after_return, context
-    led_again = [int(r) for r in re.findall(r"round (\d+): leading from checkpoint", after_return)]
-    assert led_again and led_again[0] > int(behind.group(1)), context
-    assert "the lead's checkpoint is verified" in successor_log.split(f"round {led_again[0]}:")[-1], context
+    stale = re.search(r"resumed at round -?\d+ from checkpoint (\w+)", returned_log).group(1)
+    # It never leads from its stale state: it takes the freshest checkpoint first (synced from the
+    # lead, or replayed from a verified round), then leads from it or a later one.
+    synced = re.search(r"synced checkpoint (\w+) from the lead|the lead's checkpoint is verified", after_return)
+    led_again = re.search(r"round (\d+): leading from checkpoint (\w+)", after_return)
+    assert synced and led_again and synced.start() < led_again.start(), context
+    assert int(led_again.group(1)) > int(behind.group(1)) and led_again.group(2) != stale, context
+    assert "the lead's checkpoint is verified" in successor_log.split(f"round {led_again.group(1)}:")[-1], context
     records = {name: {r["round_index"]: r["new_checkpoint"] for r in map(json.loads, (
         tmp_path / name / "rounds.jsonl").read_text().splitlines())} for name in ("validator", "validator1")}
     common = sorted(set(records["validator"]) & set(records["validator1"]))

@@ -89,8 +89,8 @@ def test_replay_from_a_validators_state_dir(base_state, lead_round, tmp_path):  
 
 
 def check(record, committed, base_state, bodies, round_index=4):  # noqa: F811
-    return check_lead_round(record, committed, round_index, base_state, state_hash(base_state), bodies,
-                            "tiny", VOCAB)
+    held = {state_hash(base_state): base_state}
+    return check_lead_round(record, committed, round_index, state_hash(base_state), held.get, bodies, "tiny", VOCAB)
 
 
 def test_follower_verifies_the_leads_committed_round_and_gets_its_checkpoint(base_state, lead_round):  # noqa: F811

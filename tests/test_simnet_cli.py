@@ -128,3 +128,50 @@ def test_subnets_and_hyperparams_tables_and_json(chain):
     for name in ("tempo", "weights_rate_limit", "max_validators", "immunity_period"):
         line = next(l for l in table.splitlines() if l.split()[:1] == [name])
         assert line.split()[1] == str(hp[name]), line
+
+
+def test_hyperparams_show_the_sdks_reading_next_to_the_raw_value(chain):
+    sim, netuid, mg = chain
+    data = json.loads(cli(sim.url, "hyperparams", "--netuid", str(netuid), "--json"))
+    raw = data["hyperparameters"]["burn_increase_mult"]
+    assert raw / 2**64 == pytest.approx(1.26)
+    assert data["readings"]["burn_increase_mult"] == "≈ 1.26"
+    assert data["readings"]["kappa"] == "≈ 0.5"
+    assert data["block_time"] == 0.25
+    table = cli(sim.url, "hyperparams", "--netuid", str(netuid))
+    rows = {l.split()[0]: l.split()[1:] for l in table.splitlines() if l.split()}
+    assert rows["burn_increase_mult"] == [str(raw), "≈", "1.26"]
+    # block counts are timed at this chain's 0.25 s blocks (the SDK would assume 12 s)
+    assert rows["tempo"] == [str(mg.tempo), "≈", f"{mg.tempo * 0.25:g}s"]
+    assert rows["immunity_period"][1:] == ["≈", "20m", "50s"]  # 5000 blocks
+
+
+@pytest.mark.parametrize("view", [["metagraph", "--json"], ["metagraph"], ["hyperparams"]])
+def test_a_reader_that_stops_early_gets_no_traceback(chain, view):
+    sim, netuid, _ = chain
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen([sys.executable, "-m", "simnet", *view, "--netuid", str(netuid),
+                                "--url", sim.url], cwd=str(REPO), env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # like `| head` once it has what it wants: nothing will be read
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_without_url_the_cli_uses_simnet_url_from_the_environment(chain):
+    sim, _, _ = chain
+    env = dict(os.environ, PYTHONPATH=str(REPO), SIMNET_URL=sim.url)
+    done = subprocess.run([sys.executable, "-m", "simnet", "status", "--json"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["url"] == sim.url
+
+
+@pytest.mark.parametrize("flag", [["--network", "finney"], ["-n", "test"], ["--network=local"]])
+def test_simnet_btcli_refuses_a_network_flag(flag):
+    done = subprocess.run([sys.executable, "-m", "simnet", "btcli", "subnets", "list", *flag],
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                          text=True, timeout=60, cwd=str(REPO))
+    assert done.returncode == 2
+    assert "drop --network" in done.stderr and done.stdout == ""

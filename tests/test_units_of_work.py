@@ -96,7 +96,7 @@ def contribution(workload, base_state, tmp_path, hotkey_uri: str, unit: UnitOfWo
                          dataset=workload.dataset_id, model_preset="tiny", checkpoint_url="http://203.0.113.1:1/x",
                          unit=unit, pages=pages, recipe=recipe, deadline_block=60, deadline_unix=time.time() + 120)
     assert worker.submit(order) == "accepted"  # the worker trains only the order it holds for the round
-    body = worker._contribution(order)
+    body, _ = worker._contribution(order)
     return Received(uid=int(hotkey_uri[-1]), hotkey=keypair.ss58_address, assigned=pages, body=body,
                     arrival_index=int(hotkey_uri[-1]), unit=unit)
 

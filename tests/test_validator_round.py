@@ -97,7 +97,7 @@ class InProcessMiners:
         self.orders.append(order)
         worker = self.workers[miner.hotkey]
         assert worker.submit(order, priority=1.0) == "accepted"
-        body = await asyncio.to_thread(worker._contribution, order)
+        body, _ = await asyncio.to_thread(worker._contribution, order)
         self.bodies[(order.round_index, miner.hotkey)] = body
         return Reply("ok", "accepted")
 
@@ -175,8 +175,10 @@ def test_lead_and_follower_settle_the_same_round(tmp_path, workload):
     base = lead.state.checkpoint
     lead.miners.workers = miner_workers(tmp_path, workload, lead.checkpoints.load(base), base)
 
-    async def lead_announces_base(url: str, held: str):
-        return CheckpointInfo(round_index=-1, sha256=base, size_bytes=1, model_preset="tiny", vocab_size=VOCAB), None
+    async def lead_announces_base(url: str, round_index: int, needed):
+        info = CheckpointInfo(round_index=-1, sha256=base, size_bytes=1, model_preset="tiny", vocab_size=VOCAB)
+        assert not needed(info)  # the follower holds it: nothing to download
+        return info, None
 
     follower = make_validator(tmp_path / "follower", FOLLOWER, workload, ledger, InProcessMiners({}, bodies),
                               lead=LEAD.ss58_address, lead_records=BoardOfLead(lead.lead_records, FakeChain(
@@ -223,7 +225,7 @@ def test_lead_and_follower_settle_the_same_round(tmp_path, workload):
 def test_follower_skips_a_round_whose_base_it_cannot_get(tmp_path, workload):
     ledger = {"block": 0, "commits": {}, "weights": []}
 
-    async def unreachable(url: str, held: str):
+    async def unreachable(url: str, round_index: int, needed):
         raise CheckpointFetchError("connection refused")
 
     follower = make_validator(tmp_path, FOLLOWER, workload, ledger, InProcessMiners({}, {}), lead=LEAD.ss58_address,
@@ -236,21 +238,33 @@ def test_follower_skips_a_round_whose_base_it_cannot_get(tmp_path, workload):
     assert not (tmp_path / "rounds.jsonl").exists()
 
 
+def rounds_that_settle_at_once(validator: Validator, monkeypatch, when_opened) -> None:
+    """Rounds whose opening runs `when_opened(window)` (it moves the fake clock) and whose
+    settlement changes nothing: what `run_forever` schedules, without the work."""
+    from template.validator.collection import Commitments
+    from template.validator.round import OpenedRound, Settlement
+
+    async def open_round(window, plan=None, prepared=None):
+        validator.rounds_started += 1
+        when_opened(window)
+        return OpenedRound(await validator.plan_round(window), Commitments())
+
+    async def settle_round(opened):
+        return Settlement(validator.state.checkpoint, validator.state.checkpoint)
+
+    monkeypatch.setattr(validator, "open_round", open_round)
+    monkeypatch.setattr(validator, "settle_round", settle_round)
+
+
 def test_rounds_missed_while_the_last_one_ran_long_are_logged(tmp_path, workload, monkeypatch):
     from loguru import logger
-
-    from template.validator.round import Settlement
 
     ledger = {"block": 0, "commits": {}, "weights": []}
     validator = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners({}, {}), lead="self")
     validator.rounds.max_rounds = 2
-
-    async def a_round_that_takes_150_blocks(window, plan=None):
-        validator.rounds_started += 1
-        ledger["block"] = window.start_block + 150
-        return Settlement(validator.state.checkpoint, validator.state.checkpoint)
-
-    monkeypatch.setattr(validator, "run_round", a_round_that_takes_150_blocks)
+    validator.ensure_checkpoint()
+    rounds_that_settle_at_once(validator, monkeypatch,
+                               lambda window: ledger.update(block=window.start_block + 150))
     warnings: list[str] = []
     handle = logger.add(warnings.append, level="WARNING", format="{message}")
     try:
@@ -265,20 +279,17 @@ def test_a_late_round_is_taken_only_while_miners_keep_most_of_their_training_tim
         tmp_path, workload, monkeypatch, overrun, next_taken):
     """A round that ran `overrun` blocks into the next: that next one is still taken when at most
     a quarter of its training window is gone, else skipped (miners would train a step or two)."""
-    from template.validator.round import Settlement
-
     ledger = {"block": 0, "commits": {}, "weights": []}
     validator = make_validator(tmp_path, LEAD, workload, ledger, InProcessMiners({}, {}), lead="self")
     validator.rounds.max_rounds = 2
+    validator.ensure_checkpoint()
     taken: list[int] = []
 
-    async def a_round_that_runs_over(window, plan=None):
-        validator.rounds_started += 1
+    def runs_over(window):
         taken.append(window.index)
         ledger["block"] = window.end_block + overrun
-        return Settlement(validator.state.checkpoint, validator.state.checkpoint)
 
-    monkeypatch.setattr(validator, "run_round", a_round_that_runs_over)
+    rounds_that_settle_at_once(validator, monkeypatch, runs_over)
     asyncio.run(validator.run_forever(asyncio.Event()))
     assert overrun > validator.rounds.train_blocks // 4 or next_taken  # the two cases straddle the slack
     assert (taken[1] == taken[0] + 1) is next_taken, taken

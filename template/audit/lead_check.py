@@ -3,13 +3,14 @@
 The lead publishes its round record and commits the record's sha256 on chain. A follower takes
 the record only if its digest is the one the lead committed, then replays the record's accepted
 contributions (the bytes the follower received itself from the miners, matched by their hashes
-and opened as scoring opens them) on the base checkpoint both started from. If that gives the
+and opened as scoring opens them) on the checkpoint the record says the round was applied to. If that gives the
 lead's new checkpoint, the follower adopts the replayed state: the aggregate is checked and no
 checkpoint download is needed. If it does not, the lead published a checkpoint its own record
 cannot explain, and the follower says so.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,13 @@ def parse_record(data: Any) -> RoundRecord:
     return _RECORD.validate_python(data, strict=False)
 
 
-def check_lead_round(record: RoundRecord, committed: set[str], round_index: int, base_state: dict[str, torch.Tensor],
-                     base_checkpoint: str, bodies: dict[str, bytes], preset: ModelPreset | str, vocab_size: int) -> LeadCheck:
-    """Check the lead's `record` of `round_index` against the digests its hotkey committed on
-    chain and against a replay from the bytes this validator received (`bodies`, by hotkey)."""
+def check_lead_round(record: RoundRecord, committed: set[str], round_index: int, base_checkpoint: str,
+                     applied_state: Callable[[str], dict[str, torch.Tensor] | None], bodies: dict[str, bytes],
+                     preset: ModelPreset | str, vocab_size: int) -> LeadCheck:
+    """Check the lead's `record` of `round_index` (whose contributions this validator scored
+    against `base_checkpoint`) against the digests its hotkey committed on chain and against a
+    replay from the bytes this validator received (`bodies`, by hotkey) onto the checkpoint the
+    record says the round was applied to (`applied_state(digest)`: its state, None if not held)."""
     digest = record.digest()
     if digest not in committed:
         return LeadCheck("unverifiable", f"record {digest[:12]} is not what the lead committed on chain", record)
@@ -53,8 +57,12 @@ def check_lead_round(record: RoundRecord, committed: set[str], round_index: int,
         return LeadCheck("mismatch", f"committed record is for round {record.round_index} from "
                          f"{record.base_checkpoint[:12]}, expected round {round_index} from {base_checkpoint[:12]}",
                          record)
+    start = applied_state(record.applied_checkpoint)
+    if start is None:
+        return LeadCheck("unverifiable", f"the round was applied to checkpoint {record.applied_checkpoint[:12]}, "
+                         "which this validator does not hold", record)
     try:
-        state = replayed_state(record, base_state, bodies, preset, vocab_size)
+        state = replayed_state(record, start, bodies, preset, vocab_size)
     except ReplayError as exc:
         accepted = len(record.accepted)
         if exc.missing:

@@ -60,20 +60,22 @@ def archive_dir(state_dir: Path, round_index: int) -> Path:
     return state_dir / "archive" / f"round-{round_index}"
 
 
-def replay(record: RoundRecord, base_state: dict[str, torch.Tensor], bodies: dict[str, bytes], preset: ModelPreset | str,
-           vocab_size: int) -> str:
-    """The checkpoint hash the record's accepted contributions produce from `base_state`."""
-    return state_hash(replayed_state(record, base_state, bodies, preset, vocab_size))
+def replay(record: RoundRecord, applied_state: dict[str, torch.Tensor], bodies: dict[str, bytes],
+           preset: ModelPreset | str, vocab_size: int) -> str:
+    """The checkpoint hash the record's accepted contributions produce from `applied_state`."""
+    return state_hash(replayed_state(record, applied_state, bodies, preset, vocab_size))
 
 
-def replayed_state(record: RoundRecord, base_state: dict[str, torch.Tensor], bodies: dict[str, bytes], preset: ModelPreset | str,
-                   vocab_size: int) -> dict[str, torch.Tensor]:
-    """The checkpoint the record's accepted contributions produce from `base_state`, merged and
-    stepped with the record's own recipe. Each contribution is opened as scoring opened it
-    (`open_contribution`), and must be the bytes whose hash the record names."""
+def replayed_state(record: RoundRecord, applied_state: dict[str, torch.Tensor], bodies: dict[str, bytes],
+                   preset: ModelPreset | str, vocab_size: int) -> dict[str, torch.Tensor]:
+    """The checkpoint the record's accepted contributions produce from `applied_state` (the
+    state of `record.applied_checkpoint`), merged and stepped with the record's own recipe. Each
+    contribution is opened as scoring opened it (`open_contribution`, against the round's base),
+    and must be the bytes whose hash the record names."""
     recipe = record.training_recipe
-    if state_hash(base_state) != record.base_checkpoint:
-        raise ReplayError("base checkpoint does not match the record")
+    if state_hash(applied_state) != record.applied_checkpoint:
+        raise ReplayError("the checkpoint to apply the round to does not match the record")
+    base_state = applied_state
     accepted = list(record.accepted)
     missing = [hk for hk in accepted if bodies.get(hk) is None]
     if missing:
@@ -105,7 +107,7 @@ def replay_from_state_dir(state_dir: Path, round_index: int, preset: ModelPreset
     """The round's record and the checkpoint hash its replay gives; CannotCheck naming the file
     when an input is missing or damaged, ReplayError when the record does not replay."""
     record = round_record(state_dir / "rounds.jsonl", round_index)
-    base = base_checkpoint(state_dir / "checkpoints", record)
+    base = applied_checkpoint(state_dir / "checkpoints", record)
     folder = archive_dir(state_dir, round_index)
     bodies = archived_contributions(folder, record)
     try:
@@ -138,7 +140,8 @@ def round_record(path: Path, round_index: int) -> RoundRecord:
         record.training_recipe  # noqa: B018 - validates the recipe
         for label in record.units.values():
             UnitOfWork.from_label(label)
-        if not all(_SHA256.fullmatch(h) for h in (record.base_checkpoint, record.new_checkpoint)):
+        if not all(_SHA256.fullmatch(h) for h in (record.base_checkpoint, record.new_checkpoint,
+                                                  record.applied_checkpoint)):
             raise ValueError("a checkpoint hash is not a sha256")
     except (ValueError, TypeError) as exc:
         raise CannotCheck(f"{path} line {number}: the record of round {round_index} is malformed "
@@ -146,16 +149,17 @@ def round_record(path: Path, round_index: int) -> RoundRecord:
     return record
 
 
-def base_checkpoint(folder: Path, record: RoundRecord) -> dict[str, torch.Tensor]:
-    path = folder / f"{record.base_checkpoint}.safetensors"
+def applied_checkpoint(folder: Path, record: RoundRecord) -> dict[str, torch.Tensor]:
+    """The checkpoint the record's merge was applied to, intact; CannotCheck naming the file."""
+    path = folder / f"{record.applied_checkpoint}.safetensors"
     if not path.exists():
-        raise CannotCheck(f"base checkpoint {path} is missing")
+        raise CannotCheck(f"checkpoint {path} (the round was applied to it) is missing")
     try:
         state = load_checkpoint(path)
     except (CheckpointError, OSError) as exc:
-        raise CannotCheck(f"base checkpoint {path} does not load ({exc})") from None
-    if state_hash(state) != record.base_checkpoint:
-        raise CannotCheck(f"base checkpoint {path} does not hold the state its name says (damaged)")
+        raise CannotCheck(f"checkpoint {path} (the round was applied to it) does not load ({exc})") from None
+    if state_hash(state) != record.applied_checkpoint:
+        raise CannotCheck(f"checkpoint {path} does not hold the state its name says (damaged)")
     return state
 
 

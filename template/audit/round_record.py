@@ -19,7 +19,7 @@ class RoundRecord:
     start_block: int
     seed: str
     eval_block: int
-    base_checkpoint: str
+    base_checkpoint: str  # what the miners trained from and the contributions were scored against
     new_checkpoint: str
     recipe: dict = field(default_factory=dict)  # the round's Recipe (protocol.recipe), as sent to the miners
     assignments: dict[str, list[int]] = field(default_factory=dict)  # hotkey -> page ids
@@ -30,6 +30,14 @@ class RoundRecord:
     scores: dict[str, float] = field(default_factory=dict)
     heldout_loss_before: float | None = None
     heldout_loss_after: float | None = None
+    # The checkpoint the merge was applied to: the head when the round settled. Rounds overlap
+    # (miners train the next round while this one is scored), so it is the base moved by the
+    # rounds settled since; empty: the base itself.
+    applied_to: str = ""
+
+    @property
+    def applied_checkpoint(self) -> str:
+        return self.applied_to or self.base_checkpoint
 
     @property
     def training_recipe(self) -> Recipe:

@@ -60,18 +60,18 @@ class TrailReport:
 
 
 def forks_in(records: list[RoundRecord]) -> list[Fork]:
-    """Records whose base checkpoint is not the previous record's new checkpoint."""
-    return [Fork(r.round_index, r.base_checkpoint, prev.round_index, prev.new_checkpoint)
-            for prev, r in zip(records, records[1:]) if r.base_checkpoint != prev.new_checkpoint]
+    """Records applied to another checkpoint than the one the previous record produced."""
+    return [Fork(r.round_index, r.applied_checkpoint, prev.round_index, prev.new_checkpoint)
+            for prev, r in zip(records, records[1:]) if r.applied_checkpoint != prev.new_checkpoint]
 
 
 def replay_round(record: RoundRecord, checkpoints: Path, archive: Path, preset: ModelPreset | str, vocab_size: int) -> str:
     """REPRODUCED, or why the round does not replay to its recorded checkpoint."""
-    base_path = checkpoints / f"{record.base_checkpoint}.safetensors"
+    base_path = checkpoints / f"{record.applied_checkpoint}.safetensors"
     try:
         base = load_checkpoint(base_path)
     except (CheckpointError, OSError) as exc:
-        return f"base checkpoint {record.base_checkpoint[:12]} does not load: {exc}"
+        return f"checkpoint {record.applied_checkpoint[:12]} (the round was applied to it) does not load: {exc}"
     bodies = {p.stem: p.read_bytes() for p in archive.glob("*.safetensors")} if archive.exists() else {}
     try:
         got = replay(record, base, bodies, preset, vocab_size)

@@ -6,6 +6,7 @@ error-feedback residual saved beside it.
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -19,21 +20,27 @@ from protocol.auth import sign_commitment
 from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, TrainRequest
 from protocol.payload import decode_tensors, encode_tensors
+from template.miner.base_sync import BaseSync, SyncedBase
 from template.miner.carry_over import CarryOver
 from template.miner.checkpoint_cache import CheckpointCache
+from template.miner.round_ledger import RoundEntry, RoundLedger
 from template.miner.outbox import Outbox
 from template.miner.team_lead import TeamLead
 from template.training.workload import Workload
 from template.utils.wandb_run import WandbRun
-from template.training.compression import compress, shapes_of
+from template.training.compression import CompressedUpdate, DecodedUpdate, compress, shapes_of
+from template.training.outer_step import apply_outer_step
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import load_model_state
 from template.training.shards import ShardSpec, shard_delta_in_full_model, extract, loss_mode, sub_state
 
 
-# Training stops this long before the deadline: compressing, signing and committing must be done
-# by then (a commitment after the deadline counts for nothing).
+# Training stops before the deadline by what compressing, signing and committing took last time
+# (three times that, and at least MIN_COMMIT_MARGIN_SECONDS: the validator's long poll and the
+# chain's block clock need their share), and by COMMIT_MARGIN_SECONDS before it is known: a
+# commitment after the deadline counts for nothing.
 COMMIT_MARGIN_SECONDS = 3.0
+MIN_COMMIT_MARGIN_SECONDS = 0.75
 
 
 @dataclass
@@ -67,6 +74,11 @@ class MinerWorker:
         self._stopping: threading.Event | None = None
         # AdamW state: (unit label, state); a team keeps its (sharded) moments in its processes
         self._optimizer_state = self.carry.moments() if team is None else ("", None)
+        self.sync = BaseSync(self.checkpoints, workload)
+        self.ledger = RoundLedger(state_dir / "miner_rounds.jsonl")
+        self.finish_seconds: float | None = None  # how long compressing and committing took last round
+        self.received: dict[int, float] = {}  # round -> when its order was accepted (time.time())
+        self._last_sent: tuple[int, CompressedUpdate, dict] | None = None  # (round, update, shapes) committed last
 
     def submit(self, request: TrainRequest, priority: float = 0.0) -> str:
         """Queue a round's work order. A round has one order: a different one for the same round
@@ -86,6 +98,7 @@ class MinerWorker:
             elif self.outbox.has(request.round_index):
                 return "done"
             self.orders[request.round_index] = (priority, request)
+            self.received.setdefault(request.round_index, time.time())
             self.outcomes[request.round_index] = Outcome("queued")
             self.carry.save_order(request, priority)
         self.jobs.put(request)
@@ -129,7 +142,7 @@ class MinerWorker:
                 continue
             self._set(request.round_index, Outcome("training"))
             try:
-                body = self._contribution(request)
+                body, entry = self._contribution(request)
                 if not self.is_current(request):
                     logger.info("round {}: dropped the work of a replaced order", request.round_index)
                     continue
@@ -137,6 +150,8 @@ class MinerWorker:
                                 sign_commitment(self.keypair, request.netuid, request.round_index, body))
                 self._set(request.round_index, Outcome("done"))
                 self.carry.forget_order(request.round_index)
+                self.finish_seconds = time.time() - entry.trained_until
+                self.ledger.append(dataclasses.replace(entry, committed=time.time()))
             except Exception as exc:  # one bad round must not end the miner
                 logger.exception("round {} failed: {}", request.round_index, exc)
                 if self.is_current(request):
@@ -152,19 +167,36 @@ class MinerWorker:
                 del self.outcomes[old]
                 self.orders.pop(old, None)
 
-    def _contribution(self, request: TrainRequest) -> bytes:
+    @property
+    def commit_margin(self) -> float:
+        """How long before the deadline training stops (see COMMIT_MARGIN_SECONDS)."""
+        if self.finish_seconds is None:
+            return COMMIT_MARGIN_SECONDS
+        return min(COMMIT_MARGIN_SECONDS, max(MIN_COMMIT_MARGIN_SECONDS, 3 * self.finish_seconds))
+
+    def _contribution(self, request: TrainRequest) -> tuple[bytes, RoundEntry]:
+        entry = RoundEntry(request.round_index, received=self.received.get(request.round_index, time.time()),
+                           started=time.time())
         if self.behaviour == "copy":
-            return self._copied(request)
+            return self._copied(request), dataclasses.replace(entry, trained_until=time.time())
         started = time.monotonic()
-        base = self.checkpoints.get(request.checkpoint_url, request.base_checkpoint)
+        # Bounded by the round (a download past the deadline is worthless) and given up the moment
+        # the order is replaced: another permit holder's order must not hold the worker.
+        synced = self.sync.base_for(request, timeout=request.deadline_unix - time.time(),
+                                    should_stop=lambda: not self.is_current(request))
+        base = synced.state
+        entry = dataclasses.replace(entry, sync=synced.how, sync_bytes=synced.bytes_fetched)
         if self.behaviour == "zero":
             delta = {name: torch.zeros_like(t, dtype=torch.float32) for name, t in base.items()}
             stats = None
         else:
-            delta, stats = self._train(request, base)
+            delta, stats = self._train(request, self.eager_start(request, synced))
+        entry = dataclasses.replace(entry, trained_until=time.time(), steps=stats.steps if stats else 0,
+                                    train_seconds=stats.seconds if stats else 0.0)
         # Error feedback is per unit of work: what a shard did not send belongs to that shard.
         update, residual = compress(delta, self.carry.residual(request.unit.label), request.recipe.compression)
         self.carry.save_residual(request.unit.label, residual)
+        self._last_sent = (request.round_index, update, shapes_of(delta))
         meta = ContributionMeta(
             netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
             hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
@@ -179,14 +211,36 @@ class MinerWorker:
             self.wandb.log({"inner_loss_first": stats.loss_first, "inner_loss_last": stats.loss_last,
                           "tokens_per_second": stats.tokens_per_second, "inner_steps": stats.steps,
                           "train_seconds": stats.seconds}, step=request.round_index)
-        return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
+        return encode_tensors(update.to_tensors(), meta.model_dump(mode="json")), entry
+
+    def eager_start(self, request: TrainRequest, synced: SyncedBase) -> dict[str, torch.Tensor]:
+        """Where to train from. With overlapping rounds the base lacks the merge of the round still
+        being scored (round r-1's merge reaches the model after round r starts). As in DiLoCo with
+        eager updates, a stand-in for it moves the start: this miner's own update of that round
+        for its 1/n share, and the last merge (the base's own step, known when it was replayed) for
+        the other (n-1)/n; only its own update when the last merge is not known here."""
+        base = synced.state
+        if self._last_sent is None:
+            return base
+        sent_round, update, shapes = self._last_sent
+        if not request.base_round < sent_round < request.round_index or set(shapes) != set(base):
+            return base
+        own = DecodedUpdate(update, shapes)
+        lr = request.recipe.outer_lr
+        if synced.previous is None or synced.merged < 2 or lr <= 0:
+            return apply_outer_step(base, own, lr)
+        n = synced.merged
+        stand_in = {name: own[name] / n + (synced.previous[name] - base[name]) / lr * ((n - 1) / n)
+                    for name in shapes}
+        return apply_outer_step(base, stand_in, lr)
 
     def _train(self, request: TrainRequest, base: dict[str, torch.Tensor]):
-        """H inner steps on the assigned unit; the pseudo-gradient in full-model coordinates."""
+        """H inner steps on the assigned unit from `base`; the pseudo-gradient in full-model
+        coordinates."""
         if self.team is not None:
             stopping = self._stopping
             return self.team.train(request, self.workload, base, int(request.seed[:8], 16),
-                                   request.deadline_unix - COMMIT_MARGIN_SECONDS,
+                                   request.deadline_unix - self.commit_margin,
                                    lambda: not self.is_current(request) or bool(stopping and stopping.is_set()))
         spec = ShardSpec(request.unit.scheme, request.unit.index, request.unit.count)
         if spec.scheme == "full":
@@ -206,7 +260,7 @@ class MinerWorker:
             kept = None  # another unit's moments must not sit in memory beside this one's
         stats = train_inner(model, self.workload.pages.pages(request.pages), request.recipe,
                             seed=int(request.seed[:8], 16),
-                            deadline=request.deadline_unix - COMMIT_MARGIN_SECONDS,
+                            deadline=request.deadline_unix - self.commit_margin,
                             compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept,
                             should_stop=lambda: not self.is_current(request))
         self._optimizer_state = (request.unit.label, stats.optimizer_state)

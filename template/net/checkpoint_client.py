@@ -3,6 +3,7 @@ size and time and checked by hash."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 
 import httpx
 import torch
@@ -23,11 +24,20 @@ MAX_ANNOUNCEMENT_BYTES = 64 * 1024
 MIN_TRANSFER_BYTES_PER_S = 8 * 1024 * 1024
 
 
-async def announced_checkpoint(base_url: str, timeout: float) -> CheckpointInfo:
-    """What a validator announces at /v1/checkpoint/latest, within `timeout` seconds in all."""
+LATEST = "/v1/checkpoint/latest"
+
+
+def round_base_path(round_index: int) -> str:
+    """Where a lead announces the checkpoint it sent a round's miners to train from."""
+    return f"/v1/rounds/{round_index}/base"
+
+
+async def announced_checkpoint(base_url: str, timeout: float, path: str = LATEST) -> CheckpointInfo:
+    """What a validator announces at `path` (its latest checkpoint, or a round's base), within
+    `timeout` seconds in all."""
     async with httpx.AsyncClient(timeout=timeout) as http:
         try:
-            fetched = await fetch_bounded(http, "GET", f"{base_url}/v1/checkpoint/latest",
+            fetched = await fetch_bounded(http, "GET", f"{base_url}{path}",
                                           limit=MAX_ANNOUNCEMENT_BYTES, deadline_s=timeout)
         except BodyTooLarge as exc:
             raise CheckpointFetchError(f"checkpoint announcement exceeds {MAX_ANNOUNCEMENT_BYTES} bytes") from exc
@@ -53,8 +63,20 @@ async def fetch_latest_checkpoint(base_url: str, held: str, timeout: float = 60.
                                   ) -> tuple[CheckpointInfo, dict[str, torch.Tensor] | None]:
     """The validator's announced latest checkpoint, and its tensors unless it is `held` (None).
     The download may be no larger than announced."""
-    info = await announced_checkpoint(base_url, timeout)
-    if info.sha256 == held:
+    return await fetch_announced_checkpoint(base_url, LATEST, lambda info: info.sha256 != held, timeout)
+
+
+async def fetch_round_base(base_url: str, round_index: int, needed: Callable[[CheckpointInfo], bool],
+                           timeout: float = 60.0) -> tuple[CheckpointInfo, dict[str, torch.Tensor] | None]:
+    """The checkpoint a lead sent round `round_index`'s miners to train from, and its tensors
+    when `needed(announcement)` (else None)."""
+    return await fetch_announced_checkpoint(base_url, round_base_path(round_index), needed, timeout)
+
+
+async def fetch_announced_checkpoint(base_url: str, path: str, needed: Callable[[CheckpointInfo], bool],
+                                     timeout: float) -> tuple[CheckpointInfo, dict[str, torch.Tensor] | None]:
+    info = await announced_checkpoint(base_url, timeout, path)
+    if not needed(info):
         return info, None
     if not 0 < info.size_bytes <= MAX_CHECKPOINT_BYTES:
         raise CheckpointFetchError(f"announced checkpoint size {info.size_bytes} is not in 1..{MAX_CHECKPOINT_BYTES}")

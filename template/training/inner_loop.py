@@ -28,12 +28,14 @@ class InnerStats:
         return self.tokens / max(self.seconds, 1e-9)
 
 
-def lr_at(step: int, steps: int, lr: float, warmup: int, final_lr_frac: float) -> float:
-    """Linear warmup, then cosine decay to lr * final_lr_frac at the last step."""
+def lr_at(step: int, steps: int, lr: float, warmup: int, final_lr_frac: float, time_spent: float = 0.0) -> float:
+    """Linear warmup, then cosine decay to lr * final_lr_frac at the last step, or sooner at the
+    deadline: `time_spent` is the fraction of the training time used, and the decay follows
+    whichever of steps and time is further along (a miner that runs out of time still anneals)."""
     if warmup > 0 and step < warmup:
         return lr * (step + 1) / warmup
     span = max(1, steps - warmup - 1)
-    progress = min(1.0, (step - warmup) / span)
+    progress = min(1.0, max((step - warmup) / span, time_spent))
     return lr * (final_lr_frac + (1 - final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -62,7 +64,7 @@ class BatchShare(Protocol):
     """How processes of one host share each step's batch (`team.SharedBatch`)."""
 
     def step_loss(self, batch: torch.Tensor) -> torch.Tensor: ...  # this process's share: loss, backward
-    def agree(self, stop: bool, late: bool) -> tuple[bool, bool]: ...  # the first process decides for all
+    def agree(self, stop: bool, late: bool, time_spent: float) -> tuple[bool, bool, float]: ...  # the first decides
     def total(self, loss: torch.Tensor) -> float: ...  # the shares' losses summed: the batch's mean
 
 
@@ -80,12 +82,13 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     `InnerStats.optimizer_state`) to continue from instead of zeros.
 
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
-    round (a slow device still contributes what it managed). `should_stop()`: checked before each
-    step; true ends the loop (the work was called off).
+    round (a slow device still contributes what it managed); the learning rate decays by time as
+    well as by steps, so the last steps before the deadline are annealed ones. `should_stop()`:
+    checked before each step; true ends the loop (the work was called off).
 
     `share`: train as one of several processes (torchrun): `model` is the DDP/FSDP2-wrapped loss
     module, each step's batch is split among them, and the first process decides for all when to
-    stop. Without it (one process) nothing of that runs."""
+    stop and how far the time-annealed schedule is. Without it (one process) nothing of that runs."""
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
@@ -101,6 +104,7 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     fwd_bwd = share.step_loss if share is not None else forward_backward(model, compile, loss_mode)
     model.train()
     t0 = time.perf_counter()
+    budget = None if deadline is None else max(deadline - time.time(), 1e-3)
     first_loss = last_loss = None  # device tensors: reading them each step would sync a GPU
     done, first_step_seconds = 0, 0.0
     # Indices go to the device once: a host->device copy per step would wait for the GPU.
@@ -108,15 +112,16 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     for step, idx in enumerate(order):
         stop = should_stop is not None and should_stop()
         late = not stop and deadline is not None and step > 0 and time.time() >= deadline
-        if share is not None:
-            stop, late = share.agree(stop, late)
+        time_spent = 0.0 if budget is None else (time.perf_counter() - t0) / budget
+        if share is not None:  # every process takes the same step with the same learning rate
+            stop, late, time_spent = share.agree(stop, late, time_spent)
         if stop:
             break
         if late:
-            logger.warning(f"inner: deadline reached after {step}/{steps} steps")
+            logger.debug(f"inner: deadline reached after {step}/{steps} steps")
             break
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, recipe.warmup_steps, recipe.final_lr_frac)
+            group["lr"] = lr_at(step, steps, lr, recipe.warmup_steps, recipe.final_lr_frac, time_spent)
         opt.zero_grad(set_to_none=True)
         loss = fwd_bwd(tokens[idx])
         clip_and_step(opt, params, recipe.grad_clip)

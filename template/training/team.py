@@ -142,10 +142,12 @@ class SharedBatch:
         (loss * (share * self.team.world)).backward()
         return loss.detach() * share
 
-    def agree(self, stop: bool, late: bool) -> tuple[bool, bool]:
-        flags = torch.tensor([int(stop), int(late)])
-        dist.broadcast(flags, src=0, group=self.team.control)
-        return bool(flags[0]), bool(flags[1])
+    def agree(self, stop: bool, late: bool, time_spent: float) -> tuple[bool, bool, float]:
+        """The first process's view for all: whether to stop, and how much of the training time is
+        spent (the learning rate anneals by it), so every process takes the same step."""
+        shared = torch.tensor([float(stop), float(late), time_spent], dtype=torch.float64)
+        dist.broadcast(shared, src=0, group=self.team.control)
+        return bool(shared[0]), bool(shared[1]), float(shared[2])
 
     def total(self, loss: torch.Tensor) -> float:
         summed = loss.detach().float().reshape(1).clone()

@@ -3,6 +3,7 @@ build it from the same settings and compare `dataset_id` (and the model's name, 
 before trusting each other's page ids."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from template.training.tokenizer import load_pretrained_tokenizer
 
 SHAKESPEARE = "shakespeare"
 HUB_PREFIX = "hub:"
+
+
+CHECKPOINT_HEADER_ALLOWANCE = 64 * 1024
 
 
 @dataclass
@@ -103,6 +107,15 @@ class Workload:
             model = build_model(self.preset_name, self.vocab_size, seed=0, device=device)
         load_model_state(model, state)
         return model
+
+    @functools.cached_property
+    def checkpoint_size_bound(self) -> int:
+        """The most bytes a checkpoint of this model can take (its fp32 tensors, and room for the
+        header): a base checkpoint streamed larger is cut off before it costs more."""
+        with torch.device("meta"):
+            model = build_model(self.preset_name, self.vocab_size, seed=0, device="meta")
+        tensors = list(model.named_parameters())
+        return sum(p.numel() * 4 for _, p in tensors) + CHECKPOINT_HEADER_ALLOWANCE + 256 * len(tensors)
 
     @property
     def shard_refusal(self) -> str | None:

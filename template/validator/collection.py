@@ -12,6 +12,7 @@ are worthless. A dead or slow miner costs the round only its own share.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -23,6 +24,16 @@ from template.validation.round import Received
 from template.validator.miner_client import MinerEndpoint, Reply, ReplyStatus
 
 LONG_POLL_SECONDS = 5.0
+# A committed contribution must arrive at least this fast (after a fixed allowance for the
+# connection): a miner that drips its bytes is cut off in proportion to what it promised, not
+# at the round's end.
+REVEAL_ALLOWANCE_SECONDS = 2.0
+MIN_REVEAL_BYTES_PER_S = 1024 * 1024
+
+
+def reveal_time_allowed(size_bytes: int) -> float:
+    """Seconds one committed contribution of `size_bytes` may take to arrive."""
+    return REVEAL_ALLOWANCE_SECONDS + size_bytes / MIN_REVEAL_BYTES_PER_S
 
 
 @dataclass
@@ -34,6 +45,16 @@ class Commitments:
 
     def arrival_index(self, hotkey: str) -> int | None:
         return next((i for i, hk in enumerate(self.arrived) if hk == hotkey), None)
+
+    def to_json(self) -> str:
+        return json.dumps({"arrived": [[hk, c.model_dump(mode="json")] for hk, c in self.arrived.items()],
+                           "failures": self.failures})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Commitments":
+        fields = json.loads(text)
+        return cls({hk: ContributionCommitment.model_validate(c) for hk, c in fields["arrived"]},
+                   {str(hk): str(why) for hk, why in fields["failures"].items()})
 
 
 async def collect_commitments(client, netuid: int, round_index: int, miners: list[MinerEndpoint],
@@ -74,13 +95,15 @@ async def collect_commitments(client, netuid: int, round_index: int, miners: lis
 async def fetch_revealed(client, miners: list[MinerEndpoint], commitments: Commitments,
                          deadline_unix: float) -> dict[str, Reply]:
     """Each committed miner's bytes, asked for again while it says 425 (its view of the chain may
-    trail this validator's) until `deadline_unix`."""
+    trail this validator's), until `deadline_unix` or the time its committed size allows
+    (`reveal_time_allowed`), whichever comes first."""
     by_hotkey = {m.hotkey: m for m in miners}
 
     async def fetch(hotkey: str) -> tuple[str, Reply]:
         commitment = commitments.arrived[hotkey]
+        own_deadline = min(deadline_unix, time.time() + reveal_time_allowed(commitment.size_bytes))
         reply = Reply(ReplyStatus.UNREACHABLE, "no time left to fetch the committed bytes")
-        while (remaining := deadline_unix - time.time()) > 0:
+        while (remaining := own_deadline - time.time()) > 0:
             reply = await client.fetch_contribution(by_hotkey[hotkey], commitment, deadline_s=remaining)
             if reply.status == ReplyStatus.OK or not (reply.status == ReplyStatus.UNREACHABLE
                                                       or reply.http_status == 425):

@@ -14,6 +14,7 @@ import json
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import bittensor as bt
@@ -29,8 +30,9 @@ from template.audit.round_record import RoundRecord, append_record
 from template.chain.neuron_chain import MetagraphView, NeuronChain
 from template.config import Config, build_workload, expand
 from template.net.addresses import published_ip
-from template.net.checkpoint_client import CheckpointFetchError, fetch_latest_checkpoint
+from template.net.checkpoint_client import CheckpointFetchError, fetch_round_base
 from template.net.server import BackgroundServer
+from template.training.checkpoint import CheckpointError
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
 from template.training.evaluation import per_sequence_loss
 from template.training.model import load_model_state, model_state, pick_device
@@ -47,7 +49,8 @@ from template.validator.lead_election import (announced_rounds, candidates_of, c
                                               starting_peer_to_wait_for)
 from template.validator.miner_client import MinerClient, MinerEndpoint
 from template.validator.records_board import Lead, RoundRecordBoard
-from template.validator.round import RoundPlan, Settlement, round_record, settle_as_follower, settle_as_lead
+from template.validator.round import (OpenedRound, RoundPlan, Settlement, round_record, settle_as_follower,
+                                     settle_as_lead)
 from template.chain.round_clock import RoundWindow, next_round, round_at
 from template.validator.recovery import recover
 from template.validator.state import CheckpointStore, ValidatorState
@@ -55,19 +58,35 @@ from template.validator.unit_sizing import full_training_gb, units_by_capacity
 
 GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
 FOLLOWER_JOIN_MARGIN_BLOCKS = 4  # a follower joins a round at the latest this many blocks before its deadline
+REVEAL_FLOOR_SECONDS = 2.0  # a round settled late still gets this long to fetch the committed bytes
+
+
+@dataclass(frozen=True)
+class PreparedRound:
+    window: RoundWindow
+    graph: MetagraphView
+    lead: Lead
+    miners: list[MinerEndpoint]
+    units: dict[str, UnitOfWork]
 
 
 class RoundSkipped(RuntimeError):
     """This validator cannot take part in the round (said in one line, not as a crash)."""
 
 
+async def completed(settling: asyncio.Future) -> int:
+    """1 when the settlement finished with the round settled, else 0 (skipped, or it broke)."""
+    settlement = await settling
+    return int(settlement is not None and not settlement.skipped)
+
+
 class Validator:
-    """`miners`, `lead_records` and `fetch_checkpoint` default to the HTTP implementations; tests
-    pass in-process ones to drive whole rounds without sockets."""
+    """`miners`, `lead_records` and `fetch_checkpoint` (a lead's announced base of a round) default
+    to the HTTP implementations; tests pass in-process ones to drive whole rounds without sockets."""
 
     def __init__(self, config: Config, chain: NeuronChain, workload: Workload, state_dir: Path, run: WandbRun,
                  miners: MinerClient | None = None, lead_records: RoundRecordBoard | None = None,
-                 fetch_checkpoint=fetch_latest_checkpoint):
+                 fetch_checkpoint=fetch_round_base):
         self.config = config
         self.chain = chain
         self.workload = workload
@@ -93,6 +112,9 @@ class Validator:
         self.capacities: dict[str, float] = {}  # hotkey -> declared GB (from /v1/info)
         self.rounds_started = 0  # since this process started
         self.following = False  # whether this validator followed another's lead in its last round
+        # Held while a settlement moves the head and publishes its record, and while a round is
+        # planned from the head: a round's base always has its record served.
+        self.head_lock = asyncio.Lock()
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -117,6 +139,20 @@ class Validator:
                               size_bytes=path.stat().st_size if path.exists() else 0,
                               model_preset=self.workload.preset_name, vocab_size=self.workload.vocab_size)
 
+    def round_base_info(self, round_index: int) -> CheckpointInfo | None:
+        """The checkpoint this validator sent round `round_index`'s miners (as its lead)."""
+        found = self.state.round_bases.get(str(round_index))
+        if found is None or not self.checkpoints.has(found[0]):
+            return None
+        return CheckpointInfo(round_index=int(found[1]), sha256=found[0],
+                              size_bytes=self.checkpoints.path(found[0]).stat().st_size,
+                              model_preset=self.workload.preset_name, vocab_size=self.workload.vocab_size)
+
+    def remember_round_base(self, round_index: int, keep: int = 16) -> None:
+        self.state.round_bases[str(round_index)] = [self.state.checkpoint, self.state.checkpoint_round]
+        for old in sorted(self.state.round_bases, key=int)[:-keep]:
+            del self.state.round_bases[old]
+
     def global_loss(self) -> float:
         return float(per_sequence_loss(self.model, self.global_eval).mean())
 
@@ -127,29 +163,50 @@ class Validator:
             load_model_state(self.model, state)
         self.state.checkpoint, self.state.checkpoint_round = digest, round_index
 
-    async def sync_from_lead(self, lead: Lead) -> None:
-        """A non-lead validator scores against the lead's checkpoint: fetch it when it is not the
-        one this validator already holds (joining, or a round it could not verify), check it is
-        the one announced, and say whether a record the lead committed on chain backs it. An
-        unbacked checkpoint that conflicts with one held for the same or a later round is refused
-        (`lead_election.conflicting_checkpoint`): the round is skipped."""
+    def held_state(self, digest: str) -> dict[str, torch.Tensor] | None:
+        """A checkpoint this validator holds, intact, by hash; None when it does not."""
+        if not self.checkpoints.has(digest):
+            return None
         try:
-            info, state = await self.fetch_checkpoint(lead.url, self.state.checkpoint)
+            return self.checkpoints.load(digest)
+        except CheckpointError as exc:
+            logger.error("{}", exc)
+            self.checkpoints.set_aside(digest)
+            return None
+
+    def load_head(self) -> None:
+        """Put the head (the announced checkpoint) back in the model, e.g. after scoring against a
+        round's older base."""
+        load_model_state(self.model, self.checkpoints.load(self.state.checkpoint))
+
+    async def round_base_from_lead(self, plan: RoundPlan) -> str:
+        """The checkpoint the lead sent this round's miners to train from (each contribution must
+        name it). A validator whose head already includes the rounds merged into it needs nothing
+        more; one behind the lead (joining, or back from a restart) syncs its head to it, unless an
+        unbacked checkpoint conflicts with one held for the same or a later round
+        (`lead_election.conflicting_checkpoint`): then the round is skipped rather than let any
+        permitted validator swap the model."""
+        lead, index = plan.lead, plan.window.index
+
+        def behind(info: CheckpointInfo) -> bool:
+            return info.round_index > self.state.checkpoint_round and not self.checkpoints.has(info.sha256)
+
+        try:
+            info, state = await self.fetch_checkpoint(lead.url, index, behind)
         except (CheckpointFetchError, httpx.HTTPError) as exc:
             raise RoundSkipped(f"the lead's checkpoint is unavailable ({str(exc) or type(exc).__name__}); "
                                "the miners' updates cannot be scored against another base") from exc
-        if state is None:
-            self.adopt_checkpoint(self.state.checkpoint, info.round_index, None)
-            return
+        if info.round_index <= self.state.checkpoint_round or info.sha256 == self.state.checkpoint:
+            return info.sha256  # an earlier checkpoint of the line this head continues
         backed, detail = await self.lead_records.backs_checkpoint(lead, info.round_index, info.sha256)
         conflict = conflicting_checkpoint(info.round_index, info.sha256, self.state.checkpoint_round,
                                           self.state.checkpoint, backed)
         if conflict:
             raise RoundSkipped(f"not adopting the lead's checkpoint: {conflict} ({detail})")
-        self.adopt_checkpoint(info.sha256, info.round_index, state)
+        self.adopt_checkpoint(info.sha256, info.round_index, state if state is not None else self.held_state(info.sha256))
         (logger.info if backed else logger.warning)("synced checkpoint {} from the lead: {}", info.sha256[:12], detail)
+        return info.sha256
 
-    # --- rounds ------------------------------------------------------------------------------
     async def choose_lead(self, graph: MetagraphView, round_index: int) -> Lead:
         me = Lead(self.chain.hotkey, self.base_url, is_me=True)
         choice = self.config.validator.lead
@@ -177,35 +234,52 @@ class Validator:
         return Lead(election.lead.hotkey, election.lead.url, is_me=False)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        """Rounds on the chain's clock. With `--round.overlap` (the default) a round is settled (its
+        bytes fetched, scored, merged) while the next one collects: miners never wait for scoring,
+        and the merge lands on the head one round later. Settlements run one at a time, in order."""
         self.ensure_checkpoint()
         if self.record_to_commit:  # a round settled just before a crash, not yet committed
             await self.chain.commit_hash(self.record_to_commit, note="recommit after restart")
             self.record_to_commit = None
         self.state.save(self.state_path)
-        done = 0
-        attempted = self.state.last_round
+        settled = 0
+        attempted = max(self.state.last_round, self.state.last_opened)
+        settling = self.settlement_to_resume()
         resumed = await self.round_to_resume()
         while not stop.is_set():
-            plan, resumed = resumed, None
+            plan, resumed, prepared = resumed, None, None
             if plan is not None:
                 window = plan.window
             else:
                 try:
                     window = await self.next_window(attempted)
+                    if await self.chain.block() < window.start_block:
+                        prepared = await self.prepare_round(window)
                     await self.chain.wait_for_block(window.start_block)
                 except Exception as exc:  # the chain briefly unreachable: wait and try again
                     logger.warning("chain unreachable ({}); retrying in 5 s", exc)
                     await asyncio.sleep(5.0)
                     continue
             attempted = window.index
-            settlement = await self.run_round_guarded(window, plan)
-            done += settlement is not None and not settlement.skipped  # --round.max_rounds counts completed rounds
-            if self.rounds.max_rounds and done >= self.rounds.max_rounds:
-                logger.info("reached --round.max_rounds {}; serving one more round for the other validators "
-                            "to check this one", self.rounds.max_rounds)
-                # A round settled late ends soon after; the followers' check of it still needs the record.
-                await self.serve_until(window.end_block + self.rounds.round_blocks, stop)
-                break
+            opened = await self.open_round_guarded(window, plan, prepared)
+            if opened is None:
+                continue
+            if settling is not None:  # the previous round is merged first: it was opened first
+                settled += await completed(settling)
+            settling = asyncio.ensure_future(self.settle_round_guarded(opened))
+            if not self.rounds.overlap:
+                settled, settling = settled + await completed(settling), None
+            if self.rounds.max_rounds and settled + (settling is not None) >= self.rounds.max_rounds:
+                if settling is not None:
+                    settled, settling = settled + await completed(settling), None
+                if settled >= self.rounds.max_rounds:
+                    logger.info("reached --round.max_rounds {}; serving one more round for the other validators "
+                                "to check this one", self.rounds.max_rounds)
+                    # The followers' check of the last round still needs its record.
+                    await self.serve_until(await self.chain.block() + self.rounds.round_blocks, stop)
+                    break
+        if settling is not None:
+            settling.cancel()
 
     @property
     def lead_join_slack(self) -> int:
@@ -238,16 +312,118 @@ class Validator:
                            "(block {}; rounds are {} blocks)", missed, block, self.rounds.round_blocks)
         return window
 
-    async def run_round_guarded(self, window: RoundWindow, plan: RoundPlan | None = None) -> Settlement | None:
-        """One round; a broken round is logged (None) and the next one starts on time."""
+    async def open_round_guarded(self, window: RoundWindow, plan: RoundPlan | None = None,
+                                 prepared: PreparedRound | None = None) -> OpenedRound | None:
+        """Open one round (None when it was skipped or broke: logged); the next starts on time."""
         try:
-            settlement = await self.run_round(window, plan)
+            opened = await self.open_round(window, plan, prepared)
         except Exception as exc:
             logger.exception("round {} failed: {}", window.index, exc)
             return None
-        if settlement.skipped:
-            logger.warning("round {} skipped: {}", window.index, settlement.skipped)
+        if isinstance(opened, Settlement):
+            logger.warning("round {} skipped: {}", window.index, opened.skipped)
+            return None
+        return opened
+
+    async def settle_round_guarded(self, opened: OpenedRound) -> Settlement | None:
+        """Settle one round; a broken settlement is logged (None) and the rounds go on."""
+        index = opened.plan.window.index
+        try:
+            settlement = await self.settle_round(opened)
+        except Exception as exc:
+            logger.exception("round {} failed: {}", index, exc)
+            settlement = None
+        if settlement is not None and settlement.skipped:
+            logger.warning("round {} skipped: {}", index, settlement.skipped)
+        if self.state.settling_round and OpenedRound.from_json(self.state.settling_round).plan.window.index == index:
+            self.state.settling_round = ""  # settled, skipped or broken: not to be settled again after a restart
+            self.state.save(self.state_path)
         return settlement
+
+    async def open_round(self, window: RoundWindow, plan: RoundPlan | None = None,
+                         prepared: PreparedRound | None = None) -> OpenedRound | Settlement:
+        """Plan the round (or take the `plan` of a resumed one), send the work (the lead) and
+        collect the commitments until the deadline; a Settlement only when it is skipped."""
+        clock = Stopwatch()
+        self.rounds_started += 1
+        if plan is None:
+            async with self.head_lock:  # the base is a head whose record is published
+                plan = await self.plan_round(window, prepared)
+                self.following = not plan.lead.is_me
+                if late := await self.too_late_to_join(plan):
+                    return Settlement.skip(self.state.checkpoint, late)
+                self.state.open_round = plan.to_json()
+                if plan.lead.is_me:
+                    self.remember_round_base(window.index)
+                self.state.save(self.state_path)
+        if plan.lead.is_me:
+            await self.send_work(plan)
+        clock.lap("plan")
+        commitments = await collect_commitments(self.miners, plan.netuid, window.index, plan.miners,
+                                                plan.deadline_unix, self.chain.wait_for_block(window.deadline_block))
+        clock.lap("commitments")
+        opened = OpenedRound(plan, commitments, clock)
+        # Handed to settlement: a restart from here on settles it from the saved commitments.
+        self.state.open_round, self.state.settling_round = "", opened.to_json()
+        self.state.last_opened = window.index
+        self.state.save(self.state_path)
+        return opened
+
+    async def settle_round(self, opened: OpenedRound) -> Settlement:
+        """Fetch the committed bytes from the eval block on, score them against the round's base,
+        and settle: the lead merges and steps from its head, a follower checks the lead's record."""
+        plan, commitments, clock = opened.plan, opened.commitments, opened.clock
+        window = plan.window
+        if not plan.lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
+            try:
+                plan = dataclasses.replace(plan, base_checkpoint=await self.round_base_from_lead(plan))
+            except RoundSkipped as exc:
+                return Settlement.skip(self.state.checkpoint, str(exc))
+        await self.chain.wait_for_block(window.eval_block)  # miners give their bytes out from here on
+        clock.lap("to eval block")
+        revealed = await fetch_revealed(self.miners, plan.miners, commitments, await self.reveal_deadline(window))
+        clock.lap("reveal")
+        received = received_from(window.index, plan.miners, plan.assignments, plan.units, commitments, revealed)
+        # Scored where the merge lands: the head, the round's base moved by the rounds settled since
+        # (with overlap, the round before), so a score is the update's gain on the model it changes.
+        head = self.state.checkpoint
+        head_state = self.held_state(head)
+        if head_state is None:
+            return Settlement.skip(head, f"the head checkpoint {head[:12]} is not held here (intact)")
+        load_model_state(self.model, head_state)
+        reports, accepted = await self.score(plan, received, head_state)
+        clock.lap("scoring")
+        if plan.lead.is_me:
+            settlement = await asyncio.to_thread(settle_as_lead, plan, head, head_state, accepted, reports,
+                                                 self.workload.architecture, self.workload.vocab_size)
+        else:
+            settlement = settle_as_follower(plan, head, await self.check_lead(plan, received))
+        clock.lap("aggregation" if plan.lead.is_me else "lead check")
+        record = await self.settle(plan, received, reports, settlement)
+        clock.lap("settle")
+        weights_set = await self.maybe_set_weights(plan.uids)
+        self.state.save(self.state_path)
+        clock.lap("weights")
+        self.report_round(window, reports, record, weights_set, clock, settlement.lead_check)
+        return settlement
+
+    def settlement_to_resume(self) -> asyncio.Future | None:
+        """The round handed to settlement before a restart and not settled: settled now (its
+        commitments were saved; the miners keep their bytes)."""
+        if not self.state.settling_round:
+            return None
+        try:
+            opened = OpenedRound.from_json(self.state.settling_round)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("the round being settled before the restart is unreadable ({}); it is lost", exc)
+            self.state.settling_round = ""
+            return None
+        if opened.plan.window.index <= self.state.last_round:
+            self.state.settling_round = ""
+            return None
+        logger.info("round {}: settling the round whose commitments were collected before the restart",
+                    opened.plan.window.index)
+        return asyncio.ensure_future(self.settle_round_guarded(opened))
 
     async def round_to_resume(self) -> RoundPlan | None:
         """The round this validator had opened before a restart, while its commitments can still be
@@ -265,7 +441,7 @@ class Validator:
             logger.warning("cannot read the chain to resume round {} ({}); starting with the next round",
                            plan.window.index, exc)
             return None
-        if plan.window.index <= self.state.last_round or plan.base_checkpoint != self.state.checkpoint:
+        if plan.window.index <= self.state.last_round or not self.checkpoints.has(plan.base_checkpoint):
             return None
         if block >= plan.window.deadline_block:
             logger.warning("round {} was open before the restart, but its deadline (block {}) has passed: "
@@ -284,59 +460,29 @@ class Validator:
             task.cancel()
 
     async def run_round(self, window: RoundWindow, plan: RoundPlan | None = None) -> Settlement:
-        """Plan (or take the `plan` of a resumed round), collect, score and settle one round;
-        returns its settlement (or why it was skipped)."""
-        clock = Stopwatch()
-        self.rounds_started += 1
-        if plan is None:
-            plan = await self.plan_round(window)
-            self.following = not plan.lead.is_me
-            if late := await self.too_late_to_join(plan):
-                return Settlement.skip(self.state.checkpoint, late)
-            self.state.open_round = plan.to_json()
-            self.state.save(self.state_path)
-        if plan.lead.is_me:
-            await self.send_work(plan)
-        clock.lap("plan")
-        commitments = await collect_commitments(self.miners, plan.netuid, window.index, plan.miners,
-                                                plan.deadline_unix, self.chain.wait_for_block(window.deadline_block))
-        clock.lap("commitments")
-        if not plan.lead.is_me:  # by the deadline the lead has served the checkpoint miners started from
-            try:
-                await self.sync_from_lead(plan.lead)
-            except RoundSkipped as exc:
-                return Settlement.skip(self.state.checkpoint, str(exc))
-            plan = dataclasses.replace(plan, base_checkpoint=self.state.checkpoint)
-        await self.chain.wait_for_block(window.eval_block)  # miners give their bytes out from here on
-        clock.lap("to eval block")
-        revealed = await fetch_revealed(self.miners, plan.miners, commitments, await self.reveal_deadline(window))
-        clock.lap("reveal")
-        received = received_from(window.index, plan.miners, plan.assignments, plan.units, commitments, revealed)
-        base_state = model_state(self.model)
-        reports, accepted = await self.score(plan, received, base_state)
-        clock.lap("scoring")
-        if plan.lead.is_me:
-            settlement = await asyncio.to_thread(settle_as_lead, plan, base_state, accepted, reports,
-                                                 self.workload.architecture, self.workload.vocab_size)
-        else:
-            settlement = settle_as_follower(plan, await self.check_lead(plan, received, base_state))
-        clock.lap("aggregation" if plan.lead.is_me else "lead check")
-        record = await self.settle(plan, received, reports, settlement)
-        clock.lap("settle")
-        weights_set = await self.maybe_set_weights(plan.uids)
-        self.state.save(self.state_path)
-        clock.lap("weights")
-        self.report_round(window, reports, record, weights_set, clock, settlement.lead_check)
-        return settlement
+        """One round from its plan to its settlement, without overlap (tests, and the rounds of
+        `--round.overlap false`)."""
+        opened = await self.open_round(window, plan)
+        if isinstance(opened, Settlement):
+            return opened
+        return await self.settle_round_guarded(opened)
 
-    async def plan_round(self, window: RoundWindow) -> RoundPlan:
+    async def prepare_round(self, window: RoundWindow) -> PreparedRound:
+        """What a round's plan needs before its start block: the metagraph, the lead, the miners
+        and their units (done while the previous round still trains, so the work goes out the
+        moment the start block's hash is known)."""
         graph = await self.chain.metagraph()
         lead = await self.choose_lead(graph, window.index)
-        seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
         miners = [MinerEndpoint(n.uid, n.hotkey, f"http://{n.axon}") for n in graph.neurons
                   if n.axon and n.hotkey != self.chain.hotkey]
         units = await self.units_for(miners, window.index)
-        miners = [m for m in miners if m.hotkey in units]
+        return PreparedRound(window, graph, lead, [m for m in miners if m.hotkey in units], units)
+
+    async def plan_round(self, window: RoundWindow, prepared: PreparedRound | None = None) -> RoundPlan:
+        if prepared is None or prepared.window != window:
+            prepared = await self.prepare_round(window)
+        graph, lead, miners, units = prepared.graph, prepared.lead, prepared.miners, prepared.units
+        seed = round_seed(await self.chain.block_hash(window.start_block), window.index)
         assignments = {m.hotkey: assigned_pages(seed, m.hotkey, self.workload.pages.train_ids,
                                                 self.recipe.pages_per_miner) for m in miners}
         deadline_unix = time.time() + (window.deadline_block - await self.chain.block()) * await self.chain.block_time()
@@ -356,11 +502,16 @@ class Validator:
             return "joined too late to ask the miners for their commitments before the deadline"
         return ""
 
+    def settle_by(self, window: RoundWindow) -> int:
+        """The block by which the round should be settled: its end, or with overlap the next
+        round's end (the next round trains while this one is scored)."""
+        return window.end_block + (self.rounds.round_blocks if self.rounds.overlap else 0)
+
     async def reveal_deadline(self, window: RoundWindow) -> float:
-        """Until when the committed bytes may be fetched: half of what is left of the round (the
-        rest is for scoring and settling), and at least the query timeout."""
-        left = (window.end_block - await self.chain.block()) * await self.chain.block_time()
-        return time.time() + max(self.config.validator.query_timeout, left / 2)
+        """Until when the committed bytes may be fetched: half of the time left to settle the round
+        (the rest is for scoring and settling), and never less than REVEAL_FLOOR_SECONDS."""
+        left = (self.settle_by(window) - await self.chain.block()) * await self.chain.block_time()
+        return time.time() + max(REVEAL_FLOOR_SECONDS, left / 2)
 
     async def score(self, plan: RoundPlan, received: list[Received], base_state: dict[str, torch.Tensor]
                     ) -> tuple[dict[str, ScoreReport], dict]:
@@ -371,19 +522,19 @@ class Validator:
             plan.recipe.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
             plan.recipe.outer_lr)
 
-    async def check_lead(self, plan: RoundPlan, received: list[Received], base_state: dict[str, torch.Tensor]
-                         ) -> LeadCheck:
-        """Replay the lead's committed record of this round on the bytes received here."""
+    async def check_lead(self, plan: RoundPlan, received: list[Received]) -> LeadCheck:
+        """Replay the lead's committed record of this round on the bytes received here, onto the
+        checkpoint the record says the round was applied to."""
         window = plan.window
         bodies = {r.hotkey: r.body for r in received if r.body is not None}
-        seconds = (window.end_block - await self.chain.block()) * await self.chain.block_time()
+        seconds = (self.settle_by(window) - await self.chain.block()) * await self.chain.block_time()
         published, problem = await self.lead_records.wait_for(plan.lead, window.index, max(5.0, seconds))
         if published is None:
             check = LeadCheck("unverifiable", problem)
         else:
             check = await asyncio.to_thread(
-                check_lead_round, published.record, published.committed, window.index, base_state,
-                plan.base_checkpoint, bodies, self.workload.architecture, self.workload.vocab_size)
+                check_lead_round, published.record, published.committed, window.index, plan.base_checkpoint,
+                self.held_state, bodies, self.workload.architecture, self.workload.vocab_size)
         if check.verified:
             logger.info("round {}: the lead's checkpoint is verified ({})", window.index, check.detail)
         elif check.status == "mismatch":
@@ -398,23 +549,30 @@ class Validator:
         """Apply the round's settlement: model, checkpoint, scores, held-out curve, the record
         (appended, served, and committed on chain by the lead) and the archive of merged bytes."""
         index = plan.window.index
-        if settlement.folds_round:
-            self.adopt_checkpoint(settlement.new_checkpoint, index, settlement.new_state)
-        self.scores.update({hk: r.score for hk, r in reports.items()}, plan.uids)
-        loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
+        if settlement.new_state is not None:
+            self.checkpoints.save(settlement.new_state)
+            load_model_state(self.model, settlement.new_state)
+        else:
+            self.load_head()  # the model held the head for scoring; a check may have swapped it
         loss_after = await asyncio.to_thread(self.global_loss)
-        self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
+        loss_before = self.state.heldout_history[-1]["heldout_loss"] if self.state.heldout_history else None
         record = round_record(plan, received, reports, settlement, loss_before, loss_after)
         bodies = {r.hotkey: r.body for r in received if r.body is not None}
         self.archive(index, {hk: bodies[hk] for hk in record.accepted})
-        self.state.last_round = index
-        self.state.open_round = ""
-        self.state.scores_json = self.scores.to_json()
-        # Settled on disk before anyone sees the record: a crash from here on never drops the round.
-        self.state.pending_record, self.state.pending_commit = record.canonical_json(), plan.lead.is_me
-        self.state.save(self.state_path)
-        digest = append_record(self.state_dir / "rounds.jsonl", record)
-        self.lead_records.publish(record)
+        # A round opened meanwhile sees the head before or after this, never a head without its record.
+        async with self.head_lock:
+            if settlement.folds_round:
+                self.state.checkpoint, self.state.checkpoint_round = settlement.new_checkpoint, index
+            self.scores.update({hk: r.score for hk, r in reports.items()}, plan.uids)
+            self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
+            self.state.last_round = index
+            self.state.settling_round = ""
+            self.state.scores_json = self.scores.to_json()
+            # Settled on disk before anyone sees the record: a crash from here on never drops the round.
+            self.state.pending_record, self.state.pending_commit = record.canonical_json(), plan.lead.is_me
+            self.state.save(self.state_path)
+            digest = append_record(self.state_dir / "rounds.jsonl", record)
+            self.lead_records.publish(record)
         if plan.lead.is_me:
             await self.chain.commit_hash(digest, note=f"r{index} ckpt {self.state.checkpoint[:16]}")
         self.state.pending_record, self.state.pending_commit = "", False
@@ -444,7 +602,9 @@ class Validator:
                 netuid=plan.netuid, round_index=window.index, round_block=window.start_block, seed=plan.seed.hex(),
                 base_checkpoint=plan.base_checkpoint, dataset=self.workload.dataset_id,
                 model_preset=self.workload.preset_name,
-                checkpoint_url=f"{plan.lead.url}/v1/checkpoint/{plan.base_checkpoint}", unit=plan.units[miner.hotkey],
+                checkpoint_url=f"{plan.lead.url}/v1/checkpoint/{plan.base_checkpoint}",
+                base_round=self.state.round_bases.get(str(window.index), [None, -1])[1],
+                unit=plan.units[miner.hotkey],
                 pages=plan.assignments[miner.hotkey], recipe=plan.recipe, deadline_block=window.deadline_block,
                 deadline_unix=plan.deadline_unix)
 
@@ -516,7 +676,8 @@ async def run_validator(config: Config) -> None:
                    f"netuid{config.netuid}", config.to_dict(), state_dir / "wandb")
     validator = Validator(config, chain, workload, state_dir, run)
     server = BackgroundServer(create_checkpoint_app(validator.checkpoint_dir, validator.latest_info,
-                                                    validator.lead_records.served),
+                                                    validator.lead_records.served, validator.round_base_info,
+                                                    lambda index: archive_dir(validator.state_dir, index)),
                               config.axon.ip, config.axon.port).start()
     port = config.axon.external_port or config.axon.port
     address = published_ip(config.axon.ip, config.axon.external_ip)

@@ -44,7 +44,8 @@ def rebuilt_from_records(records: list[RoundRecord], scores_path: Path, alpha: f
     last = records[-1]
     state.last_round = last.round_index
     state.checkpoint = last.new_checkpoint
-    folded = [r for r in records if r.new_checkpoint == last.new_checkpoint and r.new_checkpoint != r.base_checkpoint]
+    folded = [r for r in records if r.new_checkpoint == last.new_checkpoint
+              and r.new_checkpoint != r.applied_checkpoint]
     state.checkpoint_round = folded[-1].round_index if folded else last.round_index
     if records[0].heldout_loss_before is not None:
         state.heldout_history.append({"round": -1, "heldout_loss": records[0].heldout_loss_before})

@@ -1,5 +1,5 @@
-"""One round as data: the plan every validator derives at its start, and the settlement that
-says what the round decided. The lead settles by aggregating the accepted updates and taking the
+"""One round as data: the plan every validator derives at its start, the round once its
+commitments are closed (`OpenedRound`), and the settlement that says what the round decided. The lead settles by aggregating the accepted updates and taking the
 outer step; a follower settles by the lead's record once its replay checks out. The round
 record is built once, from the plan and the settlement."""
 from __future__ import annotations
@@ -19,7 +19,9 @@ from template.training.checkpoint import state_hash
 from template.training.outer_step import apply_outer_step
 from template.training.model import ModelPreset
 from template.validation.round import Received, aggregate_in_arrival_order
+from template.utils.stopwatch import Stopwatch
 from template.validation.scoring import ScoreReport
+from template.validator.collection import Commitments
 from template.validator.miner_client import MinerEndpoint
 from template.validator.records_board import Lead
 from template.chain.round_clock import RoundWindow
@@ -66,6 +68,24 @@ class RoundPlan:
                    coldkeys=dict(fields["coldkeys"]), deadline_unix=float(fields["deadline_unix"]))
 
 
+@dataclass
+class OpenedRound:
+    """A round whose commitments are closed: what its settlement (the bytes, scoring, the merge)
+    needs. Saved as it is handed over, so a restarted validator can still settle it."""
+
+    plan: RoundPlan
+    commitments: Commitments
+    clock: Stopwatch = field(default_factory=Stopwatch)
+
+    def to_json(self) -> str:
+        return json.dumps({"plan": self.plan.to_json(), "commitments": self.commitments.to_json()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "OpenedRound":
+        fields = json.loads(text)
+        return cls(RoundPlan.from_json(fields["plan"]), Commitments.from_json(fields["commitments"]))
+
+
 @dataclass(frozen=True)
 class Settlement:
     """What the round decided for this validator's model: the accepted contributions in merge
@@ -74,6 +94,7 @@ class Settlement:
     base_checkpoint: str
     new_checkpoint: str
     new_state: dict[str, torch.Tensor] | None = None  # None: the model stays as it is
+    applied_to: str = ""  # the checkpoint the merge was applied to (the head when it settled); "": the base
     accepted: list[str] = field(default_factory=list)
     recipe: Recipe | None = None  # how the accepted updates were merged (the lead's, for a follower)
     units: dict[str, str] = field(default_factory=dict)  # of the accepted, as merged
@@ -87,25 +108,28 @@ class Settlement:
         return cls(base_checkpoint, base_checkpoint, skipped=reason)
 
 
-def settle_as_lead(plan: RoundPlan, base_state: dict[str, torch.Tensor], accepted: dict[str, Mapping],
+def settle_as_lead(plan: RoundPlan, head: str, head_state: dict[str, torch.Tensor], accepted: dict[str, Mapping],
                    reports: dict[str, ScoreReport], preset: ModelPreset | str, vocab_size: int) -> Settlement:
-    """Merge the accepted updates in their fixed order and take the outer step."""
+    """Merge the accepted updates in their fixed order and take the outer step from the head
+    (`head_state`, hash `head`): the round's base, or, when rounds overlap, the base moved by the
+    rounds settled since the miners started."""
     order, merged = aggregate_in_arrival_order(accepted, reports, plan.units, preset, vocab_size,
                                                coldkeys=plan.coldkeys)
-    new_state = None if merged is None else apply_outer_step(base_state, merged, plan.recipe.outer_lr)
-    return Settlement(plan.base_checkpoint, plan.base_checkpoint if new_state is None else state_hash(new_state),
-                      new_state, order, plan.recipe, {hk: plan.units[hk].label for hk in order},
+    new_state = None if merged is None else apply_outer_step(head_state, merged, plan.recipe.outer_lr)
+    return Settlement(plan.base_checkpoint, head if new_state is None else state_hash(new_state),
+                      new_state, head, order, plan.recipe, {hk: plan.units[hk].label for hk in order},
                       {hk: plan.coldkeys[hk] for hk in order if hk in plan.coldkeys}, folds_round=True)
 
 
-def settle_as_follower(plan: RoundPlan, check: LeadCheck) -> Settlement:
+def settle_as_follower(plan: RoundPlan, head: str, check: LeadCheck) -> Settlement:
     """Adopt the lead's round when its committed record replays to its checkpoint here; else keep
-    the model and say why in the check."""
+    the model (the head, `head`) and say why in the check."""
     if not check.verified:
-        return Settlement(plan.base_checkpoint, plan.base_checkpoint, recipe=plan.recipe, lead_check=check)
+        return Settlement(plan.base_checkpoint, head, applied_to=head, recipe=plan.recipe, lead_check=check)
     lead = check.record
-    return Settlement(plan.base_checkpoint, lead.new_checkpoint, check.state, list(lead.accepted),
-                      lead.training_recipe, {hk: lead.units[hk] for hk in lead.accepted if hk in lead.units},
+    return Settlement(plan.base_checkpoint, lead.new_checkpoint, check.state, lead.applied_checkpoint,
+                      list(lead.accepted), lead.training_recipe,
+                      {hk: lead.units[hk] for hk in lead.accepted if hk in lead.units},
                       {hk: lead.coldkeys[hk] for hk in lead.accepted if hk in lead.coldkeys}, folds_round=True,
                       lead_check=check)
 
@@ -123,4 +147,5 @@ def round_record(plan: RoundPlan, received: list[Received], reports: dict[str, S
         coldkeys={**plan.coldkeys, **settlement.coldkeys},
         contributions={r.hotkey: r.digest for r in received if r.body is not None},
         accepted=list(settlement.accepted), scores={hk: r.score for hk, r in reports.items()},
-        heldout_loss_before=loss_before, heldout_loss_after=loss_after)
+        heldout_loss_before=loss_before, heldout_loss_after=loss_after,
+        applied_to="" if settlement.applied_to in ("", settlement.base_checkpoint) else settlement.applied_to)

@@ -23,7 +23,10 @@ class ValidatorState:
     # state before the record is appended, so a crash between the two never drops the round.
     pending_record: str = ""
     pending_commit: bool = False
-    open_round: str = ""  # the plan of the round in progress (`RoundPlan.to_json`), picked up after a restart
+    open_round: str = ""  # the plan of the round collecting commitments (`RoundPlan.to_json`), resumed after a restart
+    settling_round: str = ""  # the round handed to settlement (`OpenedRound.to_json`), settled after a restart
+    last_opened: int = -1  # the last round whose commitments this validator collected
+    round_bases: dict[str, list] = field(default_factory=dict)  # round -> [base checkpoint, its round] (a lead's)
 
     @classmethod
     def load(cls, path: Path) -> "ValidatorState | None":

@@ -1,0 +1,115 @@
+"""How a miner gets the checkpoint a work order names, at the least bandwidth:
+
+1. held already (it trained from it, or synced it last round);
+2. replayed: the lead's record of the round that produced it (`order.base_round`) names the
+   checkpoint that round was applied to and the contributions it merged; with the first held,
+   the miner fetches the record and those contributions (compressed: a few hundred times
+   smaller than the model) and replays the merge and outer step bit for bit, as any auditor
+   does (`template.audit.replay`). The result must hash to the order's base;
+3. downloaded whole from the lead, as a joining miner (or one that fell behind) must.
+
+Every fetch is bounded in bytes and, with the whole sync, by the order's deadline; the sync stops
+the moment its order is replaced.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import pydantic
+import torch
+from loguru import logger
+
+from protocol.limits import MAX_CONTRIBUTION_BYTES, MAX_ROUND_RECORD_BYTES
+from protocol.messages import TrainRequest
+from template.audit.lead_check import parse_record
+from template.audit.replay import ReplayError, replayed_state
+from template.miner.checkpoint_cache import CheckpointCache, unless_stopped
+from template.net.bounded import FetchError, fetch_bounded
+from template.training.checkpoint import state_hash
+from template.training.workload import Workload
+
+
+class ReplayUnavailable(RuntimeError):
+    """The base cannot be replayed here (why, in one line); the miner downloads it instead."""
+
+
+@dataclass(frozen=True)
+class SyncedBase:
+    state: dict[str, torch.Tensor]
+    how: str  # held | replayed | downloaded
+    bytes_fetched: int
+    # Replayed: the checkpoint the round was applied to and how many contributions it merged (what
+    # the eager start needs to stand the last merge in for the one still in flight).
+    previous: dict[str, torch.Tensor] | None = None
+    merged: int = 0
+
+
+def lead_url_of(order: TrainRequest) -> str:
+    """The lead's address: the order's checkpoint URL is its own `/v1/checkpoint/<base>` (the
+    work-order check refuses any other)."""
+    suffix = f"/v1/checkpoint/{order.base_checkpoint}"
+    if not order.checkpoint_url.endswith(suffix):
+        raise ReplayUnavailable("the order's checkpoint URL is not the lead's checkpoint endpoint")
+    return order.checkpoint_url[:-len(suffix)]
+
+
+class BaseSync:
+    def __init__(self, cache: CheckpointCache, workload: Workload):
+        self.cache, self.workload = cache, workload
+
+    def base_for(self, order: TrainRequest, timeout: float, should_stop: Callable[[], bool] = lambda: False
+                 ) -> SyncedBase:
+        digest = order.base_checkpoint
+        held = self.cache.held(digest)
+        if held is not None:
+            return SyncedBase(held, "held", 0)
+        started = time.monotonic()
+        if order.base_round >= 0:
+            try:
+                state, fetched, previous, merged = asyncio.run(
+                    unless_stopped(self._replayed(order, timeout), should_stop))
+                self.cache.put(digest, state)
+                return SyncedBase(state, "replayed", fetched, previous, merged)
+            except (ReplayUnavailable, ReplayError, FetchError, httpx.HTTPError, TimeoutError, ValueError,
+                    pydantic.ValidationError) as exc:
+                logger.info("round {}: base {} not replayed ({}); downloading it whole", order.round_index,
+                            digest[:12], str(exc)[:200] or type(exc).__name__)
+        left = timeout - (time.monotonic() - started)
+        state = self.cache.get(order.checkpoint_url, digest, timeout=left, should_stop=should_stop,
+                               max_bytes=self.workload.checkpoint_size_bound)
+        return SyncedBase(state, "downloaded", self.cache.size_of(digest))
+
+    async def _replayed(self, order: TrainRequest, timeout: float
+                        ) -> tuple[dict[str, torch.Tensor], int, dict[str, torch.Tensor], int]:
+        lead, index = lead_url_of(order), order.base_round
+        async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout) as http:
+            fetched = await fetch_bounded(http, "GET", f"{lead}/v1/rounds/{index}", limit=MAX_ROUND_RECORD_BYTES,
+                                          deadline_s=timeout)
+            if fetched.status != 200:
+                raise ReplayUnavailable(f"the lead answered {fetched.status} for its record of round {index}")
+            record = parse_record(json.loads(fetched.body))
+            if record.round_index != index or record.new_checkpoint != order.base_checkpoint:
+                raise ReplayUnavailable(f"the lead's record of round {index} does not produce the order's base")
+            applied = self.cache.held(record.applied_checkpoint)
+            if applied is None:
+                raise ReplayUnavailable(f"checkpoint {record.applied_checkpoint[:12]} (round {index} was applied to "
+                                        "it) is not held here")
+            total, bodies = fetched.size, {}
+            for hotkey in record.accepted:
+                body = await fetch_bounded(http, "GET", f"{lead}/v1/rounds/{index}/contributions/{hotkey}",
+                                           limit=MAX_CONTRIBUTION_BYTES, deadline_s=timeout)
+                if body.status != 200 or hashlib.sha256(body.body).hexdigest() != record.contributions.get(hotkey):
+                    raise ReplayUnavailable(f"the merged contribution of {hotkey[:10]} is not the one the record "
+                                            f"names ({body.status})")
+                bodies[hotkey], total = body.body, total + body.size
+        state = await asyncio.to_thread(replayed_state, record, applied, bodies, self.workload.architecture,
+                                        self.workload.vocab_size)
+        if state_hash(state) != order.base_checkpoint:
+            raise ReplayUnavailable("the replay does not give the order's base")
+        return state, total, applied, len(record.accepted)
