@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 from protocol.messages import TrainRequest, UnitOfWork
 from template.config import build_workload, parse_config
 from template.miner.work_order import check_work_order
-from template.training.checkpoint import state_hash
+from template.training.checkpoint import checkpoint_bytes, state_hash
 from template.training.compression import CompressedUpdate, compress, decompress, shapes_of
 from template.training.inner_loop import pseudo_gradient, train_inner
 from template.training.model import load_model_state, model_state
@@ -64,6 +64,7 @@ def test_a_round_of_any_family_is_exchanged_and_merged_by_parameter_name(family,
     base = model_state(model)
     assert work.preset_name == "pt-" + state_hash(base)[:32]  # the name on the wire is the initial checkpoint's hash
     assert work.vocab_size == MODEL_VOCAB and work.architecture.model_type == family
+    assert len(checkpoint_bytes(base)) <= work.checkpoint_size_bound  # a miner's download bound lets it through
     stats = train_inner(model, work.pages.pages(work.pages.train_ids[:16]), RECIPE, seed=1)
     assert stats.loss_last < stats.loss_first
     delta = pseudo_gradient(base, model)

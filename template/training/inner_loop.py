@@ -8,6 +8,7 @@ from typing import Protocol
 
 import torch
 from loguru import logger
+from torch.distributed.tensor import DTensor
 
 from protocol.recipe import Recipe
 from template.training.train_step import clip_and_step, forward_backward
@@ -56,7 +57,8 @@ def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
     # Decay matrices only; norms and other vectors are left alone (standard LM practice).
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    fused = all(p.is_cuda for p in params)
+    # FSDP2's sharded parameters take the multi-tensor (foreach) kernels, the ones it is tested with.
+    fused = all(p.is_cuda and not isinstance(p, DTensor) for p in params)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
 

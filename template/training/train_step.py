@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import torch
 from loguru import logger
-from torch.distributed.tensor import DTensor
 
 from template.training.loss import causal_lm_loss
 from template.training.model import autocast_context
@@ -77,8 +76,6 @@ def clip_and_step(opt: torch.optim.Optimizer, params: list[torch.Tensor], max_no
         opt.step()
         return
     norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-    if isinstance(norm, DTensor):  # FSDP2's sharded gradients: the norm over every shard
-        norm = norm.full_tensor()
     # clip_grad_norm_ multiplies by min(1, max_norm / (norm + 1e-6)); this divides by its inverse.
     opt.grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0).float()
     try:

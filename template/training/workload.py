@@ -113,7 +113,8 @@ class Workload:
         """The most bytes a checkpoint of this model can take (its fp32 tensors, and room for the
         header): a base checkpoint streamed larger is cut off before it costs more."""
         with torch.device("meta"):
-            model = build_model(self.preset_name, self.vocab_size, seed=0, device="meta")
+            model = empty_model(self.model, self.vocab_size, "meta") if self.model is not None \
+                else build_model(self.preset_name, self.vocab_size, seed=0, device="meta")
         tensors = list(model.named_parameters())
         return sum(p.numel() * 4 for _, p in tensors) + CHECKPOINT_HEADER_ALLOWANCE + 256 * len(tensors)
 
