@@ -2,7 +2,8 @@
 # The GPU measurements of bench/README.md "On a GPU" in one run, most important first, each
 # phase under its own time limit so a slow compile cannot cost the rest. Figures go to $OUT
 # (default bench/results/gpu): JSON per preset (rewritten after every row) and one log.
-#   bash bench/gpu_check.sh [124m] [1b] [test]   # on a CUDA machine; no argument: all three
+#   bash bench/gpu_check.sh [124m] [1b] [test] [fsdp]   # on a CUDA machine; no argument: all four
+#   bash bench/gpu_check.sh fsdp                           # only the torchrun FSDP2 1b rows
 # Missing pure-Python requirements can travel as wheels in .whl/ (installed to /tmp/site).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1
@@ -13,7 +14,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 1
 fi
-PHASES=${*:-124m 1b test}
+PHASES=${*:-124m 1b test fsdp}
 want() { [[ " $PHASES " == *" $1 "* ]]; }
 LOG="$OUT/gpu_check.log"
 {
@@ -44,4 +45,20 @@ want 1b && phase "${T_1B:-300}" "throughput 1b 8x2048" $PY -m bench.throughput -
   --out "$OUT/throughput_1b.json"
 want test && phase "${T_TEST:-120}" "pytest CUDA tests" $PY -m pytest -q -p no:cacheprovider \
   -p no:logging tests/test_train_step.py -k cuda
+# FSDP2 across the host's GPUs (bench/team.py: the torchrun miner's own code), 1b at 8 x 2048 per
+# process, against one process on one GPU. One GPU lent: two processes share it over gloo (NCCL
+# refuses two ranks on one device), which shows sharding halves the per-process memory but not
+# the speed of real multi-GPU training.
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+TEAM="$PY -m torch.distributed.run --standalone"
+want fsdp && phase "${T_TEAM1:-240}" "team 1b x1 (baseline)" $TEAM --nproc_per_node 1 -m bench.team --preset 1b \
+  --engine ddp --batch 8 --steps 10 --threads 8 --out "$OUT/team_1b_x1.json"
+if [[ $NGPU -ge 2 ]]; then
+  want fsdp && phase "${T_TEAMN:-300}" "team 1b fsdp x$NGPU" $TEAM --nproc_per_node "$NGPU" -m bench.team \
+    --preset 1b --engine fsdp --batch $((8 * NGPU)) --steps 10 --threads 4 --out "$OUT/team_1b_fsdp_x$NGPU.json"
+else
+  want fsdp && phase "${T_TEAMN:-300}" "team 1b fsdp x2 on one GPU (gloo)" $TEAM --nproc_per_node 2 -m bench.team \
+    --preset 1b --engine fsdp --batch 16 --steps 10 --threads 4 --device cuda:0 --backend gloo \
+    --out "$OUT/team_1b_fsdp_x2_one_gpu.json"
+fi
 nvidia-smi --query-gpu=memory.used,temperature.gpu,clocks.sm --format=csv 2>&1 | tee -a "$LOG"

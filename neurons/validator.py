@@ -8,7 +8,7 @@ from template.validator.lifecycle import run_validator
 from template.config import parse_config
 from template.utils.errors import CannotStart
 
-SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "round", "recipe", "validator"]
+SECTIONS = ["subtensor", "wallet", "axon", "logging", "wandb", "neuron", "data", "model", "round", "recipe", "validator"]
 
 
 def main(argv: list[str] | None = None) -> None:

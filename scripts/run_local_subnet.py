@@ -32,6 +32,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # 
 from scripts.commitment_watch import CommitmentWatch  # noqa: E402
 from scripts.crash_chaos import TRUNCATIONS, Crasher, Victim, plan_kills  # noqa: E402
 from scripts.local_summary import MinerRow, miner_figures, render_summary, write_outputs  # noqa: E402
+from template.training.pretrained import PretrainedSource  # noqa: E402
 from template.training.workload import Workload  # noqa: E402
 from template.chain import bootstrap  # noqa: E402
 from template.utils.ports import free_port  # noqa: E402
@@ -39,6 +40,7 @@ from template.chain.client import open_client, start_simnet_process, wait_until_
 
 BEHAVIOURS = ["honest", "honest", "honest", "zero", "copy"]
 SMALL_MINER_GB = 0.51  # below what the tiny preset's full-model training needs: gets width shards
+TEAM_MINER = "miner0-honest"  # the miner --team-size runs under torchrun
 LAST_CHECK_SECONDS = 60.0  # how long followers may take over their last round once the lead has stopped
 
 
@@ -58,7 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="", help="write summary.json, plots and logs here (default: runs/<time>)")
     p.add_argument("--rounds", type=int, default=8, help="training rounds to run")
-    p.add_argument("--preset", default="tiny", help="model preset")
+    p.add_argument("--preset", default="tiny", help="model preset (with --model: the recipe and page length)")
+    p.add_argument("--model", default="", help="fine-tune this pretrained model (hub id or save_pretrained folder: "
+                                               "--model.name_or_path of every neuron) instead of the preset's")
+    p.add_argument("--team-size", type=int, default=0,
+                   help="run the first honest miner under torchrun with this many processes (one hotkey)")
     p.add_argument("--block-time", type=float, default=0.25, help="simnet seconds per block")
     p.add_argument("--round-blocks", type=int, default=96, help="blocks per round")
     p.add_argument("--train-blocks", type=int, default=95,
@@ -148,6 +154,8 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
               "--axon.ip", "127.0.0.1", "--axon.port", str(neuron.port), "--neuron.state_dir", str(neuron.state_dir),
               "--neuron.cache_dir", args.cache_dir, "--data.preset", args.preset,
               *wallet_flags]
+    if args.model:
+        common += ["--model.name_or_path", args.model]
     if args.wandb_off:
         common.append("--wandb.off")
     common += ["--round.round_blocks", str(args.round_blocks), "--round.train_blocks", str(args.train_blocks),
@@ -164,6 +172,9 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
         flags += ["--miner.capacity_gb", str(SMALL_MINER_GB)]
     if neuron.behaviour == "copy":
         flags += ["--miner.copy_from_dir", str(victim.state_dir)]
+    if args.team_size > 1 and neuron.name == TEAM_MINER:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                str(args.team_size), "-m", "neurons.miner", *common, *flags]
     return [sys.executable, "-m", "neurons.miner", *common, *flags]
 
 
@@ -332,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             neurons.append(Neuron(name, "miner", behaviour, bootstrap.create_wallet(wallets, name), free_port(),
                                   workdir / name))
         console.log("preparing the corpus, tokenizer and pages (cached after the first run)")
-        Workload.build(args.preset, "shakespeare", Path(args.cache_dir).expanduser())
+        Workload.build(args.preset, "shakespeare", Path(args.cache_dir).expanduser(),
+                       pretrained=PretrainedSource(args.model) if args.model else None)
         console.log(f"simnet at {sim_url}; creating the subnet")
         netuid = asyncio.run(setup_chain(args, workdir, neurons, sim_url))
         # The summary follows the lead, or with --kill-lead the validator that must take over.

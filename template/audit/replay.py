@@ -10,6 +10,7 @@ missing or damaged: the line printed names it; nothing is proven either way).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import traceback
@@ -25,6 +26,8 @@ from template.training.checkpoint import CheckpointError, load_checkpoint, state
 from template.training.compression import shapes_of
 from template.training.outer_step import apply_outer_step
 from template.training.presets import PRESET_SETTINGS
+from template.training.model import ModelPreset
+from template.training.pretrained import PretrainedSource, pretrained_architecture
 from template.validation.contribution import HASH, Expected, Rejected, open_contribution
 from template.validation.unit_merge import merge_units
 
@@ -57,14 +60,14 @@ def archive_dir(state_dir: Path, round_index: int) -> Path:
     return state_dir / "archive" / f"round-{round_index}"
 
 
-def replay(record: RoundRecord, applied_state: dict[str, torch.Tensor], bodies: dict[str, bytes], preset: str,
-           vocab_size: int) -> str:
+def replay(record: RoundRecord, applied_state: dict[str, torch.Tensor], bodies: dict[str, bytes],
+           preset: ModelPreset | str, vocab_size: int) -> str:
     """The checkpoint hash the record's accepted contributions produce from `applied_state`."""
     return state_hash(replayed_state(record, applied_state, bodies, preset, vocab_size))
 
 
 def replayed_state(record: RoundRecord, applied_state: dict[str, torch.Tensor], bodies: dict[str, bytes],
-                   preset: str, vocab_size: int) -> dict[str, torch.Tensor]:
+                   preset: ModelPreset | str, vocab_size: int) -> dict[str, torch.Tensor]:
     """The checkpoint the record's accepted contributions produce from `applied_state` (the
     state of `record.applied_checkpoint`), merged and stepped with the record's own recipe. Each
     contribution is opened as scoring opened it (`open_contribution`, against the round's base),
@@ -99,7 +102,7 @@ def replayed_state(record: RoundRecord, applied_state: dict[str, torch.Tensor], 
     return base_state if merged is None else apply_outer_step(base_state, merged, recipe.outer_lr)
 
 
-def replay_from_state_dir(state_dir: Path, round_index: int, preset: str, vocab_size: int
+def replay_from_state_dir(state_dir: Path, round_index: int, preset: ModelPreset | str, vocab_size: int
                           ) -> tuple[RoundRecord, str]:
     """The round's record and the checkpoint hash its replay gives; CannotCheck naming the file
     when an input is missing or damaged, ReplayError when the record does not replay."""
@@ -169,16 +172,30 @@ def archived_contributions(folder: Path, record: RoundRecord) -> dict[str, bytes
         raise CannotCheck(f"the archive {folder} does not read ({exc})") from None
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="tiny", choices=sorted(PRESET_SETTINGS))
+    parser.add_argument("--vocab-size", type=int, default=0, help="0: the preset's")
+    parser.add_argument("--model", default="", help="the subnet's pretrained model (hub id or folder; its "
+                                                    "config alone is read), instead of --preset")
+    parser.add_argument("--model-revision", default="", help="hub revision of --model")
+
+
+def model_of(args: argparse.Namespace) -> tuple[ModelPreset | str, int]:
+    """The architecture and vocabulary the rounds were trained with (what shard masks need)."""
+    if args.model:
+        architecture = pretrained_architecture(PretrainedSource(args.model, args.model_revision))
+        return architecture, int(json.loads(architecture.hf_config)["vocab_size"])
+    return args.preset, args.vocab_size or PRESET_SETTINGS[args.preset].vocab_size
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Replay a validator's round and check its checkpoint hash")
     parser.add_argument("--state-dir", required=True, help="the lead validator's --neuron.state_dir")
     parser.add_argument("--round", type=int, required=True)
-    parser.add_argument("--preset", default="tiny", choices=sorted(PRESET_SETTINGS))
-    parser.add_argument("--vocab-size", type=int, default=0, help="0: the preset's")
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        record, got = replay_from_state_dir(Path(args.state_dir).expanduser(), args.round, args.preset,
-                                            args.vocab_size or PRESET_SETTINGS[args.preset].vocab_size)
+        record, got = replay_from_state_dir(Path(args.state_dir).expanduser(), args.round, *model_of(args))
     except ReplayError as exc:
         if exc.disproves:
             print(f"round {args.round}: MISMATCH: the record's accepted contributions do not replay: {exc}")

@@ -13,10 +13,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from template.audit.replay import ReplayError, archive_dir, replay
+from template.audit.replay import ReplayError, add_model_arguments, archive_dir, model_of, replay
 from template.audit.round_record import RoundRecord, read_records
 from template.training.checkpoint import CheckpointError, load_checkpoint
-from template.training.presets import PRESET_SETTINGS
+from template.training.model import ModelPreset
 
 REPRODUCED = "REPRODUCED"
 
@@ -65,7 +65,7 @@ def forks_in(records: list[RoundRecord]) -> list[Fork]:
             for prev, r in zip(records, records[1:]) if r.applied_checkpoint != prev.new_checkpoint]
 
 
-def replay_round(record: RoundRecord, checkpoints: Path, archive: Path, preset: str, vocab_size: int) -> str:
+def replay_round(record: RoundRecord, checkpoints: Path, archive: Path, preset: ModelPreset | str, vocab_size: int) -> str:
     """REPRODUCED, or why the round does not replay to its recorded checkpoint."""
     base_path = checkpoints / f"{record.applied_checkpoint}.safetensors"
     try:
@@ -80,7 +80,7 @@ def replay_round(record: RoundRecord, checkpoints: Path, archive: Path, preset: 
     return REPRODUCED if got == record.new_checkpoint else f"MISMATCH: replay gives {got[:16]}"
 
 
-def check_trail(state_dir: Path, committed: set[str], preset: str, vocab_size: int,
+def check_trail(state_dir: Path, committed: set[str], preset: ModelPreset | str, vocab_size: int,
                 archives: Path | None = None) -> TrailReport:
     """Check `state_dir`'s records against the digests its hotkey committed. `archives` holds
     `round-R/` folders of merged contributions (default: the validator's own archive, which
@@ -115,11 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, help="the validator's --neuron.state_dir")
     parser.add_argument("--committed", required=True, help="JSON lines of the digests its hotkey committed on chain")
     parser.add_argument("--archives", default="", help="round-R/ folders of contributions (default: the state dir's)")
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--vocab-size", type=int, default=0, help="0: the preset's")
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
-    report = check_trail(Path(args.state_dir).expanduser(), read_committed(Path(args.committed)), args.preset,
-                         args.vocab_size or PRESET_SETTINGS[args.preset].vocab_size,
+    report = check_trail(Path(args.state_dir).expanduser(), read_committed(Path(args.committed)), *model_of(args),
                          Path(args.archives) if args.archives else None)
     print(json.dumps(report.to_dict(), indent=1))
     return 0 if report.whole else 1

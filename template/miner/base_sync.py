@@ -114,7 +114,7 @@ class BaseSync:
         state = previous = start
         for record, bodies in steps:
             previous = state
-            state = await asyncio.to_thread(replayed_state, record, state, bodies, self.workload.preset_name,
+            state = await asyncio.to_thread(replayed_state, record, state, bodies, self.workload.architecture,
                                             self.workload.vocab_size)
         if state_hash(state) != order.base_checkpoint:
             raise ReplayUnavailable("the replay does not give the order's base")

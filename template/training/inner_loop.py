@@ -4,9 +4,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from loguru import logger
+from torch.distributed.tensor import DTensor
 
 from protocol.recipe import Recipe
 from template.training.train_step import clip_and_step, forward_backward
@@ -55,13 +57,23 @@ def _make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
     # Decay matrices only; norms and other vectors are left alone (standard LM practice).
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    fused = all(p.is_cuda for p in params)
+    # FSDP2's sharded parameters take the multi-tensor (foreach) kernels, the ones it is tested with.
+    fused = all(p.is_cuda and not isinstance(p, DTensor) for p in params)
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+class BatchShare(Protocol):
+    """How processes of one host share each step's batch (`team.SharedBatch`)."""
+
+    def step_loss(self, batch: torch.Tensor) -> torch.Tensor: ...  # this process's share: loss, backward
+    def agree(self, stop: bool, late: bool, time_spent: float) -> tuple[bool, bool, float]: ...  # the first decides
+    def total(self, loss: torch.Tensor) -> float: ...  # the shares' losses summed: the batch's mean
 
 
 def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, seed: int = 0,
                 deadline: float | None = None, compile: bool = False, loss_mode: str = "auto",
-                optimizer_state: dict | None = None, should_stop=None) -> InnerStats:
+                optimizer_state: dict | None = None, should_stop=None, share: BatchShare | None = None
+                ) -> InnerStats:
     """Train `model` in place for the recipe's H AdamW steps over the pages `tokens` [N, T]
     (batch, learning-rate schedule, weight decay, betas and gradient clip from `recipe`).
 
@@ -74,7 +86,11 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     `deadline` (time.time() seconds): stop early, keeping the steps done, rather than miss the
     round (a slow device still contributes what it managed); the learning rate decays by time as
     well as by steps, so the last steps before the deadline are annealed ones. `should_stop()`:
-    checked before each step; true ends the loop (the work was called off)."""
+    checked before each step; true ends the loop (the work was called off).
+
+    `share`: train as one of several processes (torchrun): `model` is the DDP/FSDP2-wrapped loss
+    module, each step's batch is split among them, and the first process decides for all when to
+    stop and how far the time-annealed schedule is. Without it (one process) nothing of that runs."""
     if tokens.ndim != 2 or tokens.shape[0] == 0:
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
@@ -87,7 +103,7 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
         for group in opt.param_groups:  # the moments carry over; the settings are this round's recipe
             group.update(betas=recipe.betas, weight_decay=recipe.weight_decay)
     params = [p for p in model.parameters() if p.requires_grad]
-    fwd_bwd = forward_backward(model, compile, loss_mode)
+    fwd_bwd = share.step_loss if share is not None else forward_backward(model, compile, loss_mode)
     model.train()
     t0 = time.perf_counter()
     budget = None if deadline is None else max(deadline - time.time(), 1e-3)
@@ -98,14 +114,19 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
     # Indices go to the device once: a host->device copy per step would wait for the GPU.
     order = torch.stack(batch_order(tokens.shape[0], steps, batch_size, seed)).to(device)
     for step, idx in enumerate(order):
-        if should_stop is not None and should_stop():
-            break
+        stop = should_stop is not None and should_stop()
         # A step is not begun when it would end past the deadline (its time: the last one's; on
         # a GPU the step before may still be running).
-        if deadline is not None and step > 0 and time.time() + steps_in_flight * step_seconds >= deadline:
+        late = (not stop and deadline is not None and step > 0
+                and time.time() + steps_in_flight * step_seconds >= deadline)
+        time_spent = 0.0 if budget is None else (time.perf_counter() - t0) / budget
+        if share is not None:  # every process takes the same step with the same learning rate
+            stop, late, time_spent = share.agree(stop, late, time_spent)
+        if stop:
+            break
+        if late:
             logger.debug(f"inner: deadline reached after {step}/{steps} steps")
             break
-        time_spent = 0.0 if budget is None else (time.perf_counter() - t0) / budget
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, recipe.warmup_steps, recipe.final_lr_frac, time_spent)
         opt.zero_grad(set_to_none=True)
@@ -126,7 +147,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
                 now = time.perf_counter()
                 step_seconds, synced_at = now - synced_at, now
             previous_loss = last_loss
-    loss_first, loss_last = (float("nan") if t is None else float(t) for t in (first_loss, last_loss))
+    read = share.total if share is not None else float
+    loss_first, loss_last = (float("nan") if t is None else read(t) for t in (first_loss, last_loss))
     seconds = time.perf_counter() - t0  # after the float() reads: the device has finished
     stats = InnerStats(loss_first, loss_last, done * batch_size * tokens.shape[1], seconds, done,
                        first_step_seconds, opt.state_dict())

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import asdict, dataclass
 
 import torch
 from loguru import logger
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 
 @dataclass(frozen=True)
 class ModelPreset:
-    """Shape of a Llama-style model; vocab comes from the tokenizer."""
+    """Shape of a causal LM: one of the subnet's Llama presets (vocab from the tokenizer), or a
+    pretrained model's architecture (`hf_config`: its config as JSON, `pretrained.architecture_of`)."""
 
     name: str
     n_layers: int
@@ -21,6 +24,17 @@ class ModelPreset:
     d_ff: int
     max_seq_len: int
     tie_embeddings: bool = False  # untied keeps state_dict == named_parameters (no aliases)
+    head_dim: int = 0  # 0: d_model // n_heads (some pretrained models use another)
+    hf_config: str = ""  # a pretrained model's config.to_json_string(); "" for the presets
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim or self.d_model // self.n_heads
+
+    @property
+    def model_type(self) -> str:
+        """The transformers architecture family ("llama" for the presets)."""
+        return json.loads(self.hf_config)["model_type"] if self.hf_config else "llama"
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -78,6 +92,36 @@ def llama_config(preset: ModelPreset, vocab_size: int) -> LlamaConfig:
     )
 
 
+def model_config(preset: ModelPreset, vocab_size: int) -> PretrainedConfig:
+    """The transformers config of `preset`: the presets' Llama config, or the pretrained model's
+    own with the preset's heads, KV heads, head size and FFN width (a width shard changes those)."""
+    if not preset.hf_config:
+        config = llama_config(preset, vocab_size)
+        if preset.head_dim:
+            config.head_dim = preset.head_dim
+        return config
+    fields = json.loads(preset.hf_config)
+    config = CONFIG_MAPPING[fields["model_type"]].from_dict(fields)
+    if config.vocab_size != vocab_size:
+        raise ValueError(f"{preset.name}: vocab_size {vocab_size} is not the model's {config.vocab_size}")
+    config.num_attention_heads, config.num_key_value_heads = preset.n_heads, preset.n_kv_heads
+    config.intermediate_size, config.head_dim = preset.d_ff, preset.head_size
+    config.use_cache = False
+    return config
+
+
+def empty_model(preset: ModelPreset, vocab_size: int, device: torch.device | str = "cpu") -> PreTrainedModel:
+    """A model of `preset`'s architecture whose weights are to be loaded (`load_model_state`):
+    fp32, SDPA attention, the caller's RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        if not preset.hf_config:
+            model = LlamaForCausalLM(model_config(preset, vocab_size))
+        else:
+            model = AutoModelForCausalLM.from_config(model_config(preset, vocab_size), dtype=torch.float32,
+                                                     attn_implementation="sdpa")
+    return model.to(device)
+
+
 def build_model(preset_name: str, vocab_size: int, seed: int,
                 device: torch.device | str | None = None) -> LlamaForCausalLM:
     """A freshly initialised model; the same (preset, vocab, seed) gives the same weights."""
@@ -93,11 +137,13 @@ def build_model(preset_name: str, vocab_size: int, seed: int,
     return model
 
 
-def load_pretrained_model(name_or_path: str, device: torch.device | str | None = None
+def load_pretrained_model(name_or_path: str, device: torch.device | str | None = None, revision: str = ""
                           ) -> PreTrainedModel:
-    """Production path: any causal LM from the hub or a save_pretrained directory (fp32)."""
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32,
-                                                 attn_implementation="sdpa")
+    """Any causal LM from the hub (at `revision`, a commit, tag or branch; "" for the default
+    branch) or a save_pretrained directory, in fp32 whatever dtype it was saved in (bf16 too)."""
+    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch.float32, attn_implementation="sdpa",
+                                                 **({"revision": revision} if revision else {}))
+    model.config.use_cache = False
     return model.to(torch.device(device) if device is not None else pick_device())
 
 
@@ -106,8 +152,9 @@ def num_params(model: torch.nn.Module) -> int:
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights that rounds exchange: every parameter (tied ones once), fp32 on CPU."""
-    return {name: p.detach().to("cpu", torch.float32).clone()
+    """The weights that rounds exchange: every parameter (tied ones once), fp32 on CPU, each
+    contiguous (a loaded checkpoint may hold transposed views; compression flattens them)."""
+    return {name: p.detach().to("cpu", torch.float32).clone(memory_format=torch.contiguous_format)
             for name, p in model.named_parameters()}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ _ENCODE_PIECE_CHARS = 64_000
 class PageStore:
     """tokens[page_id] is one page; train_ids are assignable to miners, heldout_ids never are."""
 
-    tokens: torch.Tensor  # int64 [num_pages, page_len]
+    tokens: torch.Tensor  # [num_pages, page_len]: int64 in memory, or int32 mapped from a file (streamed)
     train_ids: list[int]
     heldout_ids: list[int]
     digest: str  # content hash of tokens + split; peers compare it before trusting page ids
@@ -39,7 +40,7 @@ class PageStore:
 
     def pages(self, ids: list[int]) -> torch.Tensor:
         """The token rows for these page ids, in order: LongTensor[len(ids), page_len]."""
-        return self.tokens[torch.as_tensor(ids, dtype=torch.long)]
+        return self.tokens[torch.as_tensor(ids, dtype=torch.long)].long()
 
 
 def is_heldout(page_id: int, fraction: float) -> bool:
@@ -75,20 +76,32 @@ def tokenize_to_pages(text: str, tokenizer: PreTrainedTokenizerBase, page_len: i
     return torch.tensor(ids[: num_pages * page_len], dtype=torch.long).view(num_pages, page_len)
 
 
-def _store_digest(tokens: torch.Tensor, heldout_ids: list[int]) -> str:
+def _store_digest(shape: tuple[int, ...], row_blocks: Iterable[torch.Tensor], heldout_ids: list[int]) -> str:
+    """sha256 of the shape, the tokens as int64 (read a block of rows at a time, so a large
+    store is never copied whole) and the held-out ids."""
     h = hashlib.sha256()
-    h.update(str(tuple(tokens.shape)).encode())
-    h.update(tokens.to(torch.int64).contiguous().numpy().tobytes())
+    h.update(str(tuple(shape)).encode())
+    for block in row_blocks:
+        h.update(block.to(torch.int64).contiguous().numpy().tobytes())
     h.update(",".join(map(str, heldout_ids)).encode())
     return h.hexdigest()[:16]
 
 
-def make_page_store(tokens: torch.Tensor, heldout_fraction: float) -> PageStore:
+def row_blocks(tokens: torch.Tensor, rows: int = 4096) -> Iterator[torch.Tensor]:
+    for start in range(0, int(tokens.shape[0]), rows):
+        yield tokens[start:start + rows]
+
+
+def make_page_store(tokens: torch.Tensor, heldout_fraction: float,
+                    blocks: Iterable[torch.Tensor] | None = None) -> PageStore:
+    """`blocks`: the same rows read another way for the digest (a file-backed store reads its
+    file rather than touching every mapped page)."""
     train_ids, heldout_ids = split_pages(int(tokens.shape[0]), heldout_fraction)
     if not train_ids or not heldout_ids:
         raise ValueError(f"{tokens.shape[0]} pages too few for a train/held-out split "
                          f"at fraction {heldout_fraction}")
-    return PageStore(tokens, train_ids, heldout_ids, _store_digest(tokens, heldout_ids))
+    digest = _store_digest(tuple(tokens.shape), row_blocks(tokens) if blocks is None else blocks, heldout_ids)
+    return PageStore(tokens, train_ids, heldout_ids, digest)
 
 
 def build_page_store(cache_dir: Path, vocab_size: int, page_len: int,

@@ -35,10 +35,9 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import LlamaForCausalLM
 
 from template.training.compression import shapes_of
-from template.training.model import PRESETS, ModelPreset, llama_config, load_model_state
+from template.training.model import PRESETS, ModelPreset, empty_model, load_model_state
 
 SCHEMES = ("full", "layers", "width")
 
@@ -85,6 +84,10 @@ def _layer_units(preset: ModelPreset, shapes: Mapping[str, tuple[int, ...]]) -> 
     for i in range(preset.n_layers):
         units.append([n for n in shapes if n.startswith(f"model.layers.{i}.")])
     units.append([n for n in shapes if n.startswith("model.norm.") or n.startswith("lm_head.")])
+    placed = sum(len(u) for u in units)
+    if placed != len(shapes):
+        raise ValueError(f"layer shards know the Llama layout only: {len(shapes) - placed} parameters of "
+                         f"{preset.name} are in no layer")
     return units
 
 
@@ -123,9 +126,9 @@ def _window(index: int, count: int, total: int) -> torch.Tensor:
 def shard_plan(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
                shapes: Mapping[str, tuple[int, ...]]) -> ShardPlan:
     """Which full coordinates the shard trains and under which sub-model names (pure)."""
-    preset = PRESETS[preset] if isinstance(preset, str) else preset
-    if spec.scheme == "full":
+    if spec.scheme == "full":  # any architecture: every parameter, as it is
         return {n: Slice(n) for n in shapes}
+    preset = PRESETS[preset] if isinstance(preset, str) else preset
     if spec.scheme == "layers":
         units = _layer_units(preset, shapes)
         sizes = [sum(math.prod(shapes[n]) for n in u) for u in units]
@@ -136,7 +139,7 @@ def shard_plan(spec: ShardSpec, preset: ModelPreset | str, vocab_size: int,
 
 def _width_plan(spec: ShardSpec, preset: ModelPreset, vocab_size: int,
                 shapes: Mapping[str, tuple[int, ...]]) -> ShardPlan:
-    hd = preset.d_model // preset.n_heads
+    hd = preset.head_size
     group = preset.n_heads // preset.n_kv_heads
     kv = _window(spec.index, spec.count, preset.n_kv_heads)
     q_heads = (kv[:, None] * group + torch.arange(group)[None, :]).reshape(-1)
@@ -152,9 +155,10 @@ def _width_plan(spec: ShardSpec, preset: ModelPreset, vocab_size: int,
     for name in shapes:
         if name.startswith("model.layers."):
             leaf = name.split(".", 3)[3]  # e.g. self_attn.q_proj.weight
-            if leaf == "self_attn.q_proj.weight":
+            if leaf in ("self_attn.q_proj.weight", "self_attn.q_proj.bias"):  # Qwen2 has q/k/v biases
                 plan[name] = Slice(name, rows=q_rows)
-            elif leaf in ("self_attn.k_proj.weight", "self_attn.v_proj.weight"):
+            elif leaf in ("self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                          "self_attn.k_proj.bias", "self_attn.v_proj.bias"):
                 plan[name] = Slice(name, rows=kv_rows)
             elif leaf == "self_attn.o_proj.weight":
                 plan[name] = Slice(name, cols=q_rows)  # no total/kept scaler (module doc)
@@ -162,8 +166,8 @@ def _width_plan(spec: ShardSpec, preset: ModelPreset, vocab_size: int,
                 plan[name] = Slice(name, rows=ff)
             elif leaf == "mlp.down_proj.weight":
                 plan[name] = Slice(name, cols=ff)
-            elif leaf.endswith("layernorm.weight"):
-                plan[name] = Slice(name)  # shared: every shard trains the norms
+            elif leaf.endswith("layernorm.weight") or leaf in ("self_attn.q_norm.weight", "self_attn.k_norm.weight"):
+                plan[name] = Slice(name)  # shared: every shard trains the norms (Qwen3's per-head ones too)
             else:
                 raise ValueError(f"width shards do not know how to slice {name}")
         elif name == "model.embed_tokens.weight":
@@ -263,29 +267,25 @@ def extract(full_state: Mapping[str, torch.Tensor], spec: ShardSpec, preset: Mod
     """The module a miner trains for `spec` and the plan mapping it back to full coordinates.
 
     Only the shard's parameters have requires_grad=True, so `train_inner` builds gradients and
-    AdamW state for them alone. For ``width`` the module is a smaller LlamaForCausalLM (fewer
-    heads and FFN units; frozen vocabulary rows as buffers); for ``layers``/``full`` it is the
-    full model with the other parameters frozen."""
+    AdamW state for them alone. For ``width`` the module is a smaller model of the same
+    architecture (fewer heads and FFN units; frozen vocabulary rows as buffers); for
+    ``layers``/``full`` it is the full model with the other parameters frozen."""
     preset = PRESETS[preset] if isinstance(preset, str) else preset
     shapes = shapes_of(full_state)
     plan = shard_plan(spec, preset, vocab_size, shapes)
     if spec.scheme in ("full", "layers"):
-        with torch.random.fork_rng(devices=[]):
-            model = LlamaForCausalLM(llama_config(preset, vocab_size))
+        model = empty_model(preset, vocab_size)
         load_model_state(model, dict(full_state))
         for name, p in model.named_parameters():
             p.requires_grad_(name in plan)
         return model.to(device), plan
     first = next(iter(s for n, s in plan.items() if n.endswith("self_attn.k_proj.weight")))
-    hd = preset.d_model // preset.n_heads
+    hd = preset.head_size
     kept_kv = len(first.rows) // hd
     kept_q = kept_kv * (preset.n_heads // preset.n_kv_heads)
     kept_ff = len(next(s for n, s in plan.items() if n.endswith("mlp.up_proj.weight")).rows)
-    sub_preset = replace(preset, n_heads=kept_q, n_kv_heads=kept_kv, d_ff=kept_ff)
-    cfg = llama_config(sub_preset, vocab_size)
-    cfg.head_dim = hd  # keep the full model's head size (and so its rotary frequencies)
-    with torch.random.fork_rng(devices=[]):
-        model = LlamaForCausalLM(cfg)
+    # The full model's head size is kept (and so its rotary frequencies).
+    model = empty_model(replace(preset, n_heads=kept_q, n_kv_heads=kept_kv, d_ff=kept_ff, head_dim=hd), vocab_size)
     emb = plan["model.embed_tokens.weight"]
     v0, v1 = int(emb.rows[0]), int(emb.rows[-1]) + 1
     table = RowSlicedWeight(full_state["model.embed_tokens.weight"], v0, v1)

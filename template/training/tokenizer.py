@@ -67,9 +67,9 @@ def build_tokenizer(cache_dir: Path, text: str, vocab_size: int) -> PreTrainedTo
     return tokenizer
 
 
-def load_pretrained_tokenizer(name_or_path: str) -> PreTrainedTokenizerFast:
-    """Production path: a hub id or a local directory saved with save_pretrained."""
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+def load_pretrained_tokenizer(name_or_path: str, revision: str = "") -> PreTrainedTokenizerFast:
+    """A pretrained model's own tokenizer: a hub id (at `revision`) or a save_pretrained folder."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **({"revision": revision} if revision else {}))
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer {name_or_path!r} has no eos token")
     if tokenizer.pad_token is None:

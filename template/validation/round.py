@@ -13,6 +13,7 @@ from template.training.assignment import control_pages, heldout_pages
 from template.training.compression import CompressionConfig, DecodedUpdate, shapes_of
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.pages import PageStore
+from template.training.model import ModelPreset
 from template.validation.contribution import Expected, Rejected, open_contribution
 from template.validation.unit_merge import merge_units
 from template.validation.scoring import Contribution, ScoreReport, ScoringConfig, score_round
@@ -95,7 +96,7 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
 
 
 def aggregate_in_arrival_order(accepted: dict[str, Mapping[str, torch.Tensor]], reports: dict[str, ScoreReport],
-                               units: dict[str, UnitOfWork], preset: str, vocab_size: int, min_per_unit: int = 2,
+                               units: dict[str, UnitOfWork], preset: ModelPreset | str, vocab_size: int, min_per_unit: int = 2,
                                coldkeys: dict[str, str] | None = None
                                ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
     """The outer step's update, summed in a fixed order (arrival, then hotkey) that the round

@@ -10,11 +10,12 @@ from loguru import logger
 from protocol.messages import UnitOfWork
 from template.training.compression import shapes_of
 from template.training.shards import ShardSpec, coverage_mean, shard_mask
+from template.training.model import ModelPreset
 from template.validation.aggregation import aggregate, coldkey_capped_weights, median_norm_clip
 
 
 def merge_units(order: list[str], accepted: dict[str, Mapping[str, torch.Tensor]], units: dict[str, UnitOfWork],
-                preset: str, vocab_size: int, min_per_unit: int = 2, coldkeys: dict[str, str] | None = None
+                preset: ModelPreset | str, vocab_size: int, min_per_unit: int = 2, coldkeys: dict[str, str] | None = None
                 ) -> tuple[list[str], dict[str, torch.Tensor] | None]:
     """Whole-model contributions: median-norm clip and mean. With shards, each unit is clipped
     among its own peers, a unit with fewer than `min_per_unit` accepted is left out, and every

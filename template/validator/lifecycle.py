@@ -59,7 +59,7 @@ from template.validator.recovery import recover
 from template.validator.reporting import (ValidatorMetrics, WeightsSet, report_metrics, weights_line,
                                           weights_metrics)
 from template.validator.state import CheckpointStore, ValidatorState
-from template.validator.unit_sizing import full_training_gb, spread_windows, unit_for
+from template.validator.unit_sizing import full_training_gb, units_by_capacity
 
 GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
 FOLLOWER_JOIN_MARGIN_BLOCKS = 4  # a follower joins a round at the latest this many blocks before its deadline
@@ -419,7 +419,7 @@ class Validator:
         clock.lap("scoring")
         if plan.lead.is_me:
             settlement = await asyncio.to_thread(settle_as_lead, plan, head, head_state, accepted, reports,
-                                                 self.workload.preset_name, self.workload.vocab_size)
+                                                 self.workload.architecture, self.workload.vocab_size)
         else:
             settlement = settle_as_follower(plan, head, await self.check_lead(plan, received))
         clock.lap("aggregation" if plan.lead.is_me else "lead check")
@@ -558,7 +558,7 @@ class Validator:
         else:
             check = await asyncio.to_thread(
                 check_lead_round, published.record, published.committed, window.index, plan.base_checkpoint,
-                self.held_state, bodies, self.workload.preset_name, self.workload.vocab_size)
+                self.held_state, bodies, self.workload.architecture, self.workload.vocab_size)
         if check.verified:
             logger.info("round {}: the lead's checkpoint is verified ({})", window.index, check.detail)
         elif check.status == "mismatch":
@@ -609,11 +609,14 @@ class Validator:
         for miner, info in zip(unknown, await asyncio.gather(*(self.miners.info(m) for m in unknown))):
             if info is not None:
                 self.capacities[miner.hotkey] = info.capacity_gb
-        required = full_training_gb(self.workload.preset_name, self.workload.vocab_size, self.recipe.batch_size,
+        required = full_training_gb(self.workload.architecture, self.workload.vocab_size, self.recipe.batch_size,
                                     self.workload.pages.page_len)
-        return spread_windows({m.hotkey: unit_for(self.capacities[m.hotkey], required, round_index,
-                                                  self.workload.max_shards)
-                               for m in miners if m.hotkey in self.capacities}, round_index)
+        units, refused = units_by_capacity({m.hotkey: self.capacities[m.hotkey] for m in miners
+                                            if m.hotkey in self.capacities}, required, round_index,
+                                           self.workload.max_shards, self.workload.shard_refusal)
+        for hotkey, why in refused.items():
+            logger.info("round {}: no work for {}: it {}", round_index, hotkey[:10], why)
+        return units
 
     async def send_work(self, plan: RoundPlan) -> None:
         window = plan.window

@@ -17,6 +17,7 @@ from template.audit.lead_check import LeadCheck
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
 from template.training.outer_step import apply_outer_step
+from template.training.model import ModelPreset
 from template.validation.round import Received, aggregate_in_arrival_order
 from template.utils.stopwatch import Stopwatch
 from template.validation.scoring import ScoreReport
@@ -108,7 +109,7 @@ class Settlement:
 
 
 def settle_as_lead(plan: RoundPlan, head: str, head_state: dict[str, torch.Tensor], accepted: dict[str, Mapping],
-                   reports: dict[str, ScoreReport], preset: str, vocab_size: int) -> Settlement:
+                   reports: dict[str, ScoreReport], preset: ModelPreset | str, vocab_size: int) -> Settlement:
     """Merge the accepted updates in their fixed order and take the outer step from the head
     (`head_state`, hash `head`): the round's base, or, when rounds overlap, the base moved by the
     rounds settled since the miners started."""

@@ -5,22 +5,9 @@ from __future__ import annotations
 import hashlib
 
 from protocol.messages import UnitOfWork
-from template.training.model import PRESETS
+from template.training.memory import RUNTIME_GB, full_training_gb  # noqa: F401 - sized here
 
-
-# Full-model training holds fp32 weights, gradients and two AdamW moments (16 bytes a parameter),
-# activations, and the runtime itself (torch + transformers, ~0.5 GB measured on CPU).
-TRAINING_BYTES_PER_PARAM = 16
-RUNTIME_GB = 0.5
 MAX_SHARDS = 8
-
-
-def full_training_gb(preset_name: str, vocab_size: int, batch_size: int, page_len: int) -> float:
-    preset = PRESETS[preset_name]
-    params = preset.n_layers * (4 * preset.d_model ** 2 + 3 * preset.d_model * preset.d_ff) \
-        + 2 * vocab_size * preset.d_model
-    activations = batch_size * page_len * (preset.n_layers * 16 * preset.d_model + 2 * vocab_size) * 4
-    return (params * TRAINING_BYTES_PER_PARAM + activations) / 2**30 + RUNTIME_GB
 
 
 def unit_for(capacity_gb: float, required_gb: float, round_index: int, max_count: int = MAX_SHARDS) -> UnitOfWork:
@@ -35,6 +22,21 @@ def unit_for(capacity_gb: float, required_gb: float, round_index: int, max_count
     while count < min(MAX_SHARDS, max_count) and (required_gb - RUNTIME_GB) / count + RUNTIME_GB > capacity_gb:
         count *= 2
     return UnitOfWork(kind="shard", scheme="width", index=round_index % count, count=count)
+
+
+def units_by_capacity(capacities: dict[str, float], required_gb: float, round_index: int, max_shards: int,
+                      shard_refusal: str | None = None) -> tuple[dict[str, UnitOfWork], dict[str, str]]:
+    """Each miner's unit from its declared capacity, shard miners spread over windows. A model
+    no width shard can be cut from (`shard_refusal`, e.g. a GPT-NeoX) gives a miner too small
+    for it no work: the second dict says why, by hotkey."""
+    units, refused = {}, {}
+    for hotkey, capacity in capacities.items():
+        if capacity < required_gb and shard_refusal:
+            refused[hotkey] = (f"declares {capacity:.1f} GB, full-model training needs {required_gb:.1f} GB, "
+                               f"and {shard_refusal}")
+        else:
+            units[hotkey] = unit_for(capacity, required_gb, round_index, max_shards)
+    return spread_windows(units, round_index), refused
 
 
 def spread_windows(units: dict[str, UnitOfWork], round_index: int, peers_per_window: int = 2
