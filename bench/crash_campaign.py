@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from scripts.check_crash_run import check_crash_run
+from scripts.check_crash_run import check_crash_run, print_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -118,19 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(figures, indent=1))
     print(f"{len(report.kills)} kills ({report.kills_not_done} planned not done) in {seconds / 60:.1f} min: "
           + ", ".join(f"{k} {v}" for k, v in sorted(phases.items())))
-    print(f"lead: {lead['rounds_recorded']} rounds recorded ({lead['first_round']}..{lead['last_round']}), "
-          f"{len(lead['rounds_missing'])} missing, {len(lead['rounds_lost_while_up'])} lost while up, "
-          f"{lead['rounds_reproduced']}/{lead['rounds_recorded']} REPRODUCED, {lead['digests_committed']} digests "
-          f"committed, {len(lead['committed_without_record'])} without a record, {lead['forks']} forks")
-    for kill in lead["kills"]:
-        print(f"  lead killed at block {kill['block']:>5} (round {kill['round']:>3}, {kill['phase']:<12}) "
-              f"up at {kill['up_block']}: lost {kill['rounds_lost']}")
-    for name, miner in report.miners.items():
-        checked = [m for m in miner["moments"] if m["kept"] is not None]
-        print(f"{name}: {miner['kills']} kills, lost {len(miner['rounds_without_contribution'])} rounds "
-              f"(down for {len(miner['rounds_down'])}, lost while up {miner['rounds_lost_while_up']}), "
-              f"moments kept {sum(m['kept'] for m in checked)}/{len(checked)}")
-    print("PASS" if report.ok else "FAIL:\n  " + "\n  ".join(report.failures))
+    print_report(report)
     print(f"wrote {args.out}")
     return 0 if report.ok else 1
 

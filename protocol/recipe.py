@@ -53,6 +53,9 @@ class Recipe(BaseModel):
     beta2: float = Field(default=0.95, ge=0.0, lt=1.0, description="AdamW second-moment decay")
     grad_clip: float = Field(default=1.0, gt=0.0, le=1e6, description="gradient norm clip per inner step")
     pages_per_miner: int = Field(ge=1, le=4096, description="pages assigned to each miner per round")
+    max_passes: float = Field(default=10.0, ge=0.1, le=1000.0,
+                              description="most passes over the assigned pages per round: a fast device stops "
+                                          "there instead of memorising its pages until the deadline")
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     outer_lr: float = Field(default=1.0, gt=0.0, le=10.0, description="outer step size (plain averaging at 1.0)")
 

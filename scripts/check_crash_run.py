@@ -226,13 +226,8 @@ def check_crash_run(out: Path, archives: Path | None = None) -> CrashReport:
     return CrashReport([asdict(k) for k in kills], len(not_done), lead, miners, failures)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Check a --crash-* run of the local subnet against the crash bars")
-    parser.add_argument("--out", required=True, help="the run's --out directory")
-    parser.add_argument("--archives", default="", help="round-R/ folders of contributions (default: the lead's)")
-    parser.add_argument("--json", default="", help="write the report here")
-    args = parser.parse_args(argv)
-    report = check_crash_run(Path(args.out), Path(args.archives) if args.archives else None)
+def print_report(report: CrashReport) -> None:
+    """The report for a person: each kill, the lead's rounds, each miner's, then PASS or the failures."""
     lead = report.lead
     print(f"kills: {len(report.kills)} done, {report.kills_not_done} planned but not done")
     for kill in report.kills:
@@ -249,6 +244,16 @@ def main(argv: list[str] | None = None) -> int:
               f"(down for {miner['rounds_down']}), AdamW moments kept after {sum(m['kept'] for m in checked)}/"
               f"{len(checked)} restarts that had trained before")
     print("PASS" if report.ok else "FAIL:\n  " + "\n  ".join(report.failures))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Check a --crash-* run of the local subnet against the crash bars")
+    parser.add_argument("--out", required=True, help="the run's --out directory")
+    parser.add_argument("--archives", default="", help="round-R/ folders of contributions (default: the lead's)")
+    parser.add_argument("--json", default="", help="write the report here")
+    args = parser.parse_args(argv)
+    report = check_crash_run(Path(args.out), Path(args.archives) if args.archives else None)
+    print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps({**asdict(report), "ok": report.ok}, indent=1))
     return 0 if report.ok else 1

@@ -43,6 +43,7 @@ UP_LINES = {"validator": re.compile(r"validator uid \d+ serving checkpoints at")
             "miner": re.compile(r"miner uid \d+ \(\w+\) serving on")}
 LED = re.compile(r"round (\d+): leading from checkpoint")
 POLL_SECONDS = 0.05
+MINER_TRAINING_JITTER_SECONDS = 0.25  # per jitter unit of a miner training kill: a capped round trains seconds
 TRUNCATIONS = {"record_tail": "validator", "state": "validator", "checkpoint": "validator", "moments": "miner",
                "residual": "miner"}
 
@@ -52,7 +53,7 @@ class PlannedKill:
     victim: str
     after_records: int  # armed once the lead holds this many round records
     phase: str
-    jitter: int  # training: blocks into the training window (lead) or seconds into the order (miner);
+    jitter: int  # training: blocks into the training window (lead) or quarter seconds into the order (miner);
     # scoring: blocks past the eval block
 
 
@@ -276,7 +277,7 @@ class Crasher:
         if kill.phase == "training":
             if facts["order_open"] and not facts["contribution_written"]:
                 armed.setdefault("order_seen", time.monotonic())
-                return time.monotonic() - armed["order_seen"] >= kill.jitter
+                return time.monotonic() - armed["order_seen"] >= kill.jitter * MINER_TRAINING_JITTER_SECONDS
             return False
         if kill.phase == "after_moments":
             return facts["moments_mtime"] != armed["moments_mtime"]
@@ -287,8 +288,12 @@ class Crasher:
         if victim.role == "validator":
             return {"checkpoints": self._checkpoint_files(victim)}
         moments = state_dir / "adamw-moments.safetensors"
-        return {"order_open": (state_dir / "orders" / f"round-{window.index}.json").exists(),
-                "contribution_written": (state_dir / "outbox" / f"round-{window.index}.safetensors").exists(),
+        # Rounds overlap: the next round's order arrives at its seed block, before its window opens.
+        training = next((k for k in (window.index + 1, window.index)
+                         if (state_dir / "orders" / f"round-{k}.json").exists()), window.index)
+        return {"order_round": training,
+                "order_open": (state_dir / "orders" / f"round-{training}.json").exists(),
+                "contribution_written": (state_dir / "outbox" / f"round-{training}.safetensors").exists(),
                 "moments_mtime": moments.stat().st_mtime_ns if moments.exists() else None}
 
     @staticmethod

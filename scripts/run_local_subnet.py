@@ -66,14 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--team-size", type=int, default=0,
                    help="run the first honest miner under torchrun with this many processes (one hotkey)")
     p.add_argument("--block-time", type=float, default=0.25, help="simnet seconds per block")
-    p.add_argument("--round-blocks", type=int, default=96, help="blocks per round")
-    p.add_argument("--train-blocks", type=int, default=95,
+    p.add_argument("--round-blocks", type=int, default=72, help="blocks per round")
+    p.add_argument("--train-blocks", type=int, default=71,
                    help="blocks from round start to the miners' deadline (rounds overlap: a round is scored "
                         "while the next one trains, so miners can train nearly all of it)")
-    p.add_argument("--inner-steps", type=int, default=400,
+    p.add_argument("--inner-steps", type=int, default=0,
                    help="most inner steps per round (miners train until the deadline, at most this; 0: the preset's)")
-    p.add_argument("--pages-per-miner", type=int, default=96,
-                   help="pages per miner per round (0: the preset's; the demo's miners train ~20 s a round)")
+    p.add_argument("--pages-per-miner", type=int, default=0,
+                   help="pages per miner per round (0: the preset's)")
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
                    help="settle each round before the next starts (miners wait while validators score)")
     p.add_argument("--tempo", type=int, default=10, help="subnet tempo in blocks")

@@ -13,9 +13,10 @@ from template.training.presets import PRESET_SETTINGS
 VOCAB = 300
 
 
-def _recipe(steps: int, batch_size: int, lr: float, warmup: int = 0):
+def _recipe(steps: int, batch_size: int, lr: float, warmup: int = 0, max_passes: float = 1000.0):
     return PRESET_SETTINGS["tiny"].recipe.with_overrides(inner_steps=steps, batch_size=batch_size,
-                                                         learning_rate=lr, warmup_steps=warmup)
+                                                         learning_rate=lr, warmup_steps=warmup,
+                                                         max_passes=max_passes)
 
 
 def _pages(n: int, seed: int, t: int = 32) -> torch.Tensor:
@@ -87,6 +88,15 @@ def test_the_inner_loop_trains_until_the_deadline_and_begins_no_step_that_would_
     assert 1 < stats.steps < 10_000  # the deadline, not the step budget, ended it
     assert ended <= deadline + 2 * step, (ended - deadline, step)  # one step's jitter at most
     assert ended >= deadline - 3 * step  # and it used the time it had
+
+
+def test_the_inner_loop_stops_after_max_passes_over_its_pages_even_with_time_left(model):
+    import time
+
+    stats = train_inner(model, _pages(8, seed=4), _recipe(10_000, 4, 1e-3, max_passes=3), seed=0,
+                        deadline=time.time() + 60)
+    assert stats.steps == 3 * 8 // 4 and stats.tokens == 6 * 4 * 32
+    assert stats.seconds < 30  # it did not wait for the deadline
 
 
 def test_inner_loop_helps_its_own_pages_more_than_others(model):

@@ -40,6 +40,12 @@ def lr_at(step: int, steps: int, lr: float, warmup: int, final_lr_frac: float, t
     return lr * (final_lr_frac + (1 - final_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def steps_for(recipe: Recipe, num_pages: int, batch_size: int) -> int:
+    """The round's step count: H, or fewer when H steps would pass over the pages more than
+    `max_passes` times (held-out loss rises once a miner memorises its pages)."""
+    return max(1, min(recipe.inner_steps, int(recipe.max_passes * num_pages / batch_size)))
+
+
 def batch_order(num_pages: int, steps: int, batch_size: int, seed: int) -> list[torch.Tensor]:
     """Page indices per step: reshuffled passes over all pages (several passes expected)."""
     gen = torch.Generator().manual_seed(seed)
@@ -74,8 +80,9 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
                 deadline: float | None = None, compile: bool = False, loss_mode: str = "auto",
                 optimizer_state: dict | None = None, should_stop=None, share: BatchShare | None = None
                 ) -> InnerStats:
-    """Train `model` in place for the recipe's H AdamW steps over the pages `tokens` [N, T]
-    (batch, learning-rate schedule, weight decay, betas and gradient clip from `recipe`).
+    """Train `model` in place for the recipe's H AdamW steps (`steps_for`: at most `max_passes`
+    passes) over the pages `tokens` [N, T] (batch, learning-rate schedule, weight decay, betas
+    and gradient clip from `recipe`).
 
     `compile`: forward + loss + backward under torch.compile (`train_step.forward_backward`;
     the compiled step is kept on the model, so reusing the model reuses the compilation).
@@ -95,8 +102,8 @@ def train_inner(model: torch.nn.Module, tokens: torch.Tensor, recipe: Recipe, se
         raise ValueError(f"tokens must be a non-empty [N, T] tensor, got {tuple(tokens.shape)}")
     device = next(model.parameters()).device
     tokens = tokens.to(device)
-    steps, lr = recipe.inner_steps, recipe.learning_rate
     batch_size = min(recipe.batch_size, tokens.shape[0])
+    steps, lr = steps_for(recipe, tokens.shape[0], batch_size), recipe.learning_rate
     opt = _make_optimizer(model, lr, recipe.weight_decay, recipe.betas)
     if optimizer_state is not None:
         opt.load_state_dict(optimizer_state)
