@@ -116,3 +116,26 @@ def test_the_chain_handle_keeps_its_last_successful_read_fresh(subnet):
 
     first, later = asyncio.run(read_twice())
     assert first is not None and later.block > first.block and later.at_unix > first.at_unix
+
+
+def test_a_record_commitment_keeps_the_digest_it_replaces_beside_it(subnet):
+    """A commitment holds one value: a validator checking round r after the lead committed r+1
+    must still find r's digest there (one back, not more: three fields at most)."""
+    sim, netuid, wallets = subnet
+    wallet = funded_wallet(sim, wallets, "committer", 100)
+    register(sim, netuid, wallet, register=True, cap=50)
+    digests = [f"{i:064x}" for i in (1, 2, 3)]
+
+    async def commit_each() -> list[list[str]]:
+        chain = await NeuronChain("sim", sim.url, wallet, netuid).connect()
+        seen = []
+        try:
+            for digest in digests:
+                assert await chain.commit_hash(digest, note="round")
+                seen.append(await chain.committed_digest_list(chain.hotkey))
+                await asyncio.sleep(0.3)  # the commitments pallet's rate limit is per block
+        finally:
+            await chain.close()
+        return seen
+
+    assert asyncio.run(commit_each()) == [[digests[0]], [digests[1], digests[0]], [digests[2], digests[1]]]

@@ -231,17 +231,28 @@ class NeuronChain:
 
     async def committed_digests(self, hotkey: str) -> set[str]:
         """The sha256 digests (lowercase hex) in `hotkey`'s current commitment on this subnet."""
+        return set(await self.committed_digest_list(hotkey))
+
+    async def committed_digest_list(self, hotkey: str) -> list[str]:
+        """The sha256 digests in `hotkey`'s current commitment, in its order (newest first)."""
         commitment = await self.client.read("commitment", netuid=self.netuid, hotkey_ss58=hotkey)
-        digests = set()
+        digests = []
         for entry in (commitment.fields if commitment is not None else None) or []:
             value = entry.get("Sha256") if isinstance(entry, dict) else None
             if isinstance(value, str) and value.startswith("0x"):
-                digests.add(value[2:].lower())
+                digests.append(value[2:].lower())
         return digests
 
     async def commit_hash(self, digest_hex: str, note: str = "") -> bool:
-        """Publish a sha256 (and an optional short note) as this hotkey's commitment."""
-        fields: list[dict] = [{"Sha256": "0x" + digest_hex}]
+        """Publish a sha256 (and an optional short note) as this hotkey's commitment, keeping the
+        newest digest it replaces beside it: a commitment holds one value, and a validator that
+        checks a round a little late must still find that round's digest there."""
+        try:
+            previous = [d for d in await self.committed_digest_list(self.hotkey) if d != digest_hex][:1]
+        except Exception as exc:  # the read is a courtesy to late checkers: the commit goes on without it
+            logger.warning("reading this hotkey's commitment failed ({}); committing the new digest alone", exc)
+            previous = []
+        fields: list[dict] = [{"Sha256": "0x" + d} for d in [digest_hex, *previous]]
         if note:
             raw = note.encode()[:128]
             fields.append({f"Raw{len(raw)}": "0x" + raw.hex()})

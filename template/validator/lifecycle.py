@@ -30,7 +30,8 @@ from template.audit.round_record import RoundRecord, append_record
 from template.chain.neuron_chain import MetagraphView, NeuronChain
 from template.config import Config, build_workload, expand, log_level, neuron_folder, open_neuron_run
 from template.net.addresses import published_ip
-from template.net.checkpoint_client import CheckpointFetchError, fetch_round_base
+from template.net.checkpoint_client import (MIN_TRANSFER_BYTES_PER_S, CheckpointFetchError, download_checkpoint,
+                                            fetch_round_base)
 from template.net.monitoring import Monitoring, install_monitoring
 from template.net.server import BackgroundServer
 from template.training.checkpoint import CheckpointError
@@ -556,6 +557,8 @@ class Validator:
         if published is None:
             check = LeadCheck("unverifiable", problem)
         else:
+            if published.record.digest() in published.committed:
+                await self.hold_applied_checkpoint(plan.lead, published.record)
             check = await asyncio.to_thread(
                 check_lead_round, published.record, published.committed, window.index, plan.base_checkpoint,
                 self.held_state, bodies, self.workload.architecture, self.workload.vocab_size)
@@ -567,6 +570,25 @@ class Validator:
         else:
             logger.warning("round {}: could not check the lead's round: {}", window.index, check.detail)
         return check
+
+    async def hold_applied_checkpoint(self, lead: Lead, record: RoundRecord) -> None:
+        """A validator that synced to the lead a round late (back from a restart: the lead's head
+        moved on meanwhile) lacks the checkpoint the lead's next round was applied to. The committed
+        record names it by hash, so it is fetched from the lead and checked against that hash."""
+        digest = record.applied_checkpoint
+        if not digest or self.checkpoints.has(digest):
+            return
+        size = self.workload.checkpoint_size_bound
+        try:
+            state = await download_checkpoint(f"{lead.url}/v1/checkpoint/{digest}", digest,
+                                              timeout=10.0 + size / MIN_TRANSFER_BYTES_PER_S, max_bytes=size)
+        except (CheckpointFetchError, httpx.HTTPError) as exc:
+            logger.warning("round {}: the checkpoint the lead's round was applied to is unavailable: {}",
+                           record.round_index, exc)
+            return
+        self.checkpoints.save(state)
+        logger.info("round {}: fetched {} from the lead, the checkpoint its committed record was applied to",
+                    record.round_index, digest[:12])
 
     async def settle(self, plan: RoundPlan, received: list[Received], reports: dict[str, ScoreReport],
                      settlement: Settlement) -> RoundRecord:
