@@ -67,9 +67,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="run the first honest miner under torchrun with this many processes (one hotkey)")
     p.add_argument("--block-time", type=float, default=0.25, help="simnet seconds per block")
     p.add_argument("--round-blocks", type=int, default=72, help="blocks per round")
-    p.add_argument("--train-blocks", type=int, default=71,
-                   help="blocks from round start to the miners' deadline (rounds overlap: a round is scored "
-                        "while the next one trains, so miners can train nearly all of it)")
+    p.add_argument("--train-blocks", type=int, default=0,
+                   help="blocks from round start to the miners' deadline (default: all but one with overlapped "
+                        "rounds, where a round is scored while the next trains; two thirds with --no-overlap, "
+                        "which leaves the scoring the rest)")
     p.add_argument("--inner-steps", type=int, default=0,
                    help="most inner steps per round (miners train until the deadline, at most this; 0: the preset's)")
     p.add_argument("--pages-per-miner", type=int, default=0,
@@ -103,6 +104,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--wandb.off", dest="wandb_off", action="store_true", help="no wandb runs")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "deai"), help="corpus/tokenizer cache")
     args = p.parse_args(argv)
+    if not args.train_blocks:
+        args.train_blocks = args.round_blocks - 1 if args.overlap else args.round_blocks * 2 // 3
     if args.kill_lead and args.validators < 2:
         p.error("--kill-lead needs --validators 2 or more (someone must take over)")
     if args.revive_lead and not args.kill_lead:
