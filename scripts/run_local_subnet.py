@@ -321,6 +321,9 @@ def crash_chaos(args, neurons: list[Neuron], netuid: int, sim_url: str, workdir:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # The neurons run in their own process groups: a SIGTERM to the runner (timeout, docker stop)
+    # must still stop them and the chain, so it unwinds like Ctrl-C instead of ending at once.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     console = Console()
     workdir = Path(args.out or REPO / "runs" / time.strftime("local-%Y%m%d-%H%M%S")).resolve()
     logs = workdir / "logs"
