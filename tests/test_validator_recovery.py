@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from template.audit.round_record import RoundRecord, append_record, read_records
-from template.validator.recovery import recover
+from template.validator.recovery import mark_commit, recover
 from template.validator.state import CheckpointStore, ValidatorState
 
 
@@ -72,6 +72,21 @@ def test_a_truncated_state_file_is_rebuilt_from_the_records(trail, errors):
     assert [h["round"] for h in resumed.heldout_history] == [-1, 1, 2, 3]
     book = json.loads(resumed.scores_json)
     assert book["rounds"] == 3  # the EMA is folded again from the score reports, not started over
+
+
+def test_a_lead_killed_before_its_commit_commits_it_on_restart_even_with_its_state_file_torn(trail, errors):
+    path, store, digests, state = trail
+    last = read_records(path / "rounds.jsonl")[-1]
+    mark_commit(path, last.digest())  # appended, not yet committed; then the state file is cut
+    state.save(path / "validator_state.json")
+    text = (path / "validator_state.json").read_text()
+    (path / "validator_state.json").write_text(text[: len(text) // 2])
+
+    resumed, to_commit = recover(ValidatorState.load(path / "validator_state.json"), path, store, alpha=0.3)
+
+    assert to_commit == last.digest() and resumed.last_round == 3
+    (path / "record_to_commit").write_text("not a digest")
+    assert recover(None, path, store, alpha=0.3)[1] is None  # a torn mark commits nothing
 
 
 def test_a_truncated_checkpoint_falls_back_to_the_newest_intact_one(trail, errors):

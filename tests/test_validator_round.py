@@ -65,8 +65,9 @@ class FakeChain:
     async def metagraph(self) -> MetagraphView:
         return self.graph
 
-    async def commit_hash(self, digest: str, note: str = "") -> None:
+    async def commit_hash(self, digest: str, note: str = "") -> bool:
         self.ledger["commits"].setdefault(self.hotkey, set()).add(digest)
+        return True
 
     async def committed_digests(self, hotkey: str) -> set[str]:
         return set(self.ledger["commits"].get(hotkey, set()))

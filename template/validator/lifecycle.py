@@ -56,7 +56,7 @@ from template.validator.records_board import Lead, RoundRecordBoard
 from template.validator.round import (OpenedRound, RoundPlan, Settlement, round_record, settle_as_follower,
                                      settle_as_lead)
 from template.chain.round_clock import RoundWindow, next_round, round_at
-from template.validator.recovery import recover
+from template.validator.recovery import clear_commit_mark, mark_commit, recover
 from template.validator.reporting import (ValidatorMetrics, WeightsSet, report_metrics, weights_line,
                                           weights_metrics)
 from template.validator.state import CheckpointStore, ValidatorState
@@ -254,7 +254,8 @@ class Validator:
         the model one round later. Without it, each round is settled before the next opens."""
         self.ensure_checkpoint()
         if self.record_to_commit:  # a round settled just before a crash, not yet committed
-            await self.chain.commit_hash(self.record_to_commit, note="recommit after restart")
+            if await self.chain.commit_hash(self.record_to_commit, note="recommit after restart"):
+                clear_commit_mark(self.state_dir)
             self.record_to_commit = None
         self.state.save(self.state_path)
         settled = 0
@@ -616,11 +617,14 @@ class Validator:
             self.state.scores_json = self.scores.to_json()
             # Settled on disk before anyone sees the record: a crash from here on never drops the round.
             self.state.pending_record, self.state.pending_commit = record.canonical_json(), plan.lead.is_me
+            if plan.lead.is_me:
+                mark_commit(self.state_dir, record.digest())
             self.state.save(self.state_path)
             digest = append_record(self.state_dir / "rounds.jsonl", record)
             self.lead_records.publish(record)
         if plan.lead.is_me:
-            await self.chain.commit_hash(digest, note=f"r{index} ckpt {self.state.checkpoint[:16]}")
+            if await self.chain.commit_hash(digest, note=f"r{index} ckpt {self.state.checkpoint[:16]}"):
+                clear_commit_mark(self.state_dir)
         self.state.pending_record, self.state.pending_commit = "", False
         return record
 

@@ -4,6 +4,7 @@ checkpoint, never silently from the initial weights."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from loguru import logger
@@ -33,7 +34,33 @@ def recover(state: ValidatorState | None, state_dir: Path, checkpoints: Checkpoi
         state.pending_record, state.pending_commit = "", False
     if state is None:
         state = rebuilt_from_records(records, state_dir / "scores.jsonl", alpha)
+    marked = commit_mark(state_dir)
+    if to_commit is None and marked in {r.digest() for r in records[-3:]}:
+        to_commit = marked  # the state that said so is gone, the mark beside it is not
     return with_intact_checkpoint(state, records, checkpoints), to_commit
+
+
+COMMIT_MARK = "record_to_commit"  # a lead's record digest between its append and its commit on chain
+
+
+def mark_commit(state_dir: Path, digest: str) -> None:
+    """Note, in a file of its own, that the record `digest` is to be committed: a restart whose
+    state file was torn still commits it."""
+    tmp = state_dir / f"{COMMIT_MARK}.tmp"
+    tmp.write_text(digest)
+    tmp.replace(state_dir / COMMIT_MARK)
+
+
+def clear_commit_mark(state_dir: Path) -> None:
+    (state_dir / COMMIT_MARK).unlink(missing_ok=True)
+
+
+def commit_mark(state_dir: Path) -> str | None:
+    try:
+        text = (state_dir / COMMIT_MARK).read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
 
 
 def rebuilt_from_records(records: list[RoundRecord], scores_path: Path, alpha: float) -> ValidatorState:
