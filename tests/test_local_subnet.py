@@ -203,7 +203,7 @@ def test_a_torchrun_miner_trains_on_two_processes_under_one_hotkey_and_is_paid(t
     assert len(worked) >= 2, context
     # Paid for the rounds it worked. torchrun may start a round late, and a miner's first rounds
     # score lower (no AdamW moments or last update to start from yet): 0.38x and 0.67x the others'
-    # in one such run; with every round worked it scored as they did (0.98x-1.11x per round).
+    # in one such run; with every round worked it scored as they did (0.99x-1.05x per round).
     others = [m["hotkey"] for m in summary["miners"] if m["behaviour"] == "honest" and m is not team_miner]
     own = sum(r["scores"][team_miner["hotkey"]] for r in worked) / len(worked)
     theirs = sum(r["scores"].get(hk, 0.0) for r in worked for hk in others) / (len(worked) * len(others))
