@@ -22,7 +22,7 @@ class PresetSettings:
 
 PRESET_SETTINGS: dict[str, PresetSettings] = {
     "tiny": PresetSettings(1024, 128, Recipe(inner_steps=30, batch_size=16, learning_rate=3e-3, warmup_steps=3,
-                                             pages_per_miner=48, compression=CompressionConfig(topk=128))),
+                                             pages_per_miner=96, compression=CompressionConfig(topk=128))),
     "small": PresetSettings(8192, 512, Recipe(inner_steps=30, batch_size=16, learning_rate=1e-3,
                                               pages_per_miner=512, compression=PRODUCTION_COMPRESSION)),
     "124m": PresetSettings(32768, 1024, Recipe(inner_steps=30, batch_size=32, learning_rate=6e-4,

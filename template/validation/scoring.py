@@ -50,8 +50,10 @@ CHECK_ORDER = (
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    z_min: float = 2.0  # held-out paired gain must reach this z (and a positive mean) to count
-    assignment_z_min: float = 1.0  # Welch z of assigned-minus-random gain needed to pass
+    z_min: float = 2.0  # held-out paired gain reaching this z (with a positive mean) helps
+    harm_z: float = 2.0  # held-out gain at or below -harm_z (with a negative mean) hurts: rejected
+    assignment_z_min: float = 1.0  # Welch z of assigned-minus-random gain needed when held-out helps
+    neutral_assignment_z_min: float = 3.0  # ...and needed when held-out neither helps nor hurts
     norm_low: float = 0.05  # norm below this multiple of the round's median is a no-op
     norm_high: float = 10.0  # norm above this multiple of the median is a replacement attempt
     empty_eps: float = 1e-12  # an update whose global norm is at most this is empty
@@ -289,11 +291,12 @@ def score_round(
     valid ones (a copy's victim that failed the norm gate is still the original): within a
     group of near-identical updates the earliest arrival is the original unless another
     member's assignment z reaches `assignment_z_min` and beats the earliest's by
-    `originality_margin_z` (`_duplicates_originals_first`); held-out gain (mean > 0 and
-    z >= z_min) and assigned-vs-random (z >= assignment_z_min), both measured on the update
+    `originality_margin_z` (`_duplicates_originals_first`); held-out gain (rejects only a
+    significant loss: mean < 0 and z <= -harm_z) and assigned-vs-random (z >= assignment_z_min
+    when held-out gain is significant, z >= neutral_assignment_z_min when not), both on the update
     clipped per tensor to the median norm of the candidates left after the duplicate gate
-    (`clip_before_eval`) and applied at `eval_scale`. Score = the held-out gain mean when every
-    gate passes, else 0. The base-model losses are computed once per token set (held-out once
+    (`clip_before_eval`) and applied at `eval_scale`. Score = the held-out gain mean (at least 0)
+    when every gate passes, else 0. The base-model losses are computed once per token set (held-out once
     for the round; assigned/control pages once per distinct object), the updated-model losses
     once per contribution that reaches that gate.
     """
@@ -351,34 +354,34 @@ def score_round(
         after = loss_fn(delta, cfg.eval_scale, heldout_tokens)
         held = paired_gain(base_loss(heldout_tokens), after)
         report.heldout = held
+        helps = held.mean > 0 and held.z >= cfg.z_min
         problem = None
-        if not (held.mean > 0 and held.z >= cfg.z_min):
-            problem = (
-                f"held-out gain {held.mean:.4g} with z {held.z:.3g} "
-                f"(need > 0 and z >= {cfg.z_min:g})"
-            )
-        if not gate.record("heldout_gain", problem, f"gain {held.mean:.4g}, z {held.z:.3g}"):
+        if held.mean < 0 and held.z <= -cfg.harm_z:
+            problem = f"held-out gain {held.mean:.4g} with z {held.z:.3g} (hurts: z <= -{cfg.harm_z:g})"
+        verdict = "helps" if helps else f"neutral: needs assignment z >= {cfg.neutral_assignment_z_min:g}"
+        if not gate.record("heldout_gain", problem, f"gain {held.mean:.4g}, z {held.z:.3g} ({verdict})"):
             continue
         if c.assigned_tokens is None or c.control_tokens is None:
             gate.record("assigned_vs_random", "no assigned or control pages to test against")
             continue
+        needed = cfg.assignment_z_min if helps else cfg.neutral_assignment_z_min
         test = assigned_vs_random(
             base_loss(c.assigned_tokens),
             loss_fn(delta, cfg.eval_scale, c.assigned_tokens),
             base_loss(c.control_tokens),
             loss_fn(delta, cfg.eval_scale, c.control_tokens),
-            cfg.assignment_z_min,
+            needed,
         )
         report.assignment = test
         problem = None
         if not test.passed:
             problem = (
                 f"assigned gain {test.assigned_gain:.4g} vs random {test.random_gain:.4g}, "
-                f"z {test.z:.3g} < {cfg.assignment_z_min:g}"
+                f"z {test.z:.3g} < {needed:g}" + ("" if helps else " (held-out gain not significant)")
             )
         if gate.record("assigned_vs_random", problem, f"diff {test.diff:.4g}, z {test.z:.3g}"):
             report.accepted = True
-            report.score = held.mean
+            report.score = max(0.0, held.mean)
             report.reason = "accepted"
 
     for gate in gates.values():
