@@ -60,7 +60,7 @@ class ScriptedRound:
 
 
 def test_an_update_without_significant_held_out_gain_is_accepted_on_strong_evidence_of_work():
-    reports = ScriptedRound({"plateau": (0.5, 25.0), "unlucky": (-1.5, 25.0)}).score()
+    reports = ScriptedRound({"plateau": (0.5, 25.0), "unlucky": (-2.5, 25.0)}).score()
     for name in ("plateau", "unlucky"):
         r = reports[name]
         assert r.accepted, r.reason
@@ -83,7 +83,7 @@ def test_with_significant_held_out_gain_the_lower_assignment_bar_holds():
 
 
 def test_an_update_that_measurably_hurts_held_out_loss_is_refused_whatever_its_evidence():
-    r = ScriptedRound({"poison": (-2.5, 40.0)}).score()["poison"]
+    r = ScriptedRound({"poison": (-3.5, 40.0)}).score()["poison"]
     assert not r.accepted and r.score == 0.0
     assert r.reason.startswith("heldout_gain:") and "hurts" in r.reason
     assert r.check("assigned_vs_random").passed is None
