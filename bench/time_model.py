@@ -39,7 +39,7 @@ STEP_SOURCES = {"tiny": ("throughput_tiny.json", "miner-full-comp"), "small": ("
                 "124m": ("throughput_h100_124m.json", "miner-full-comp"),
                 "1b": ("throughput_h100_1b.json", "miner-full-comp")}
 # Seconds of validator work per contribution. Host side, one CPU thread: tiny 0.21, small 2.9,
-# 124m 17.3 (issue 15's measurement: each update decoded about 12 times). Forwards: 160 pages of
+# 124m 17.3 (measured when each update was decoded about 12 times). Forwards: 160 pages of
 # the preset's length with the update applied, at the measured validator-eval rate (CPU rows for
 # tiny/small; H100 333k tok/s for 124m, 102k for 1b).
 VALIDATOR_SECONDS = {"tiny": 0.21 + 160 * 128 / 80_000, "small": 2.9 + 160 * 512 / 6_600,
