@@ -81,19 +81,6 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    lines = path.read_text().splitlines()
-    found = []
-    for line in lines:
-        try:
-            found.append(json.loads(line))
-        except ValueError:
-            pass  # a line being written
-    return found
-
-
 async def chain_block(http: httpx.AsyncClient, sim_url: str) -> int | None:
     try:
         return int((await http.get(f"{sim_url}/health", timeout=2.0)).json()["block"])
@@ -131,7 +118,7 @@ async def observe(args, validator: runner.Neuron, miners: list[runner.Neuron], s
             memory = rss_mb(validator.process.pid)
             if memory is not None:
                 rss.append((round(time.monotonic() - started, 1), memory))
-            for record in jsonl(validator.state_dir / "rounds.jsonl"):
+            for record in runner.read_jsonl(validator.state_dir / "rounds.jsonl"):
                 if record["round_index"] not in seen:
                     seen[record["round_index"]] = {"settled_block": await chain_block(http, sim_url),
                                                    "rss_mb": memory, "load_1m": round(os.getloadavg()[0], 2)}
@@ -150,9 +137,9 @@ async def observe(args, validator: runner.Neuron, miners: list[runner.Neuron], s
 
 def round_table(args, validator: runner.Neuron, seen: dict, honest: dict[str, str], hostile_hotkey: str
                 ) -> list[dict]:
-    scores = {s["round"]: s["reports"] for s in jsonl(validator.state_dir / "scores.jsonl")}
+    scores = {s["round"]: s["reports"] for s in runner.read_jsonl(validator.state_dir / "scores.jsonl")}
     rows = []
-    for record in jsonl(validator.state_dir / "rounds.jsonl"):
+    for record in runner.read_jsonl(validator.state_dir / "rounds.jsonl"):
         index = record["round_index"]
         window = round_at(record["start_block"], args.round_blocks, args.train_blocks)
         settle_by = window.end_block + args.round_blocks  # rounds overlap: scored while the next one trains

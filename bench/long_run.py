@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.hostile_campaign import jsonl
+from scripts.run_local_subnet import read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,12 +27,11 @@ def digit_boundaries(first: int, last: int) -> list[int]:
     return [10 ** k for k in range(1, len(str(max(last, 1))) + 1) if first < 10 ** k <= last]
 
 
-def honest_verdicts(run: Path) -> dict[str, dict]:
+def honest_verdicts(run: Path, summary: dict) -> dict[str, dict]:
     """Per honest miner: rounds scored, rounds accepted, and each rejection with its reason."""
-    summary = json.loads((run / "summary.json").read_text())
     honest = {m["hotkey"]: m["name"] for m in summary["miners"] if m["behaviour"] == "honest"}
     verdicts = {name: {"scored": 0, "accepted": 0, "missing": [], "rejected": []} for name in honest.values()}
-    for line in jsonl(run / "validator" / "scores.jsonl"):
+    for line in read_jsonl(run / "validator" / "scores.jsonl"):
         for hotkey, name in honest.items():
             report = line["reports"].get(hotkey)
             v = verdicts[name]
@@ -51,7 +50,7 @@ def read_run(run: Path, seconds: float | None) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     rounds = [r["round"] for r in summary["rounds"]]
     losses = [r["heldout_loss"] for r in summary["rounds"]]
-    verdicts = honest_verdicts(run)
+    verdicts = honest_verdicts(run, summary)
     first, last = (min(rounds), max(rounds)) if rounds else (0, 0)
     every = bool(rounds) and all(v["scored"] == len(rounds) and v["accepted"] == v["scored"]
                                  for v in verdicts.values())

@@ -217,17 +217,21 @@ def stop(process: subprocess.Popen | None, timeout: float = 15.0) -> None:
         process.wait()
 
 
-def rounds_done(validator: Neuron) -> list[dict]:
-    path = validator.state_dir / "rounds.jsonl"
+def read_jsonl(path: Path) -> list[dict]:
+    """The whole lines of a JSON-lines file a running neuron may still be appending to."""
     if not path.exists():
         return []
-    records = []
+    found = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            found.append(json.loads(line))
         except ValueError:  # blank, or half-written by a crash (the validator cuts it at its next append)
             continue
-    return records
+    return found
+
+
+def rounds_done(validator: Neuron) -> list[dict]:
+    return read_jsonl(validator.state_dir / "rounds.jsonl")
 
 
 def watch_rounds(args, validator: Neuron, miners: list[Neuron], console: Console, memory: dict,

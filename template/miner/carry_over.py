@@ -5,7 +5,6 @@ read back is refused with an error naming it, and the miner goes on without it."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 
 from protocol.messages import TrainRequest
 from template.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from template.utils.files import write_text_atomically
 
 Moments = tuple[str, dict | None]  # (unit label, AdamW state dict)
 
@@ -48,7 +48,7 @@ class CarryOver:
                    for key, value in slots.items() if isinstance(value, torch.Tensor)}
         groups = [{k: v for k, v in group.items()} for group in state["param_groups"]]
         save_checkpoint(self.moments_path, tensors)
-        _write_atomically(self.moments_path.with_suffix(".json"), json.dumps({"unit": label, "param_groups": groups}))
+        write_text_atomically(self.moments_path.with_suffix(".json"), json.dumps({"unit": label, "param_groups": groups}))
 
     def moments(self) -> Moments:
         tensors = self._read_tensors(self.moments_path)
@@ -71,7 +71,7 @@ class CarryOver:
 
     # --- accepted work orders ------------------------------------------------------------
     def save_order(self, order: TrainRequest, priority: float) -> None:
-        _write_atomically(self.orders_dir / f"round-{order.round_index}.json",
+        write_text_atomically(self.orders_dir / f"round-{order.round_index}.json",
                           json.dumps({"priority": priority, "order": order.model_dump(mode="json")}))
 
     def forget_order(self, round_index: int) -> None:
@@ -100,8 +100,3 @@ class CarryOver:
             path.replace(path.with_suffix(".corrupt"))
             return None
 
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)

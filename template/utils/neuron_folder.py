@@ -3,10 +3,10 @@ another --netuid or role refuses it instead of resuming another subnet's state."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from template.utils.errors import CannotStart
+from template.utils.files import write_text_atomically
 
 RECORD = "neuron.json"
 MAX_RECORD_BYTES = 4096
@@ -32,9 +32,7 @@ def claim_folder(folder: Path, netuid: int, role: str) -> Path:
             raise FolderMismatch(f"{folder} is a {recorded.get('role')}'s folder; a {role} needs its own "
                                  "(--neuron.state_dir)")
         return folder
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"netuid": netuid, "role": role}) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps({"netuid": netuid, "role": role}) + "\n")
     return folder
 
 

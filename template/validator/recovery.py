@@ -12,6 +12,7 @@ from loguru import logger
 from template.audit.lead_check import parse_record
 from template.audit.round_record import RoundRecord, append_record, read_records
 from template.training.checkpoint import CheckpointError
+from template.utils.files import write_text_atomically
 from template.validation.score_ema import ScoreBook
 from template.validator.state import CheckpointStore, ValidatorState
 
@@ -46,9 +47,7 @@ COMMIT_MARK = "record_to_commit"  # a lead's record digest between its append an
 def mark_commit(state_dir: Path, digest: str) -> None:
     """Note, in a file of its own, that the record `digest` is to be committed: a restart whose
     state file was torn still commits it."""
-    tmp = state_dir / f"{COMMIT_MARK}.tmp"
-    tmp.write_text(digest)
-    tmp.replace(state_dir / COMMIT_MARK)
+    write_text_atomically(state_dir / COMMIT_MARK, digest)
 
 
 def clear_commit_mark(state_dir: Path) -> None:

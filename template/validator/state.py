@@ -9,6 +9,7 @@ import torch
 from loguru import logger
 
 from template.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, state_hash
+from template.utils.files import write_text_atomically
 
 
 @dataclass
@@ -46,9 +47,7 @@ class ValidatorState:
             return None
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
+        write_text_atomically(path, json.dumps(asdict(self), indent=1))
 
 
 class CheckpointStore:
