@@ -42,6 +42,7 @@ from template.training.shards import ShardSpec, shard_delta_in_full_model, extra
 # commitment after the deadline counts for nothing.
 COMMIT_MARGIN_SECONDS = 3.0
 MIN_COMMIT_MARGIN_SECONDS = 1.5
+COPY_LAG_SECONDS = 1.0  # the copy behaviour's delay after its victim committed (`_copied`)
 
 
 @dataclass
@@ -287,9 +288,16 @@ class MinerWorker:
         return delta, stats
 
     def _copied(self, request: TrainRequest) -> bytes:
-        """Freeloader: replay another miner's contribution for this round as its own."""
+        """Freeloader: send another miner's contribution for this round as its own. Bytes are
+        revealed only after commitments close, so in time only a colluder can hand them over, and
+        only once its own work is done: the copy starts COPY_LAG_SECONDS after the victim committed
+        (the demo reads the victim's disk; the lag stands for the hand-over, and keeps a copier on
+        an idle CPU from answering a validator before its busy victim). Whichever of the pair
+        counts as the original, the pair is paid for one update."""
         while time.time() < request.deadline_unix:
-            found = self.copy_from.body(request.round_index)
+            if self.copy_from.has(request.round_index):
+                time.sleep(max(0.0, min(COPY_LAG_SECONDS, request.deadline_unix - time.time() - 0.5)))
+            found = self.copy_from.body(request.round_index) if self.copy_from.has(request.round_index) else None
             if found is not None:
                 tensors, meta = decode_tensors(found, MAX_CONTRIBUTION_BYTES)
                 meta = dict(meta or {}, hotkey=self.hotkey)
