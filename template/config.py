@@ -113,10 +113,22 @@ class ModelConfig:
     revision: str = _f("", "hub revision (commit or tag) of --model.name_or_path; pin it")
 
 
+# What a miner may send (template/miner/behaviours.py): honest, and the adversarial behaviours of
+# the public harness (bench/adversarial.py), for tests and demos.
+MINER_BEHAVIOURS = ("honest", "zero", "noise", "scaled_3", "scaled_9", "scaled_100", "sign_flip", "copy",
+                    "copy_noise", "copy_mix", "stale", "global_replay", "lazy_one", "lazy_quarter", "lazy_liar",
+                    "wrong_pages", "evaldata", "sybil_trio", "late", "malformed")
+MINER_PARTNER_BEHAVIOURS = ("copy", "copy_noise", "copy_mix")  # read a colluding partner's outbox
+
+
 @dataclass
 class MinerConfig:
-    behaviour: str = _f("honest", "honest | zero | copy (the last two are freeloaders for tests and demos)")
-    copy_from_dir: str = _f("", "copy behaviour: the victim's state dir whose outbox is replayed")
+    behaviour: str = _f("honest", "honest, or an adversarial behaviour of the harness: " + ", ".join(MINER_BEHAVIOURS[1:]))
+    copy_from_dir: str = _f("", "copy, copy_noise, copy_mix (and noise, for an honest norm): the colluding partner's "
+                                "state dir whose outbox is read")
+    shared_dir: str = _f("", "sybil_trio: the directory the group's hotkeys share")
+    inner_step_budget: int = _f(0, "inner steps this miner's device completes in a round (0: the recipe's H); "
+                                   "stands for a slower device")
     capacity_gb: float = _f(0.0, "memory to declare for training (0: measure the device)")
     compile: str = _f("auto", "torch.compile the inner step: auto (on CUDA only) | on | off")
     engine: str = _f("auto", "under torchrun: ddp (the model fits one device) | fsdp (FSDP2, sharded over the "
@@ -127,7 +139,7 @@ class MinerConfig:
 class RoundConfig:
     round_blocks: int = _f(60, "blocks per round")
     train_blocks: int = _f(40, "blocks from round start to the training deadline")
-    heldout_pages: int = _f(64, "held-out pages scored per contribution")
+    heldout_pages: int = _f(64, "score pages (unassigned training pages drawn after the deadline) per contribution")
     # 16 a side passed honest quarter-width miners in round 1 (from random init, top-128) only
     # 7/16 times; 48 a side 13/16, wrong-data ones 1/16 (bench/assignment_power.py).
     control_pages: int = _f(48, "assigned and random control pages each, for the assignment test")
@@ -277,10 +289,14 @@ def validate(config: Config) -> None:
             raise SystemExit("--round.train_blocks must be positive and smaller than --round.round_blocks")
     if "miner" in sections:
         miner = sections["miner"]
-        if miner.behaviour not in ("honest", "zero", "copy"):
-            raise SystemExit(f"--miner.behaviour {miner.behaviour!r}: expected honest, zero or copy")
-        if miner.behaviour == "copy" and not miner.copy_from_dir:
-            raise SystemExit("--miner.behaviour copy needs --miner.copy_from_dir")
+        if miner.behaviour not in MINER_BEHAVIOURS:
+            raise SystemExit(f"--miner.behaviour {miner.behaviour!r}: expected one of {', '.join(MINER_BEHAVIOURS)}")
+        if miner.behaviour in MINER_PARTNER_BEHAVIOURS and not miner.copy_from_dir:
+            raise SystemExit(f"--miner.behaviour {miner.behaviour} needs --miner.copy_from_dir")
+        if miner.behaviour == "sybil_trio" and not miner.shared_dir:
+            raise SystemExit("--miner.behaviour sybil_trio needs --miner.shared_dir")
+        if miner.inner_step_budget < 0:
+            raise SystemExit("--miner.inner_step_budget must be >= 0")
         if miner.compile not in ("auto", "on", "off"):
             raise SystemExit(f"--miner.compile {miner.compile!r}: expected auto, on or off")
         if miner.engine not in ("auto", "ddp", "fsdp"):

@@ -98,7 +98,9 @@ async def run_miner(config: Config, team: Team | None = None) -> None:
     worker = MinerWorker(keypair, workload, config.miner.behaviour, state_dir,
                          expand(config.miner.copy_from_dir) if config.miner.copy_from_dir else None, device,
                          round_log, compile=should_compile(config.miner.compile, device) and team is None,
-                         team=team_lead)
+                         team=team_lead,
+                         shared_dir=expand(config.miner.shared_dir) if config.miner.shared_dir else None,
+                         step_budget=config.miner.inner_step_budget)
 
     main_loop = asyncio.get_running_loop()
 

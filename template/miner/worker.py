@@ -18,10 +18,10 @@ import torch
 from loguru import logger
 
 from protocol.auth import sign_commitment
-from protocol.limits import MAX_CONTRIBUTION_BYTES
 from protocol.messages import ContributionMeta, TrainRequest
-from protocol.payload import decode_tensors, encode_tensors
+from protocol.payload import encode_tensors
 from template.miner.base_sync import BaseSync, SyncedBase
+from template.miner.behaviours import contribution, step_budget_stop
 from template.miner.carry_over import CarryOver
 from template.miner.checkpoint_cache import CheckpointCache
 from template.miner.round_ledger import RoundEntry, RoundLedger
@@ -31,7 +31,7 @@ from template.miner.team_lead import TeamLead
 from template.training.workload import Workload
 from template.training.compression import CompressedUpdate, DecodedUpdate, compress, shapes_of
 from template.training.outer_step import apply_outer_step
-from template.training.inner_loop import pseudo_gradient, train_inner
+from template.training.inner_loop import InnerStats, pseudo_gradient, train_inner
 from template.training.model import load_model_state
 from template.training.shards import ShardSpec, shard_delta_in_full_model, extract, loss_mode, sub_state
 
@@ -42,7 +42,6 @@ from template.training.shards import ShardSpec, shard_delta_in_full_model, extra
 # commitment after the deadline counts for nothing.
 COMMIT_MARGIN_SECONDS = 3.0
 MIN_COMMIT_MARGIN_SECONDS = 1.5
-COPY_LAG_SECONDS = 1.0  # the copy behaviour's delay after its victim committed (`_copied`)
 
 
 @dataclass
@@ -54,13 +53,15 @@ class Outcome:
 class MinerWorker:
     def __init__(self, keypair, workload: Workload, behaviour: str, state_dir: Path, copy_from_dir: Path | None,
                  device: torch.device, round_log: RoundLog | None = None, compile: bool = False,
-                 team: TeamLead | None = None):
+                 team: TeamLead | None = None, shared_dir: Path | None = None, step_budget: int = 0):
         self.keypair = keypair
         self.hotkey = keypair.ss58_address
         self.workload = workload
-        self.behaviour = behaviour
+        self.behaviour = behaviour  # template.miner.behaviours: honest, or an adversarial one of the harness
         self.device = device
+        self.shared_dir, self.step_budget = shared_dir, step_budget
         self.copy_from = Outbox(copy_from_dir / "outbox") if copy_from_dir else None
+        self._last_base = ""  # the base checkpoint of the last round worked on
         self.checkpoints = CheckpointCache(state_dir / "checkpoints")
         self.outbox = Outbox(state_dir / "outbox")
         self.state_dir = state_dir
@@ -189,46 +190,24 @@ class MinerWorker:
         return min(COMMIT_MARGIN_SECONDS, max(MIN_COMMIT_MARGIN_SECONDS, 3 * self.finish_seconds))
 
     def _contribution(self, request: TrainRequest) -> tuple[bytes, RoundEntry]:
-        entry = RoundEntry(request.round_index, received=self.received.get(request.round_index, time.time()),
-                           started=time.time())
-        if self.behaviour == "copy":
-            body = self._copied(request)
-            self.round_log.made(request.round_index, "copied")
-            return body, dataclasses.replace(entry, trained_until=time.time())
-        started = time.monotonic()
-        # Bounded by the round (a download past the deadline is worthless) and given up the moment
-        # the order is replaced: another permit holder's order must not hold the worker.
+        """The bytes this miner's behaviour (template/miner/behaviours.py) commits to for the
+        round, and the round's ledger entry."""
+        work = WorkerRound(self, request, RoundEntry(request.round_index, started=time.time(),
+                                                     received=self.received.get(request.round_index, time.time())))
+        body = contribution(self.behaviour, work)
+        self._last_base = request.base_checkpoint
+        if work.made is None:
+            self.round_log.made(request.round_index, self.behaviour)
+        return body, dataclasses.replace(work.entry, trained_until=work.entry.trained_until or time.time())
+
+    def synced_base(self, request: TrainRequest) -> SyncedBase:
+        """The round's base, synced while the previous round trained or now. Bounded by the round
+        (a download past the deadline is worthless) and given up the moment the order is replaced:
+        another permit holder's order must not hold the worker."""
         with self.lock:
             syncing = self._synced.pop(request.round_index, None)
-        synced = syncing.result() if syncing is not None else self.sync.base_for(
+        return syncing.result() if syncing is not None else self.sync.base_for(
             request, timeout=request.deadline_unix - time.time(), should_stop=lambda: not self.is_current(request))
-        base = synced.state
-        entry = dataclasses.replace(entry, sync=synced.how, sync_bytes=synced.bytes_fetched)
-        if self.behaviour == "zero":
-            delta = {name: torch.zeros_like(t, dtype=torch.float32) for name, t in base.items()}
-            stats = None
-            self.round_log.made(request.round_index, "zero")
-        else:
-            delta, stats = self._train(request, self.eager_start(request, synced))
-        entry = dataclasses.replace(entry, trained_until=time.time(), steps=stats.steps if stats else 0,
-                                    train_seconds=stats.seconds if stats else 0.0)
-        # Error feedback is per unit of work: what a shard did not send belongs to that shard.
-        update, residual = compress(delta, self.carry.residual(request.unit.label), request.recipe.compression)
-        self.carry.save_residual(request.unit.label, residual)
-        self._last_sent = (request.round_index, update, shapes_of(delta))
-        meta = ContributionMeta(
-            netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
-            hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
-            inner_steps=stats.steps if stats else 0, loss_first=stats.loss_first if stats else 0.0,
-            loss_last=stats.loss_last if stats else 0.0, train_seconds=time.monotonic() - started,
-            compression=request.recipe.compression.codec_id,
-        )
-        if stats:
-            logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s",
-                        request.round_index, stats.steps, stats.loss_first, stats.loss_last,
-                        stats.tokens_per_second)
-            self.round_log.made(request.round_index, "trained", stats)
-        return encode_tensors(update.to_tensors(), meta.model_dump(mode="json")), entry
 
     def eager_start(self, request: TrainRequest, synced: SyncedBase) -> dict[str, torch.Tensor]:
         """Where to train from. With overlapping rounds the base lacks the merge of the round still
@@ -251,10 +230,12 @@ class MinerWorker:
                     for name in shapes}
         return apply_outer_step(base, stand_in, lr)
 
-    def _train(self, request: TrainRequest, base: dict[str, torch.Tensor]):
-        """H inner steps on the assigned unit from `base`; the pseudo-gradient in full-model
-        coordinates."""
+    def _train(self, request: TrainRequest, base: dict[str, torch.Tensor], pages: list[int], step_budget: int = 0):
+        """The recipe's inner steps (at most `step_budget` when > 0) on `pages` of the assigned
+        unit from `base`; the pseudo-gradient in full-model coordinates."""
         if self.team is not None:
+            if list(pages) != list(request.pages) or step_budget:
+                raise RuntimeError("a torchrun team trains the assigned pages for the whole round only")
             stopping = self._stopping
             return self.team.train(request, self.workload, base, int(request.seed[:8], 16),
                                    request.deadline_unix - self.commit_margin,
@@ -275,11 +256,12 @@ class MinerWorker:
         self._optimizer_state = ("", None)
         if label != request.unit.label:
             kept = None  # another unit's moments must not sit in memory beside this one's
-        stats = train_inner(model, self.workload.pages.pages(request.pages), request.recipe,
+        budget = step_budget_stop(step_budget)
+        stats = train_inner(model, self.workload.pages.pages(pages), request.recipe,
                             seed=int(request.seed[:8], 16),
                             deadline=request.deadline_unix - self.commit_margin,
                             compile=self.compile, loss_mode=loss_mode(spec), optimizer_state=kept,
-                            should_stop=lambda: not self.is_current(request))
+                            should_stop=lambda: not self.is_current(request) or (budget is not None and budget()))
         self._optimizer_state = (request.unit.label, stats.optimizer_state)
         self.carry.save_moments(self._optimizer_state)
         delta = pseudo_gradient(start, model)
@@ -287,21 +269,74 @@ class MinerWorker:
             delta = shard_delta_in_full_model(delta, plan, shapes_of(base))
         return delta, stats
 
-    def _copied(self, request: TrainRequest) -> bytes:
-        """Freeloader: send another miner's contribution for this round as its own. Bytes are
-        revealed only after commitments close, so in time only a colluder can hand them over, and
-        only once its own work is done: the copy starts COPY_LAG_SECONDS after the victim committed
-        (the demo reads the victim's disk; the lag stands for the hand-over, and keeps a copier on
-        an idle CPU from answering a validator before its busy victim). Whichever of the pair
-        counts as the original, the pair is paid for one update."""
-        while time.time() < request.deadline_unix:
-            if self.copy_from.has(request.round_index):
-                time.sleep(max(0.0, min(COPY_LAG_SECONDS, request.deadline_unix - time.time() - 0.5)))
-            found = self.copy_from.body(request.round_index) if self.copy_from.has(request.round_index) else None
-            if found is not None:
-                tensors, meta = decode_tensors(found, MAX_CONTRIBUTION_BYTES)
-                meta = dict(meta or {}, hotkey=self.hotkey)
-                logger.info("round {}: copied {} bytes from another miner", request.round_index, len(found))
-                return encode_tensors(tensors, meta)
-            time.sleep(0.2)
-        raise RuntimeError("nothing to copy before the deadline")
+
+class WorkerRound:
+    """A behaviour's view of one work order in the miner process (`behaviours.RoundWork`)."""
+
+    def __init__(self, worker: MinerWorker, request: TrainRequest, entry: RoundEntry):
+        self.worker, self.order, self.hotkey, self.entry = worker, request, worker.hotkey, entry
+        self.train_ids = worker.workload.pages.train_ids
+        self.heldout_ids = worker.workload.pages.heldout_ids
+        self.step_budget = worker.step_budget
+        self.shared_dir = worker.shared_dir
+        self.started = time.monotonic()
+        self.made: str | None = None  # what round_log was told this round made
+        self._synced: SyncedBase | None = None
+
+    def synced(self) -> SyncedBase:
+        if self._synced is None:
+            self._synced = self.worker.synced_base(self.order)
+            self.entry = dataclasses.replace(self.entry, sync=self._synced.how, sync_bytes=self._synced.bytes_fetched)
+        return self._synced
+
+    def base(self) -> dict[str, torch.Tensor]:
+        return self.synced().state
+
+    def previous_base(self) -> dict[str, torch.Tensor] | None:
+        """The checkpoint before the base's last step: known when the base was replayed here, else
+        the base of this miner's previous round if the cache still holds it."""
+        synced = self.synced()
+        if synced.previous is not None:
+            return synced.previous
+        previous = self.worker._last_base
+        if not previous or previous == self.order.base_checkpoint:
+            return None
+        return self.worker.checkpoints.held(previous)
+
+    def train(self, pages: list[int], step_budget: int = 0) -> tuple[dict[str, torch.Tensor], InnerStats]:
+        delta, stats = self.worker._train(self.order, self.worker.eager_start(self.order, self.synced()), pages,
+                                          step_budget)
+        self.entry = dataclasses.replace(self.entry, trained_until=time.time(), steps=stats.steps,
+                                         train_seconds=stats.seconds)
+        logger.info("round {} trained {} steps, loss {:.3f} -> {:.3f}, {:.0f} tok/s", self.order.round_index,
+                    stats.steps, stats.loss_first, stats.loss_last, stats.tokens_per_second)
+        self.worker.round_log.made(self.order.round_index, "trained", stats)
+        self.made = "trained"
+        return delta, stats
+
+    def compress(self, delta: dict[str, torch.Tensor]) -> CompressedUpdate:
+        # Error feedback is per unit of work: what a shard did not send belongs to that shard.
+        label = self.order.unit.label
+        update, residual = compress(delta, self.worker.carry.residual(label), self.order.recipe.compression)
+        self.worker.carry.save_residual(label, residual)
+        return update
+
+    def pack(self, update: CompressedUpdate, stats: InnerStats | None) -> bytes:
+        request = self.order
+        # what the eager start of the next round stands in for this round's merge with
+        self.worker._last_sent = (request.round_index, update, shapes_of(self.base()))
+        meta = ContributionMeta(
+            netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
+            hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
+            inner_steps=stats.steps if stats else 0, loss_first=stats.loss_first if stats else 0.0,
+            loss_last=stats.loss_last if stats else 0.0, train_seconds=time.monotonic() - self.started,
+            compression=request.recipe.compression.codec_id,
+        )
+        return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
+
+    def own_body(self, round_index: int) -> bytes | None:
+        return self.worker.outbox.body(round_index)
+
+    def partner_body(self, round_index: int) -> bytes | None:
+        copy_from = self.worker.copy_from
+        return copy_from.body(round_index) if copy_from is not None and copy_from.has(round_index) else None
