@@ -145,6 +145,7 @@ def test_honest_update_gains_significantly_and_passes_assignment(reports):
         assert r.heldout.mean > 0 and r.heldout.z >= 2.0
         assert r.assignment.passed and r.assignment.assigned_gain > r.assignment.random_gain
         assert r.score == r.heldout.mean
+        assert r.pay == 1.0  # a full round's work (no claim read), own pages and gain both typical
 
 
 def test_update_trained_on_other_data_fails_assigned_vs_random(reports):
@@ -255,3 +256,52 @@ def test_copy_that_arrives_first_is_still_the_duplicate(world):
     assert out["alice"].accepted and out["alice"].score > 0
     assert out["mallory"].score == 0.0
     assert out["mallory"].duplicate.original == "alice"
+
+
+def test_update_trained_on_the_known_evaluation_pages_fails_the_known_pages_check(world):
+    """The public pages a miner can know validators look at (topic 3 here): an update that trained on
+    them helps them more than the unseen score pages, which no miner could know."""
+    known = pages(3, 32, 11)
+    evaldata = world.train(torch.cat([world.alice_pages, pages(3, 32, 12), known]))
+    round_ = [Contribution("alice", 0, world.alice, 0, assigned_tokens=world.alice_pages, control_tokens=world.control),
+              Contribution("bob", 1, world.bob, 1, assigned_tokens=world.bob_pages, control_tokens=world.control),
+              Contribution("eve", 2, evaldata, 2, assigned_tokens=world.alice_pages, control_tokens=world.control)]
+    out = score_round(round_, world.loss_fn, heldout_tokens=world.heldout, expected_shapes=world.shapes,
+                      known_tokens=known)
+    assert out["eve"].check("heldout_gain").passed  # it does help unseen text...
+    assert out["eve"].reason.startswith("known_pages: helps the known evaluation pages more than unseen ones")
+    assert out["eve"].score == 0.0
+    assert out["alice"].accepted and out["bob"].accepted and out["alice"].known.z < 3.0
+
+
+def test_reported_work_caps_pay(world):
+    round_ = [Contribution("alice", 0, world.alice, 0, assigned_tokens=world.alice_pages,
+                           control_tokens=world.control, claimed_tokens=1000),
+              Contribution("bob", 1, world.bob, 1, assigned_tokens=world.bob_pages, control_tokens=world.control,
+                           claimed_tokens=250)]
+    out = score_round(round_, world.loss_fn, heldout_tokens=world.heldout, expected_shapes=world.shapes,
+                      full_work_tokens=1000)
+    assert out["alice"].pay == 1.0 and out["bob"].pay == pytest.approx(0.25)
+    assert out["bob"].work == 0.25
+
+
+def test_one_run_sent_under_three_hotkeys_is_grouped_and_paid_once(world):
+    """A sybil trio: one training run on the three hotkeys' pages, sent as three disguised variants
+    (scaled, noised, half of it). Each helps the others' pages as much as its own."""
+    trio_pages = [pages(1, 16, 21), pages(1, 16, 22), pages(1, 16, 23)]
+    run = world.train(torch.cat(trio_pages))
+    g = torch.Generator().manual_seed(3)
+    variants = [run, {k: 1.3 * v + 0.2 * v.abs().mean() * torch.randn(v.shape, generator=g) for k, v in run.items()},
+                {k: v * (torch.rand(v.shape, generator=g) < 0.5) for k, v in run.items()}]
+    trio = [Contribution(f"sybil{i}", 2 + i, variants[i], 2 + i, assigned_tokens=trio_pages[i],
+                         control_tokens=world.control, coldkey="operator") for i in range(3)]
+    alone = [Contribution("alice", 0, world.alice, 0, assigned_tokens=world.alice_pages,
+                          control_tokens=world.control, coldkey="a"),
+             Contribution("bob", 1, world.bob, 1, assigned_tokens=world.bob_pages, control_tokens=world.control,
+                          coldkey="b")]
+    out = score_round(alone + trio, world.loss_fn, ScoringConfig(duplicate_cosine=1.01, duplicate_overlap=1.01),
+                      heldout_tokens=world.heldout, expected_shapes=world.shapes)
+    assert all(out[f"sybil{i}"].group == ["sybil0", "sybil1", "sybil2"] for i in range(3))
+    assert sum(out[f"sybil{i}"].pay for i in range(3)) <= out["alice"].pay
+    assert sum(out[f"sybil{i}"].merge_weight for i in range(3)) == pytest.approx(1.0)
+    assert out["alice"].group == [] and out["alice"].merge_weight == 1.0

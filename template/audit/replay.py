@@ -28,7 +28,7 @@ from template.training.outer_step import apply_outer_step
 from template.training.presets import PRESET_SETTINGS
 from template.training.model import ModelPreset
 from template.training.pretrained import PretrainedSource, pretrained_architecture
-from template.validation.contribution import HASH, Expected, Rejected, open_contribution
+from template.validation.contribution import HASH, METADATA, Expected, Rejected, open_contribution
 from template.validation.unit_merge import merge_units
 
 _RECORD = pydantic.TypeAdapter(RoundRecord)
@@ -84,6 +84,10 @@ def replayed_state(record: RoundRecord, applied_state: dict[str, torch.Tensor], 
     unnamed = [hk for hk in accepted if not isinstance(record.contributions.get(hk), str)]
     if unnamed:
         raise ReplayError(f"the record names no hash for accepted {unnamed[0][:10]}")
+    odd = [hk for hk, w in record.weights.items() if hk not in accepted or not 0.0 < float(w) <= 1.0]
+    if odd:
+        raise ReplayError(f"the record's merge weight for {odd[0][:10]} is not a share of an accepted contribution",
+                          rejected={hk: Rejected(METADATA, "merge weight outside (0, 1]") for hk in odd})
     shapes = shapes_of(base_state)
     units = {hk: UnitOfWork.from_label(record.units.get(hk, "full")) for hk in accepted}
     deltas, rejected = {}, {}
@@ -98,7 +102,8 @@ def replayed_state(record: RoundRecord, applied_state: dict[str, torch.Tensor], 
         first = next(iter(rejected))
         raise ReplayError(f"{len(rejected)} of {len(accepted)} accepted contributions do not open (first "
                           f"{first[:10]}: {rejected[first].reason})", rejected=rejected)
-    _, merged = merge_units(accepted, deltas, units, preset, vocab_size, coldkeys=record.coldkeys)
+    _, merged = merge_units(accepted, deltas, units, preset, vocab_size, coldkeys=record.coldkeys,
+                            weights=record.weights)
     return base_state if merged is None else apply_outer_step(base_state, merged, recipe.outer_lr)
 
 

@@ -27,6 +27,7 @@ class RoundRecord:
     coldkeys: dict[str, str] = field(default_factory=dict)  # hotkey -> coldkey (the merge caps each at 1/3)
     contributions: dict[str, str] = field(default_factory=dict)  # hotkey -> sha256 of the bytes received
     accepted: list[str] = field(default_factory=list)  # in aggregation order
+    weights: dict[str, float] = field(default_factory=dict)  # merge weight of an accepted one, if not 1 (collusion group shares)
     scores: dict[str, float] = field(default_factory=dict)
     heldout_loss_before: float | None = None
     heldout_loss_after: float | None = None

@@ -58,8 +58,44 @@ def assigned_pages(seed: bytes, hotkey: str, train_ids: Sequence[int], count: in
 
 
 def heldout_pages(eval_seed: bytes, heldout_ids: Sequence[int], count: int) -> list[int]:
-    """Held-out pages for scoring this round; drawn from the validator-only split."""
+    """`count` pages of `heldout_ids` ranked by `eval_seed` (a fixed seed gives fixed pages)."""
     return _ranked(eval_seed, "heldout", "", heldout_ids, count)
+
+
+# The global loss curve's pages: fixed, public, the first `count` of one ranking of the held-out
+# split (any count up to KNOWN_PAGES_MAX is a prefix of the same ranking).
+GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
+GLOBAL_EVAL_PAGES = 128
+KNOWN_PAGES_MAX = 512
+
+
+def global_eval_pages(heldout_ids: Sequence[int], count: int = GLOBAL_EVAL_PAGES) -> list[int]:
+    """The fixed held-out pages the global model's loss curve is measured on. They are public, so
+    a miner can train on them: scoring only checks that no update helps them more than pages
+    nobody could know (`known_pages`)."""
+    return heldout_pages(GLOBAL_EVAL_SEED, heldout_ids, min(count, KNOWN_PAGES_MAX))
+
+
+def sealed_pages(heldout_ids: Sequence[int], count: int = GLOBAL_EVAL_PAGES) -> list[int]:
+    """Held-out pages no validator ever evaluates on (none of the global curve's possible pages):
+    nothing points a miner at them, so an auditor measures on them what the network learnt
+    about text it never saw."""
+    known = set(heldout_pages(GLOBAL_EVAL_SEED, heldout_ids, KNOWN_PAGES_MAX))
+    return _ranked(GLOBAL_EVAL_SEED, "sealed", "", (i for i in heldout_ids if int(i) not in known), count)
+
+
+def score_pages(eval_seed: bytes, train_ids: Sequence[int], assigned: Iterable[int], count: int) -> list[int]:
+    """The round's scoring pages, drawn with the eval seed (the hash of the block after the
+    deadline) from every training page no miner was assigned this round: a pool far larger than
+    any miner trains on in a round, so no miner can know or target them while it trains."""
+    excluded = {int(i) for i in assigned}
+    return _ranked(eval_seed, "score", "", (i for i in train_ids if int(i) not in excluded), count)
+
+
+def known_pages(eval_seed: bytes, heldout_ids: Sequence[int], count: int) -> list[int]:
+    """A sample (drawn with the eval seed) of the public global-curve pages: the pages a miner
+    can know validators look at, compared with `score_pages` by the known-pages check."""
+    return _ranked(eval_seed, "known", "", global_eval_pages(heldout_ids), count)
 
 
 def control_pages(eval_seed: bytes, hotkey: str, train_ids: Sequence[int],

@@ -70,32 +70,37 @@ def median_norm_clip(deltas: Sequence[Delta]) -> list[ClippedDelta]:
 COLDKEY_CAP = 1 / 3
 
 
-def coldkey_capped_weights(coldkeys: Sequence[str], cap: float = COLDKEY_CAP) -> list[float] | None:
-    """Weights (summing to 1) for contributions from these coldkeys: equal, except that no
-    coldkey's total exceeds max(cap, 1 / number of coldkeys); what a capped coldkey loses goes
-    to the others' contributions equally. None when no cap binds (plain equal weights)."""
-    members: dict[str, int] = {}
-    for ck in coldkeys:
-        members[ck] = members.get(ck, 0) + 1
+def coldkey_capped_weights(coldkeys: Sequence[str], cap: float = COLDKEY_CAP,
+                           base: Sequence[float] | None = None) -> list[float] | None:
+    """Weights (summing to 1) for contributions from these coldkeys: in proportion to `base`
+    (default equal; a collusion group's members share one contribution's weight), except that
+    no coldkey's total exceeds max(cap, 1 / number of coldkeys); what a capped coldkey loses goes
+    to the others in proportion to their base. None when every weight is equal (plain mean)."""
+    base = [1.0] * len(coldkeys) if base is None else [float(b) for b in base]
+    members: dict[str, float] = {}
+    for ck, b in zip(coldkeys, base):
+        members[ck] = members.get(ck, 0.0) + b
     limit = max(cap, 1 / len(members)) if members else 1.0
     capped: set[str] = set()
     while True:  # water-filling: cap the heaviest coldkeys until none of the rest is over
-        free = sum(n for ck, n in members.items() if ck not in capped)
+        free = sum(b for ck, b in members.items() if ck not in capped)
         each = (1 - limit * len(capped)) / free if free else 0.0
-        over = {ck for ck, n in members.items() if ck not in capped and n * each > limit + 1e-12}
+        over = {ck for ck, b in members.items() if ck not in capped and b * each > limit + 1e-12}
         if not over:
             break
         capped |= over
-    if not capped:
+    if not capped and len(set(base)) <= 1:
         return None
-    return [limit / members[ck] if ck in capped else each for ck in coldkeys]
+    return [limit * b / members[ck] if ck in capped else each * b for ck, b in zip(coldkeys, base)]
 
 
 def aggregate(
-    accepted: Sequence[Delta], min_contributions: int = 2, coldkeys: Sequence[str] | None = None
+    accepted: Sequence[Delta], min_contributions: int = 2, coldkeys: Sequence[str] | None = None,
+    base_weights: Sequence[float] | None = None,
 ) -> dict[str, torch.Tensor] | None:
-    """Median-norm clip, then the mean (coldkey-capped, `coldkey_capped_weights`), summed in
-    the given order. `coldkeys[i]` owns `accepted[i]`; None: every contribution its own.
+    """Median-norm clip, then the mean (coldkey-capped, `coldkey_capped_weights`, in proportion
+    to `base_weights`), summed in the given order. `coldkeys[i]` owns `accepted[i]`; None: every
+    contribution its own.
 
     Returns None when fewer than `min_contributions` are accepted: the unit stays unchanged
     this round, so a lone attacker never steers it.
@@ -107,7 +112,9 @@ def aggregate(
         if set(d) != set(names):
             raise ValueError(f"accepted delta {i} has different tensor names than delta 0")
     clipped = median_norm_clip(accepted)
-    weights = coldkey_capped_weights(coldkeys) if coldkeys is not None else None
+    owners = list(coldkeys) if coldkeys is not None else [str(i) for i in range(len(accepted))]
+    weights = coldkey_capped_weights(owners, base=base_weights) \
+        if coldkeys is not None or base_weights is not None else None
     count = len(clipped)
     mean: dict[str, torch.Tensor] = {}
     for name in names:

@@ -9,7 +9,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from protocol.messages import UnitOfWork
-from template.training.assignment import control_pages, heldout_pages
+from protocol.recipe import Recipe
+from protocol.payload import read_metadata
+from protocol.limits import MAX_CONTRIBUTION_BYTES
+from template.training.assignment import control_pages, heldout_pages, known_pages, score_pages
 from template.training.compression import CompressionConfig, DecodedUpdate, shapes_of
 from template.training.evaluation import applied_delta, per_sequence_loss
 from template.training.pages import PageStore
@@ -57,14 +60,36 @@ def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str,
         return None, rejected.reason
 
 
+def full_work_tokens(recipe: Recipe, page_len: int) -> int:
+    """The inner-loop tokens of a full round of the recipe: what a miner reports when it trained
+    every step (the pay rule's unit of work)."""
+    return recipe.inner_steps * min(recipe.batch_size, recipe.pages_per_miner) * page_len
+
+
+def claimed_tokens(body: bytes | None) -> int | None:
+    """The inner-loop tokens a contribution's metadata reports (None when it does not say)."""
+    try:
+        meta = read_metadata(body, MAX_CONTRIBUTION_BYTES) if body is not None else None
+        return max(0, int(meta["tokens_trained"])) if meta else None
+    except Exception:  # noqa: BLE001 - crafted bytes: no claim read (the decoder says what is wrong)
+        return None
+
+
 def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tensor], received: list[Received],
                         ctx: RoundContext, pages: PageStore, compression: CompressionConfig,
-                        scoring: ScoringConfig, heldout_count: int, control_count: int, outer_lr: float = 1.0
+                        scoring: ScoringConfig, heldout_count: int, control_count: int, outer_lr: float = 1.0,
+                        coldkeys: Mapping[str, str] | None = None, full_work_tokens: int | None = None,
                         ) -> tuple[dict[str, ScoreReport], dict[str, DecodedUpdate]]:
     """Score every contribution, each unit of work (whole model, or one shard) among its own
-    peers; returns the reports and the decoded deltas of the accepted."""
+    peers; returns the reports and the decoded deltas of the accepted.
+
+    Pages, all drawn with the eval seed: `heldout_count` score pages from the training pages
+    nobody was assigned this round (`assignment.score_pages`), as many known pages (a sample of
+    the public global-curve pages), and per miner its assigned sample and control pages."""
     shapes = shapes_of(base_state)
-    heldout = pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, heldout_count))
+    assigned_anywhere = {p for item in received for p in item.assigned}
+    unseen = pages.pages(score_pages(ctx.eval_seed, pages.train_ids, assigned_anywhere, heldout_count))
+    known = pages.pages(known_pages(ctx.eval_seed, pages.heldout_ids, heldout_count))
     by_unit: dict[str, list[Contribution]] = {}
     deltas = {}
     for item in received:
@@ -75,7 +100,8 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
         control = control_pages(ctx.eval_seed, item.hotkey, pages.train_ids, item.assigned, control_count)
         by_unit.setdefault(item.unit.label, []).append(Contribution(
             hotkey=item.hotkey, uid=item.uid, delta=delta, arrival_index=item.arrival_index,
-            rejected_reason=problem, assigned_tokens=pages.pages(assigned_sample), control_tokens=pages.pages(control)))
+            rejected_reason=problem, assigned_tokens=pages.pages(assigned_sample), control_tokens=pages.pages(control),
+            coldkey=(coldkeys or {}).get(item.hotkey, ""), claimed_tokens=claimed_tokens(item.body)))
 
     def loss_fn(delta, scale, tokens):
         if delta is None:
@@ -84,13 +110,17 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
             return per_sequence_loss(model, tokens)
 
     reports: dict[str, ScoreReport] = {}
-    for contributions in by_unit.values():
+    units = {item.unit.label: item.unit for item in received}
+    for label, contributions in by_unit.items():
         # Score each update at the scale it will have in the aggregate (outer lr / peers on the
         # same unit): a single miner's full step overshoots, the averaged one does not.
         peers = sum(c.delta is not None for c in contributions)
         unit_scoring = replace(scoring, eval_scale=outer_lr / max(1, peers))
-        reports.update(score_round(contributions, loss_fn, unit_scoring, heldout_tokens=heldout,
-                                   expected_shapes=shapes))
+        # A shard of a scheme that cuts the model in `count` parts costs about 1/count of the
+        # full model's compute per token: its full round is that share of a full-model round.
+        unit_work = full_work_tokens * units[label].count if full_work_tokens else None
+        reports.update(score_round(contributions, loss_fn, unit_scoring, heldout_tokens=unseen,
+                                   expected_shapes=shapes, known_tokens=known, full_work_tokens=unit_work))
     accepted = {hk: deltas[hk] for hk, report in reports.items() if report.accepted}
     return reports, accepted
 
@@ -102,4 +132,6 @@ def aggregate_in_arrival_order(accepted: dict[str, Mapping[str, torch.Tensor]], 
     """The outer step's update, summed in a fixed order (arrival, then hotkey) that the round
     record keeps, so anyone can replay it bit for bit (`template.audit.replay`)."""
     order = sorted(accepted, key=lambda hk: (reports[hk].arrival_index, hk))
-    return merge_units(order, accepted, {hk: units[hk] for hk in order}, preset, vocab_size, min_per_unit, coldkeys)
+    weights = {hk: reports[hk].merge_weight for hk in order if reports[hk].merge_weight != 1.0}
+    return merge_units(order, accepted, {hk: units[hk] for hk in order}, preset, vocab_size, min_per_unit, coldkeys,
+                       weights)

@@ -1,4 +1,5 @@
-"""Scoring one round: gates, held-out gain, assigned-vs-random test (docs/scoring.md).
+"""Scoring one round: gates, gain on unseen pages, the known-pages and assigned-vs-random tests,
+collusion groups and pay (docs/scoring.md).
 
 Pure functions of the contributions and a `loss_fn` the validator supplies:
 
@@ -7,7 +8,9 @@ Pure functions of the contributions and a `loss_fn` the validator supplies:
 returns the per-sequence loss of the base model with `theta - scale * delta` applied
 (`delta=None`: the base model itself). Nothing here knows the model, the network or the chain.
 
-Score = held-out gain mean for an accepted contribution, exactly 0.0 when any gate fails.
+Score = the held-out gain mean (at least 0) of an accepted contribution; pay = what it earns
+(`pay.py`: work x min(evidence, usefulness), a collusion group paid once), which the score EMA and
+the weights follow. Both are exactly 0.0 when any gate fails.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from template.validation.checks import (
     payload_problem,
     wrong_shape,
 )
+from template.validation.collusion import CrossEvidence, collusion_groups, cross_evidence, edges, welch_z
 from template.validation.norms import delta_norm
+from template.validation.pay import Measured, pay, work_fraction
 
 LossFn = Callable[[Mapping[str, torch.Tensor] | None, float, Any], torch.Tensor]
 
@@ -44,7 +49,9 @@ CHECK_ORDER = (
     "norm",
     "duplicate",
     "heldout_gain",
+    "known_pages",
     "assigned_vs_random",
+    "pay",
 )
 
 
@@ -65,6 +72,12 @@ class ScoringConfig:
     eval_scale: float = 1.0  # scale an update is applied at when scored (outer lr / expected count)
     clip_before_eval: bool = True  # clip each tensor to the candidates' median norm before scoring
     originality_margin_z: float = 2.0  # a later duplicate outranks an earlier one by this much assignment z
+    known_z_max: float = 3.0  # gain on the public (known) pages above the unseen score pages at this z fails
+    cross_z_min: float = 3.5  # helping another miner's pages above random at this z joins the two in a group
+    cross_z_min_same_coldkey: float = 1.0  # the same between two hotkeys of one coldkey (one operator is known)
+    cross_pages: int = 16  # of each miner's assigned sample, the pages others are tested on
+    pay_tolerance: float = 0.5  # evidence and usefulness count in full from this fraction of the round's median
+    pay_evidence_floor: float = 0.25  # own-page evidence up to this fraction of the round's median counts nothing
 
 
 @dataclass(frozen=True)
@@ -109,15 +122,7 @@ def paired_gain(loss_before: torch.Tensor, loss_after: torch.Tensor) -> GainStat
     Fewer than 2 sequences give z = 0 (nothing is significant on one sample); sd = 0 gives
     z = +-inf for a non-zero mean, 0 for a zero mean.
     """
-    d = _gains(loss_before, loss_after)
-    n = d.numel()
-    if n == 0:
-        return GainStats(0.0, 0.0, 0.0, 0)
-    mean = float(d.mean())
-    if n < 2:
-        return GainStats(mean, 0.0, 0.0, n)
-    sd = float(d.std(unbiased=True))
-    return GainStats(mean, sd, _z(mean, sd / math.sqrt(n)), n)
+    return _stats(_gains(loss_before, loss_after))
 
 
 def assigned_vs_random(
@@ -153,6 +158,8 @@ class Contribution:
     rejected_reason: str | None = None  # set by the caller: malformed payload, wrong round, ...
     assigned_tokens: Any = None  # the miner's assigned pages, as loss_fn takes them
     control_tokens: Any = None  # random unassigned training pages, as loss_fn takes them
+    coldkey: str = ""  # its owner's coldkey ("": unknown)
+    claimed_tokens: int | None = None  # inner-loop tokens its metadata reports (None: no claim read)
 
 
 @dataclass
@@ -172,8 +179,16 @@ class ScoreReport:
     median_norm: float | None = None
     duplicate: DuplicateFinding | None = None
     heldout: GainStats | None = None
+    known: AssignmentTest | None = None  # gain on the known pages minus gain on the score pages
     assignment: AssignmentTest | None = None
-    score: float = 0.0
+    work: float | None = None  # reported work over the round's full work
+    evidence_factor: float | None = None
+    usefulness_factor: float | None = None
+    group: list[str] = field(default_factory=list)  # its collusion group (empty: none)
+    merge_weight: float = 1.0  # its weight in the aggregate relative to a lone contribution
+    cross: list[CrossEvidence] = field(default_factory=list)  # pages of others it helps (edges only)
+    score: float = 0.0  # held-out gain mean (at least 0) of an accepted update
+    pay: float = 0.0  # what it earns (pay.py): the score EMA and the weights follow this
     accepted: bool = False
     reason: str = ""  # "accepted", or "<check>: <why>" for the first failed check
 
@@ -285,6 +300,8 @@ def score_round(
     *,
     heldout_tokens: Any,
     expected_shapes: Mapping[str, Sequence[int]],
+    known_tokens: Any = None,
+    full_work_tokens: int | None = None,
 ) -> dict[str, ScoreReport]:
     """Score every contribution of one round (one unit of work) and say why.
 
@@ -293,14 +310,20 @@ def score_round(
     valid ones (a copy's victim that failed the norm gate is still the original): within a
     group of near-identical updates the earliest arrival is the original unless another
     member's assignment z reaches `assignment_z_min` and beats the earliest's by
-    `originality_margin_z` (`_duplicates_originals_first`); held-out gain (rejects only a
-    significant loss: mean < 0 and z <= -harm_z) and assigned-vs-random (z >= assignment_z_min
-    when held-out gain is significant, z >= neutral_assignment_z_min when not), both on the update
-    clipped per tensor to the median norm of the candidates left after the duplicate gate
-    (`clip_before_eval`) and applied at `eval_scale`. Score = the held-out gain mean (at least 0)
-    when every gate passes, else 0. The base-model losses are computed once per token set (held-out once
-    for the round; assigned/control pages once per distinct object), the updated-model losses
-    once per contribution that reaches that gate.
+    `originality_margin_z` (`_duplicates_originals_first`); held-out gain on `heldout_tokens`
+    (the round's score pages, which no miner could know; rejects only a significant loss:
+    mean < 0 and z <= -harm_z); known pages (the gain on `known_tokens`, pages a miner can know
+    validators look at, must not exceed the gain on the score pages at z >= known_z_max);
+    assigned-vs-random (z >= assignment_z_min when the held-out gain is significant, z >=
+    neutral_assignment_z_min when not). All three on the update clipped per tensor to the median
+    norm of the candidates left after the duplicate gate (`clip_before_eval`) and applied at
+    `eval_scale`.
+
+    The accepted are then tested against each other's pages (`collusion.py`) and paid
+    (`pay.py`, with `full_work_tokens` the work of a full round); one that earns nothing fails
+    `pay`. Score = the held-out gain mean (at least 0) of an update that passes every gate, pay =
+    what its EMA and weights follow; both 0 on any failure. The base-model losses are computed
+    once per token set, the updated-model losses once per contribution and set.
     """
     cfg = cfg or ScoringConfig()
     hotkeys = [c.hotkey for c in contributions]
@@ -350,12 +373,15 @@ def score_round(
 
     # Clip like the aggregate will, so the score measures what the update would contribute.
     clip_norms = median_tensor_norms([c.delta for c in candidates]) if candidates else {}
+    evaluated: dict[str, Mapping[str, torch.Tensor]] = {}
+    control_gains: dict[str, torch.Tensor] = {}
+    accepted: list[Contribution] = []
     for c in candidates:
         gate, report = gates[c.hotkey], reports[c.hotkey]
         delta = clip_to_norms(c.delta, clip_norms) if cfg.clip_before_eval else c.delta
-        after = loss_fn(delta, cfg.eval_scale, heldout_tokens)
-        held = paired_gain(base_loss(heldout_tokens), after)
-        report.heldout = held
+        evaluated[c.hotkey] = delta
+        gains = _gains(base_loss(heldout_tokens), loss_fn(delta, cfg.eval_scale, heldout_tokens))
+        held = report.heldout = _stats(gains)
         helps = held.mean > 0 and held.z >= cfg.z_min
         problem = None
         if held.mean < 0 and held.z <= -cfg.harm_z:
@@ -363,15 +389,27 @@ def score_round(
         verdict = "helps" if helps else f"neutral: needs assignment z >= {cfg.neutral_assignment_z_min:g}"
         if not gate.record("heldout_gain", problem, f"gain {held.mean:.4g}, z {held.z:.3g} ({verdict})"):
             continue
+        if known_tokens is not None:
+            known = _gains(base_loss(known_tokens), loss_fn(delta, cfg.eval_scale, known_tokens))
+            diff, z = welch_z(known, gains)
+            report.known = AssignmentTest(float(known.mean()), held.mean, diff, z, z < cfg.known_z_max)
+            problem = None if report.known.passed else (
+                f"helps the known evaluation pages more than unseen ones: {float(known.mean()):.4g} vs "
+                f"{held.mean:.4g}, z {z:.3g} >= {cfg.known_z_max:g}")
+            if not gate.record("known_pages", problem, f"diff {diff:.4g}, z {z:.3g}"):
+                continue
+        else:
+            gate.record("known_pages", None, "no known pages to compare")
         if c.assigned_tokens is None or c.control_tokens is None:
             gate.record("assigned_vs_random", "no assigned or control pages to test against")
             continue
         needed = cfg.assignment_z_min if helps else cfg.neutral_assignment_z_min
+        control_after = loss_fn(delta, cfg.eval_scale, c.control_tokens)
         test = assigned_vs_random(
             base_loss(c.assigned_tokens),
             loss_fn(delta, cfg.eval_scale, c.assigned_tokens),
             base_loss(c.control_tokens),
-            loss_fn(delta, cfg.eval_scale, c.control_tokens),
+            control_after,
             needed,
         )
         report.assignment = test
@@ -382,10 +420,75 @@ def score_round(
                 f"z {test.z:.3g} < {needed:g}" + ("" if helps else " (held-out gain not significant)")
             )
         if gate.record("assigned_vs_random", problem, f"diff {test.diff:.4g}, z {test.z:.3g}"):
-            report.accepted = True
-            report.score = max(0.0, held.mean)
-            report.reason = "accepted"
+            control_gains[c.hotkey] = _gains(base_loss(c.control_tokens), control_after)
+            accepted.append(c)
 
+    _pay_accepted(accepted, reports, evaluated, control_gains, loss_fn, base_loss, cfg, full_work_tokens)
+    for c in accepted:  # an update that earns nothing adds nothing of its own: it is not merged
+        report = reports[c.hotkey]
+        if gates[c.hotkey].record("pay", _unpaid(report), f"{report.pay:.3g}"):
+            report.accepted = True
+            report.score = max(0.0, report.heldout.mean)
+            report.reason = "accepted"
     for gate in gates.values():
         gate.skip_rest()
     return {h: reports[h] for h in hotkeys}
+
+
+def _unpaid(report: ScoreReport) -> str | None:
+    """Why an update that passed every check earns nothing (None when it earns something)."""
+    if report.pay > 0:
+        return None
+    if report.group and report.merge_weight == 0:
+        return f"in a collusion group with {len(report.group) - 1} other(s), nothing of its own to be paid for"
+    if not report.work:
+        return "reported no work"
+    if not report.evidence_factor:
+        return "too little of its own assigned pages in it (below the pay floor of the round's reference)"
+    return "no gain on the score pages to pay for"
+
+
+def _first(tokens: Any, count: int) -> Any:
+    """The first `count` pages of a token set (one the caller passes as an opaque object: all of it)."""
+    try:
+        return tokens[:count]
+    except TypeError:
+        return tokens
+
+
+def _stats(d: torch.Tensor) -> GainStats:
+    n = d.numel()
+    if n == 0:
+        return GainStats(0.0, 0.0, 0.0, 0)
+    mean = float(d.mean())
+    if n < 2:
+        return GainStats(mean, 0.0, 0.0, n)
+    sd = float(d.std(unbiased=True))
+    return GainStats(mean, sd, _z(mean, sd / math.sqrt(n)), n)
+
+
+def _pay_accepted(accepted: Sequence[Contribution], reports: dict[str, ScoreReport],
+                  evaluated: Mapping[str, Mapping[str, torch.Tensor]], control_gains: Mapping[str, torch.Tensor],
+                  loss_fn: LossFn, base_loss: _BaseLosses, cfg: ScoringConfig, full_work_tokens: int | None) -> None:
+    """Collusion groups among the accepted (each one's update on the others' probe pages), then
+    each one's pay (`pay.py`)."""
+    keys = [c.hotkey for c in accepted]
+    probes = {c.hotkey: _first(c.assigned_tokens, cfg.cross_pages) for c in accepted}
+
+    def probe_gains(carrier: str, owner: str) -> torch.Tensor:
+        return _gains(base_loss(probes[owner]), loss_fn(evaluated[carrier], cfg.eval_scale, probes[owner]))
+
+    coldkeys = {c.hotkey: c.coldkey for c in accepted if c.coldkey}
+    found = edges(cross_evidence(keys, probe_gains, control_gains), coldkeys, cfg.cross_z_min,
+                  cfg.cross_z_min_same_coldkey)
+    for e in found:
+        reports[e.carrier].cross.append(e)
+    groups = collusion_groups(keys, found)
+    measured = [Measured(c.hotkey, work_fraction(c.claimed_tokens, full_work_tokens),
+                         reports[c.hotkey].assignment.diff, reports[c.hotkey].heldout.mean, c.coldkey,
+                         reports[c.hotkey].heldout.z) for c in accepted]
+    for key, p in pay(measured, groups, cfg.pay_tolerance, cfg.pay_evidence_floor, cfg.z_min).items():
+        report = reports[key]
+        report.pay, report.work = p.score, p.work
+        report.evidence_factor, report.usefulness_factor = p.evidence, p.usefulness
+        report.group, report.merge_weight = list(p.group), p.share

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import shutil
 import signal
@@ -35,7 +34,7 @@ from template.net.checkpoint_client import (MIN_TRANSFER_BYTES_PER_S, Checkpoint
 from template.net.monitoring import Monitoring, install_monitoring
 from template.net.server import BackgroundServer
 from template.training.checkpoint import CheckpointError
-from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
+from template.training.assignment import assigned_pages, eval_seed, global_eval_pages, round_seed
 from template.training.evaluation import per_sequence_loss
 from template.training.model import load_model_state, model_state, pick_device
 from template.training.workload import Workload, initial_seed
@@ -44,7 +43,7 @@ from template.utils.neuron_folder import claim_folder
 from template.utils.stopwatch import Stopwatch
 from template.utils.versions import versions
 from template.utils.wandb_run import WandbRun
-from template.validation.round import Received, RoundContext, score_contributions
+from template.validation.round import Received, RoundContext, full_work_tokens, score_contributions
 from template.validation.score_ema import ScoreBook
 from template.validation.scoring import ScoreReport, ScoringConfig
 from template.validator.checkpoint_app import create_checkpoint_app
@@ -62,7 +61,6 @@ from template.validator.reporting import (ValidatorMetrics, WeightsSet, report_m
 from template.validator.state import CheckpointStore, ValidatorState
 from template.validator.unit_sizing import full_training_gb, units_by_capacity
 
-GLOBAL_EVAL_SEED = hashlib.sha256(b"deai/global-eval").digest()
 FOLLOWER_JOIN_MARGIN_BLOCKS = 4  # a follower joins a round at the latest this many blocks before its deadline
 REVEAL_FLOOR_SECONDS = 2.0  # a round settled late still gets this long to fetch the committed bytes
 
@@ -110,7 +108,7 @@ class Validator:
         self.run = run
         self.scoring = ScoringConfig()
         self.global_eval = workload.pages.pages(
-            heldout_pages(GLOBAL_EVAL_SEED, workload.pages.heldout_ids, config.round.global_eval_pages))
+            global_eval_pages(workload.pages.heldout_ids, config.round.global_eval_pages))
         self.miners = miners or MinerClient(chain.wallet.hotkey, timeout=config.validator.query_timeout + 6.0)
         self.lead_records = lead_records or RoundRecordBoard(chain.committed_digests)
         self.fetch_checkpoint = fetch_checkpoint
@@ -546,7 +544,7 @@ class Validator:
         return await asyncio.to_thread(
             score_contributions, self.model, base_state, received, ctx, self.workload.pages,
             plan.recipe.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
-            plan.recipe.outer_lr)
+            plan.recipe.outer_lr, plan.coldkeys, full_work_tokens(plan.recipe, self.workload.pages.page_len))
 
     async def check_lead(self, plan: RoundPlan, received: list[Received]) -> LeadCheck:
         """Replay the lead's committed record of this round on the bytes received here, onto the
@@ -610,7 +608,7 @@ class Validator:
         async with self.head_lock:
             if settlement.folds_round:
                 self.state.checkpoint, self.state.checkpoint_round = settlement.new_checkpoint, index
-            self.scores.update({hk: r.score for hk, r in reports.items()}, plan.uids)
+            self.scores.update({hk: r.pay for hk, r in reports.items()}, plan.uids)  # weights follow pay
             self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
             self.state.last_round = index
             self.state.settling_round = ""
@@ -701,7 +699,7 @@ class Validator:
                     record.heldout_loss_after, len(accepted), len(reports), "set" if weights_set else "kept", seconds,
                     clock.summary())
         for report in reports.values():
-            logger.info("  uid {:>3} score {:.4f} ema {:.4f} {}", report.uid, report.score,
+            logger.info("  uid {:>3} score {:.4f} pay {:.4f} ema {:.4f} {}", report.uid, report.score, report.pay,
                         self.scores.ema(report.hotkey), report.reason)
             logger.debug("  uid {} details {}", report.uid, json.dumps(report.to_dict()))
         with (self.state_dir / "scores.jsonl").open("a") as handle:

@@ -91,7 +91,7 @@ def scores_replayed(path: Path, alpha: float) -> ScoreBook:
     for line in path.read_text(errors="replace").splitlines():
         try:
             reports = json.loads(line)["reports"]
-            scores = {hk: float(r["score"]) for hk, r in reports.items()}
+            scores = {hk: float(r.get("pay", r["score"])) for hk, r in reports.items()}  # the EMA follows pay
             uids = {hk: int(r["uid"]) for hk, r in reports.items()}
         except (ValueError, KeyError, TypeError):
             continue  # a half-written last line

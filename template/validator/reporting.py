@@ -30,13 +30,14 @@ def weights_line(weights: WeightsSet) -> str:
 
 def report_metrics(reports: Mapping[str, ScoreReport]) -> dict[str, float]:
     """Each uid's score decomposition, keyed `<figure>/uid<N>` (wandb groups a figure's uids in
-    one panel): score, accepted, each check that ran (1 passed, 0 failed), held-out gain and its
+    one panel): score, pay, accepted, each check that ran (1 passed, 0 failed), held-out gain and its
     z, norm over the round's median, cosine with the update it duplicates, assignment z.
     Non-finite figures (a z over zero spread) are left out of the row."""
     row: dict[str, float] = {}
     for report in reports.values():
         uid = f"uid{report.uid}"
         row[f"score/{uid}"] = report.score
+        row[f"pay/{uid}"] = report.pay
         row[f"accepted/{uid}"] = int(report.accepted)
         for check in report.checks:
             if check.passed is not None:

@@ -99,6 +99,7 @@ class Settlement:
     recipe: Recipe | None = None  # how the accepted updates were merged (the lead's, for a follower)
     units: dict[str, str] = field(default_factory=dict)  # of the accepted, as merged
     coldkeys: dict[str, str] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)  # merge weights other than 1, as merged
     folds_round: bool = False  # the new checkpoint includes this round (announced as its round)
     lead_check: LeadCheck | None = None  # a follower's check of the lead's round
     skipped: str | None = None
@@ -118,7 +119,9 @@ def settle_as_lead(plan: RoundPlan, head: str, head_state: dict[str, torch.Tenso
     new_state = None if merged is None else apply_outer_step(head_state, merged, plan.recipe.outer_lr)
     return Settlement(plan.base_checkpoint, head if new_state is None else state_hash(new_state),
                       new_state, head, order, plan.recipe, {hk: plan.units[hk].label for hk in order},
-                      {hk: plan.coldkeys[hk] for hk in order if hk in plan.coldkeys}, folds_round=True)
+                      {hk: plan.coldkeys[hk] for hk in order if hk in plan.coldkeys},
+                      {hk: reports[hk].merge_weight for hk in order if reports[hk].merge_weight != 1.0},
+                      folds_round=True)
 
 
 def settle_as_follower(plan: RoundPlan, head: str, check: LeadCheck) -> Settlement:
@@ -130,8 +133,8 @@ def settle_as_follower(plan: RoundPlan, head: str, check: LeadCheck) -> Settleme
     return Settlement(plan.base_checkpoint, lead.new_checkpoint, check.state, lead.applied_checkpoint,
                       list(lead.accepted), lead.training_recipe,
                       {hk: lead.units[hk] for hk in lead.accepted if hk in lead.units},
-                      {hk: lead.coldkeys[hk] for hk in lead.accepted if hk in lead.coldkeys}, folds_round=True,
-                      lead_check=check)
+                      {hk: lead.coldkeys[hk] for hk in lead.accepted if hk in lead.coldkeys}, dict(lead.weights),
+                      folds_round=True, lead_check=check)
 
 
 def round_record(plan: RoundPlan, received: list[Received], reports: dict[str, ScoreReport], settlement: Settlement,
@@ -146,6 +149,7 @@ def round_record(plan: RoundPlan, received: list[Received], reports: dict[str, S
         units={**{hk: u.label for hk, u in plan.units.items()}, **settlement.units},
         coldkeys={**plan.coldkeys, **settlement.coldkeys},
         contributions={r.hotkey: r.digest for r in received if r.body is not None},
-        accepted=list(settlement.accepted), scores={hk: r.score for hk, r in reports.items()},
+        accepted=list(settlement.accepted), weights=dict(settlement.weights),
+        scores={hk: r.pay for hk, r in reports.items()},
         heldout_loss_before=loss_before, heldout_loss_after=loss_after,
         applied_to="" if settlement.applied_to in ("", settlement.base_checkpoint) else settlement.applied_to)
