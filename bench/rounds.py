@@ -39,7 +39,7 @@ from protocol.recipe import Recipe
 from template.config import RoundConfig
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
 from template.training.checkpoint import state_hash
-from template.training.compression import compress, decompress, dense_bytes, shapes_of, wire_bytes
+from template.training.compression import CompressedUpdate, compress, decompress, dense_bytes, shapes_of, wire_bytes
 from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import InnerStats, pseudo_gradient, train_inner
 from template.training.model import build_model, load_model_state, model_state
@@ -47,7 +47,9 @@ from template.training.outer_step import apply_outer_step
 from template.training.pages import PageStore
 from template.training.shards import ShardSpec, shard_delta_in_full_model, extract, loss_mode, sub_state
 from template.training.workload import Workload
-from template.validation.round import Received, RoundContext, aggregate_in_arrival_order, score_contributions
+from template.miner.behaviours import contribution, step_budget_stop
+from template.validation.round import (Received, RoundContext, aggregate_in_arrival_order, full_work_tokens,
+                                       score_contributions)
 from template.validation.scoring import ScoreReport, ScoringConfig
 
 Delta = dict[str, torch.Tensor]
@@ -136,21 +138,30 @@ class Sent:
 
 
 class Miner:
-    """One honest miner across rounds: training, carried moments and error feedback as
-    `MinerWorker._train` / `_contribution` keep them."""
+    """One miner across rounds: training, carried moments and error feedback as
+    `MinerWorker._train` / `_contribution` keep them; `behaviour` (template/miner/behaviours.py)
+    makes its contribution, honest by default."""
 
     def __init__(self, hotkey: str, preset: str, vocab_size: int, pages: PageStore,
-                 codec: Codec | None = None, carry_moments: bool = True, device: str = "cpu"):
+                 codec: Codec | None = None, carry_moments: bool = True, device: str = "cpu",
+                 step_budget: int = 0, behaviour: str = "honest", shared_dir: Path | None = None,
+                 partner: str | None = None):
         self.hotkey, self.preset, self.vocab_size, self.pages = hotkey, preset, vocab_size, pages
         self.codec, self.carry_moments, self.device = codec, carry_moments, device
+        self.step_budget = step_budget  # > 0: stops after that many inner steps, as a slow device at its deadline
+        self.behaviour, self.shared_dir, self.partner = behaviour, shared_dir, partner
         self._full_model: torch.nn.Module | None = None
         self._optimizer_state: tuple[str, dict | None] = ("", None)  # (unit label, AdamW state)
         self._residuals: dict[str, Delta] = {}  # error feedback per unit label
         self._codec_memory: dict[str, dict] = {}
         self.last_sent: Delta | None = None  # what the validator decodes of this miner's last contribution
+        self.bodies: dict[int, bytes] = {}  # own contributions by round (the outbox)
+        self.last_base: State | None = None
 
-    def train(self, order: WorkOrder, base: State) -> tuple[Delta, InnerStats]:
-        """H inner steps on the order's unit; the pseudo-gradient in full-model coordinates."""
+    def train(self, order: WorkOrder, base: State, pages: list[int] | None = None, step_budget: int | None = None
+              ) -> tuple[Delta, InnerStats]:
+        """H inner steps (at most the budget) on the order's unit and pages; the pseudo-gradient
+        in full-model coordinates."""
         spec = ShardSpec(order.unit.scheme, order.unit.index, order.unit.count)
         if spec.scheme == "full":
             if self._full_model is None:
@@ -163,8 +174,10 @@ class Miner:
         label, kept = self._optimizer_state
         if label != order.unit.label or not self.carry_moments:
             kept = None
-        stats = train_inner(model, self.pages.pages(order.pages), order.recipe, seed=int(order.seed.hex()[:8], 16),
-                            loss_mode=loss_mode(spec), optimizer_state=kept)
+        budget = self.step_budget if step_budget is None else step_budget
+        stats = train_inner(model, self.pages.pages(order.pages if pages is None else pages), order.recipe,
+                            seed=int(order.seed.hex()[:8], 16), loss_mode=loss_mode(spec), optimizer_state=kept,
+                            should_stop=step_budget_stop(budget))
         self._optimizer_state = (order.unit.label, stats.optimizer_state if self.carry_moments else None)
         delta = pseudo_gradient(start, model)
         if spec.scheme != "full":
@@ -172,23 +185,89 @@ class Miner:
         return delta, stats
 
     def contribute(self, order: WorkOrder, base: State,
-                   observe: Callable[[str, int, Delta], None] | None = None) -> Sent:
-        delta, stats = self.train(order, base)
-        if observe is not None:
-            observe(self.hotkey, order.round_index, delta)
-        label, dense = order.unit.label, dense_bytes(shapes_of(delta))
+                   observe: Callable[[str, int, Delta], None] | None = None,
+                   others: dict[str, "Miner"] | None = None, start: State | None = None) -> Sent:
+        """This round's contribution from the order's `base` (training from `start` when given: the
+        base moved by an eager stand-in); `others` (hotkey -> miner) are the miners that already
+        sent theirs this round (a partner's outbox)."""
         if self.codec is not None:
-            sent, nbytes = self.codec.send(delta, self._codec_memory.setdefault(label, {}))
-            return Sent(self.hotkey, order.unit, stats, dense, nbytes, delta=sent)
-        update, self._residuals[label] = compress(delta, self._residuals.get(label), order.recipe.compression)
-        self.last_sent = dict(decompress(update, shapes_of(delta)))
+            delta, stats = self.train(order, base if start is None else start)
+            if observe is not None:
+                observe(self.hotkey, order.round_index, delta)
+            sent, nbytes = self.codec.send(delta, self._codec_memory.setdefault(order.unit.label, {}))
+            return Sent(self.hotkey, order.unit, stats, dense_bytes(shapes_of(delta)), nbytes, delta=sent)
+        work = BenchRound(self, order, base, base if start is None else start, observe, others or {})
+        body = contribution(self.behaviour, work)
+        self.bodies[order.round_index] = body
+        self.last_base = base
+        stats = work.stats or InnerStats(0.0, 0.0, 0, 0.0)
+        return Sent(self.hotkey, order.unit, stats, dense_bytes(shapes_of(base)), work.wire_bytes, body=body)
+
+
+class BenchRound:
+    """A behaviour's view of one work order in process (`template.miner.behaviours.RoundWork`)."""
+
+    def __init__(self, miner: Miner, order: WorkOrder, base: State, start: State, observe, others: dict[str, Miner]):
+        self.miner, self.hotkey, self._base, self.observe, self.others = miner, miner.hotkey, base, observe, others
+        self._start = start  # where training starts: the base, or the base moved by an eager stand-in
+        self.order = BenchOrder(order.round_index, order.seed.hex(), order.pages, order.recipe, order.unit,
+                                order.base_checkpoint, work_order=order)
+        self.train_ids, self.heldout_ids = miner.pages.train_ids, miner.pages.heldout_ids
+        self.step_budget, self.shared_dir = miner.step_budget, miner.shared_dir
+        self.stats: InnerStats | None = None
+        self.wire_bytes = 0
+
+    def base(self) -> State:
+        return self._base
+
+    def previous_base(self) -> State | None:
+        return self.miner.last_base
+
+    def train(self, pages: list[int], step_budget: int = 0) -> tuple[Delta, InnerStats]:
+        delta, self.stats = self.miner.train(self.order.work_order, self._start, pages, step_budget or None)
+        if self.observe is not None:
+            self.observe(self.hotkey, self.order.round_index, delta)
+        return delta, self.stats
+
+    def compress(self, delta: Delta) -> CompressedUpdate:
+        label = self.order.unit.label
+        update, self.miner._residuals[label] = compress(delta, self.miner._residuals.get(label),
+                                                        self.order.recipe.compression)
+        return update
+
+    def pack(self, update: CompressedUpdate, stats: InnerStats | None) -> bytes:
+        order = self.order
+        self.miner.last_sent = dict(decompress(update, shapes_of(self._base)))
         meta = ContributionMeta(
             netuid=NETUID, round_index=order.round_index, base_checkpoint=order.base_checkpoint,
-            hotkey=self.hotkey, unit=order.unit, tokens_trained=stats.tokens, inner_steps=stats.steps,
-            loss_first=stats.loss_first, loss_last=stats.loss_last, train_seconds=stats.seconds,
+            hotkey=self.hotkey, unit=order.unit, tokens_trained=stats.tokens if stats else 0,
+            inner_steps=stats.steps if stats else 0, loss_first=stats.loss_first if stats else 0.0,
+            loss_last=stats.loss_last if stats else 0.0, train_seconds=stats.seconds if stats else 0.0,
             compression=order.recipe.compression.codec_id)
-        body = encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
-        return Sent(self.hotkey, order.unit, stats, dense, wire_bytes(update), body=body)
+        self.wire_bytes = wire_bytes(update)
+        return encode_tensors(update.to_tensors(), meta.model_dump(mode="json"))
+
+    def own_body(self, round_index: int) -> bytes | None:
+        return self.miner.bodies.get(round_index)
+
+    def partner_body(self, round_index: int) -> bytes | None:
+        partner = self.others.get(self.miner.partner or "")
+        return partner.bodies.get(round_index) if partner else None
+
+
+@dataclass(frozen=True)
+class BenchOrder:
+    """The fields of a `TrainRequest` that behaviours read (no deadline in process: a partner's
+    bytes are there or not)."""
+
+    round_index: int
+    seed: str
+    pages: list[int]
+    recipe: Recipe
+    unit: UnitOfWork
+    base_checkpoint: str
+    deadline_unix: float = 0.0
+    work_order: WorkOrder | None = None
 
 
 # ------------------------------------------------------------------ validator
@@ -203,23 +282,24 @@ class Merge:
 
 def score_and_merge(model: torch.nn.Module, base: State, sent: list[Sent], assigned: dict[str, list[int]],
                     ctx: RoundContext, pages: PageStore, recipe: Recipe, preset: str, vocab_size: int,
-                    scoring: ScoringConfig, heldout_count: int, control_count: int, min_per_unit: int = 2
-                    ) -> Merge:
+                    scoring: ScoringConfig, heldout_count: int, control_count: int, min_per_unit: int = 2,
+                    coldkeys: dict[str, str] | None = None) -> Merge:
     """The validator's work on one round's contributions (`model` holds `base`); they arrive in
-    the order given."""
+    the order given. `coldkeys`: hotkey -> coldkey (default: each its own)."""
     units = {s.hotkey: s.unit for s in sent}
     if all(s.body is not None for s in sent):
         received = [Received(uid=i, hotkey=s.hotkey, assigned=assigned[s.hotkey], body=s.body, arrival_index=i,
                              unit=s.unit) for i, s in enumerate(sent)]
         reports, accepted = score_contributions(model, base, received, ctx, pages, recipe.compression, scoring,
-                                                heldout_count, control_count, recipe.outer_lr)
+                                                heldout_count, control_count, recipe.outer_lr, coldkeys,
+                                                full_work_tokens(recipe, pages.page_len))
     elif all(s.delta is not None for s in sent):
         reports = {s.hotkey: ScoreReport(s.hotkey, i, i, accepted=True, reason=NOT_SCORED)
                    for i, s in enumerate(sent)}
         accepted = {s.hotkey: s.delta for s in sent}
     else:
         raise ValueError("one round's contributions are either all wire bytes or all research-codec deltas")
-    order, update = aggregate_in_arrival_order(accepted, reports, units, preset, vocab_size, min_per_unit)
+    order, update = aggregate_in_arrival_order(accepted, reports, units, preset, vocab_size, min_per_unit, coldkeys)
     return Merge(reports, order, update)
 
 
@@ -322,7 +402,7 @@ def run_rounds(s: RoundsSetting, pages: PageStore, heldout: torch.Tensor | None 
     for r in range(1, s.rounds + 1):
         checkpoint, assigned = state_hash(base), assignments(pages, s.recipe, hotkeys, r)
         sent = [miner.contribute(WorkOrder(r, bench_round_seed(r), checkpoint, assigned[miner.hotkey], s.recipe,
-                                           s.unit_of(m, r)), start_of(miner), s.observe)
+                                           s.unit_of(m, r)), base, s.observe, start=start_of(miner))
                 for m, miner in enumerate(miners)]
         ctx = RoundContext(NETUID, r, checkpoint, bench_eval_seed(r))
         merge = score_and_merge(model, base, sent, assigned, ctx, pages, s.recipe, s.preset, s.vocab_size,

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +54,19 @@ class Neuron:
     state_dir: Path
     process: subprocess.Popen | None = None
     uid: int = -1
+    flags: list[str] = field(default_factory=list)  # extra command-line flags ("{workdir}" is the run's dir)
+
+
+@dataclass(frozen=True)
+class MinerPlan:
+    """A miner other runners ask for (bench/adversarial.py): its behaviour, extra flags
+    ("{workdir}" stands for the run's directory) and, for hotkeys of one operator, the shared
+    coldkey's wallet name."""
+
+    name: str
+    behaviour: str
+    flags: tuple[str, ...] = ()
+    coldkey: str = ""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -170,10 +183,10 @@ def neuron_command(neuron: Neuron, args, netuid: int, sim_url: str, workdir: Pat
             if value:  # 0: the preset's recipe decides
                 flags += [flag, str(value)]
         return [sys.executable, "-m", "neurons.validator", *common, *flags]
-    flags = ["--miner.behaviour", neuron.behaviour]
+    flags = ["--miner.behaviour", neuron.behaviour, *(f.format(workdir=workdir) for f in neuron.flags)]
     if neuron.name.endswith("-small"):
         flags += ["--miner.capacity_gb", str(SMALL_MINER_GB)]
-    if neuron.behaviour == "copy":
+    if neuron.behaviour == "copy" and not neuron.flags:
         flags += ["--miner.copy_from_dir", str(victim.state_dir)]
     if args.team_size > 1 and neuron.name == TEAM_MINER:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
@@ -323,7 +336,8 @@ def crash_chaos(args, neurons: list[Neuron], netuid: int, sim_url: str, workdir:
     return crasher
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, miner_plans: list[MinerPlan] | None = None) -> int:
+    """`miner_plans`: the miners to run instead of the main job's five (and --small-miners)."""
     args = parse_args(argv)
     # The neurons run in their own process groups: a SIGTERM to the runner (timeout, docker stop)
     # must still stop them and the chain, so it unwinds like Ctrl-C instead of ending at once.
@@ -348,10 +362,15 @@ def main(argv: list[str] | None = None) -> int:
             name = "validator" if i == 0 else f"validator{i}"
             neurons.append(Neuron(name, "validator", "validator", bootstrap.create_wallet(wallets, name),
                                   free_port(), workdir / name))
-        for i, behaviour in enumerate(BEHAVIOURS + ["honest"] * args.small_miners):
+        for i, behaviour in enumerate([] if miner_plans else BEHAVIOURS + ["honest"] * args.small_miners):
             name = f"miner{i}-{behaviour}" + ("-small" if i >= len(BEHAVIOURS) else "")
             neurons.append(Neuron(name, "miner", behaviour, bootstrap.create_wallet(wallets, name), free_port(),
                                   workdir / name))
+        for plan in miner_plans or []:
+            wallet = bootstrap.create_wallet(wallets, plan.coldkey, hotkey=plan.name) if plan.coldkey else \
+                bootstrap.create_wallet(wallets, plan.name)
+            neurons.append(Neuron(plan.name, "miner", plan.behaviour, wallet, free_port(), workdir / plan.name,
+                                  flags=list(plan.flags)))
         console.log("preparing the corpus, tokenizer and pages (cached after the first run)")
         Workload.build(args.preset, "shakespeare", Path(args.cache_dir).expanduser(),
                        pretrained=PretrainedSource(args.model) if args.model else None)
