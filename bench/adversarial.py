@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from bench.adversary import MinerResult, MinerSpec, RunResult, bars_table, markdown_table, miner_specs, write
+from bench.adversary import (MinerResult, MinerSpec, RunResult, add_run_arguments, bars_table, markdown_table,
+                             miner_specs, write)
 from scripts import run_local_subnet as runner
 from template.chain import bootstrap
 from template.miner.outbox import Outbox
@@ -90,10 +91,7 @@ def collect(specs: list[MinerSpec], workdir: Path, args, seconds: float) -> RunR
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--honest", type=int, default=3)
-    p.add_argument("--speeds", default="", help="share of H each honest miner completes, e.g. 1,1,0.33")
-    p.add_argument("--attackers", default="", help="NAME:COUNT,... of template.config.MINER_BEHAVIOURS")
-    p.add_argument("--rounds", type=int, default=8)
+    add_run_arguments(p)
     p.add_argument("--preset", default="tiny")
     p.add_argument("--inner-steps", type=int, default=18,
                    help="H (0: the preset's 30); 18 lets ten processes finish a round's H on two cores, and H//4 = 4 is "

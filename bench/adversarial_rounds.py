@@ -5,7 +5,7 @@ measured in minutes. Emission here is the validator's
 weights (with one validator, Yuma's incentive equals them); the live harness
 (`bench/adversarial.py`) reads it from the chain.
 
-    python -m bench.adversarial_rounds --honest 3 --attackers lazy_quarter:4 --rounds 6 --out runs/adv-lazy
+    python -m bench.adversarial_rounds --honest 3 --attackers lazy_quarter:4 --rounds 8 --out runs/adv-lazy
     python -m bench.adversarial_rounds --honest 3 --speeds 1,1,0.33 --attackers "" --out runs/adv-speeds
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from bench.adversary import (MinerResult, MinerSpec, RunResult, bars_table, markdown_table, miner_specs,
-                             report_line, write)
+from bench.adversary import (MinerResult, MinerSpec, RunResult, add_run_arguments, bars_table, markdown_table,
+                             miner_specs, report_line, write)
 from bench.common import DEFAULT_CACHE
 from bench.rounds import (NETUID, Miner, RoundContext, Sent, State, WorkOrder, assignments, bench_eval_seed,
                           bench_round_seed, miner_hotkey, score_and_merge)
@@ -145,10 +145,7 @@ def run(specs: list[MinerSpec], workload: Workload, rounds: int, label: str, log
 
 def main(argv: list[str] | None = None) -> RunResult:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--honest", type=int, default=3)
-    p.add_argument("--speeds", default="", help="share of H each honest miner completes, e.g. 1,1,0.33")
-    p.add_argument("--attackers", default="", help="NAME:COUNT,... of template.config.MINER_BEHAVIOURS")
-    p.add_argument("--rounds", type=int, default=6)
+    add_run_arguments(p)
     p.add_argument("--inner-steps", type=int, default=0, help="0: the preset's")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--baseline", type=Path, default=None, help="an attack-free run's result.json (loss bars)")

@@ -5,6 +5,7 @@ Both runners use them: `bench/adversarial.py` (the real local subnet) and
 """
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from collections.abc import Sequence
@@ -32,6 +33,14 @@ class MinerSpec:
     speed: float = 1.0
     partner: str = ""  # a colluding partner's name (copy-family behaviours)
     group: str = ""  # sybil group: its members share one coldkey and a directory
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Who runs and for how long: the flags both runners share."""
+    p.add_argument("--honest", type=int, default=3)
+    p.add_argument("--speeds", default="", help="share of H each honest miner completes, e.g. 1,1,0.33")
+    p.add_argument("--attackers", default="", help="NAME:COUNT,... of template.config.MINER_BEHAVIOURS")
+    p.add_argument("--rounds", type=int, default=8)
 
 
 def miner_specs(honest: int, speeds: str, attackers: str, inner_steps: int) -> list[MinerSpec]:
