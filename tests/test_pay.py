@@ -104,3 +104,14 @@ def test_many_weak_hotkeys_cannot_pull_the_round_reference_down():
     one_owner = [Measured(f"w{i}", 1.0, 0.02, 0.05, owner="sybil") for i in range(8)]
     paid = pay([honest("a"), honest("b"), *one_owner], [])
     assert paid["a"].score == 1.0 and all(paid[f"w{i}"].score == 0.0 for i in range(8))
+
+
+def test_usefulness_is_judged_only_while_the_rounds_gains_are_measurable():
+    """Late in training one honest update's gain on the score pages is within their noise (check 7
+    then refuses only harm): gain says nothing about usefulness there, so pay follows work and
+    own-page evidence. When the round's typical gain is significant, a much smaller gain pays less."""
+    gains = {"a": 0.002, "b": 0.0015, "c": -0.001}
+    noisy = pay([Measured(k, 1.0, 0.1, g, gain_z=g * 500) for k, g in gains.items()], [])
+    assert all(noisy[k].score == 1.0 and noisy[k].usefulness == 1.0 for k in gains)
+    clear = pay([Measured(k, 1.0, 0.1, g, gain_z=g * 5000) for k, g in gains.items()], [])
+    assert clear["a"].score == 1.0 and clear["c"].score == 0.0
