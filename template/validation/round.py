@@ -15,6 +15,7 @@ from protocol.limits import MAX_CONTRIBUTION_BYTES
 from template.training.assignment import control_pages, heldout_pages, known_pages, score_pages
 from template.training.compression import CompressionConfig, DecodedUpdate, shapes_of
 from template.training.evaluation import applied_delta, per_sequence_loss
+from template.training.inner_loop import steps_for
 from template.training.pages import PageStore
 from template.training.model import ModelPreset
 from template.validation.contribution import Expected, Rejected, open_contribution
@@ -62,8 +63,10 @@ def decode_contribution(received: Received, ctx: RoundContext, shapes: dict[str,
 
 def full_work_tokens(recipe: Recipe, page_len: int) -> int:
     """The inner-loop tokens of a full round of the recipe: what a miner reports when it trained
-    every step (the pay rule's unit of work)."""
-    return recipe.inner_steps * min(recipe.batch_size, recipe.pages_per_miner) * page_len
+    every step it may (H, or fewer when `max_passes` over its pages comes first; the pay rule's
+    unit of work)."""
+    batch = min(recipe.batch_size, recipe.pages_per_miner)
+    return steps_for(recipe, recipe.pages_per_miner, batch) * batch * page_len
 
 
 def claimed_tokens(body: bytes | None) -> int | None:
