@@ -237,17 +237,17 @@ class _Gate:
 
 
 class _BaseLosses:
-    """Base-model losses per token object, computed once (keyed by identity: every token
-    object outlives the round)."""
+    """Base-model losses per token object, computed once (keyed by identity; the object is kept
+    with its losses, so a short-lived one, a probe slice, never lends its id to another)."""
 
     def __init__(self, loss_fn: LossFn):
         self.loss_fn = loss_fn
-        self.cache: dict[int, torch.Tensor] = {}
+        self.cache: dict[int, tuple[Any, torch.Tensor]] = {}
 
     def __call__(self, tokens: Any) -> torch.Tensor:
         if id(tokens) not in self.cache:
-            self.cache[id(tokens)] = self.loss_fn(None, 0.0, tokens)
-        return self.cache[id(tokens)]
+            self.cache[id(tokens)] = (tokens, self.loss_fn(None, 0.0, tokens))
+        return self.cache[id(tokens)][1]
 
 
 def _duplicates_originals_first(valid: Sequence[Contribution], loss_fn: LossFn, cfg: ScoringConfig,
