@@ -151,9 +151,13 @@ def main(argv: list[str] | None = None) -> RunResult:
     p.add_argument("--baseline", type=Path, default=None, help="an attack-free run's result.json (loss bars)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--smoke", action="store_true", help="2 short rounds on 32-token pages (tests)")
     a = p.parse_args(argv)
-    workload = Workload.build("tiny", "shakespeare", a.cache_dir, torch_threads=a.threads,
-                              recipe_overrides={"inner_steps": a.inner_steps or None})
+    overrides = {"inner_steps": a.inner_steps or None}
+    if a.smoke:
+        a.rounds, overrides = 2, {"inner_steps": 4, "batch_size": 4, "pages_per_miner": 8}
+    workload = Workload.build("tiny", "shakespeare", a.cache_dir, page_len=32 if a.smoke else 0,
+                              torch_threads=a.threads, recipe_overrides=overrides)
     torch.manual_seed(0)
     specs = miner_specs(a.honest, a.speeds, a.attackers, workload.recipe.inner_steps)
     result = run(specs, workload, a.rounds, f"in-process {a.attackers or 'attack-free'}")

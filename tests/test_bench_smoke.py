@@ -1,6 +1,9 @@
 """Each benchmark runs end to end at a tiny --smoke setting and prints its table (no timing
 assertions: benchmarks are never asserted)."""
-from bench import assignment_power, collective, compression, compression_variants, rounds, throughput, validator_memory
+import pytest
+
+from bench import (adversarial_rounds, assignment_power, collective, compression, compression_variants, rounds,
+                   throughput, validator_memory)
 
 
 def test_rounds_driver_runs_miners_and_validator_and_cuts_heldout_loss(capsys):
@@ -63,3 +66,12 @@ def test_validator_memory_bench_runs_both_modes_to_the_same_aggregate(capsys):
     packed, dense = sorted(rows, key=lambda r: r["mode"] != "packed")
     assert (packed["mode"], dense["mode"]) == ("packed", "dense") and packed["miners"] == 3
     assert packed["merged_norm"] == dense["merged_norm"] > 0  # the same round either way
+
+
+def test_adversarial_harness_in_process_writes_its_table_and_pays_freeloaders_nothing(capsys, tmp_path):
+    result = adversarial_rounds.main(["--smoke", "--attackers", "zero:1,copy:1", "--out", str(tmp_path)])
+    assert "| strategy |" in capsys.readouterr().out
+    assert {"result.json", "table.md", "strategies.png"} <= {p.name for p in tmp_path.iterdir()}
+    share = {m.behaviour: result.emission_share(m) for m in result.miners if m.behaviour != "honest"}
+    assert share == {"zero": 0.0, "copy": 0.0}
+    assert sum(result.emission_share(m) for m in result.miners if m.behaviour == "honest") == pytest.approx(1.0)
