@@ -69,17 +69,24 @@ def test_replay_applies_the_recorded_coldkey_cap(base_state, lead_round, scored_
 
 
 def test_replay_applies_the_recorded_collusion_group_weights(base_state, lead_round, scored_round):  # noqa: F811
-    """Two whole-model miners scored as one collusion group share one contribution's weight; the
-    record keeps their shares and the replay merges with them, as the lead did."""
+    """Two whole-model miners of one coldkey scored as one collusion group share one
+    contribution's weight (3/4 and 1/4 of it, beside the third miner's whole one: the coldkey cap
+    of 1/2 does not bind); the record keeps their shares and the replay merges with them, as the
+    lead did."""
     record, bodies = lead_round
     received, reports, accepted = scored_round
     full = [hk for hk in record.accepted if record.units[hk] == "full"]
     shares = {full[0]: 0.75, full[1]: 0.25}
+    coldkeys = {hk: ("group" if hk in shares else hk) for hk in record.accepted}
     grouped = {hk: dataclasses.replace(r, merge_weight=shares.get(hk, 1.0)) for hk, r in reports.items()}
-    order, merged = aggregate_in_arrival_order(accepted, grouped, {r.hotkey: r.unit for r in received}, "tiny", VOCAB)
-    weighted = dataclasses.replace(record, weights=shares,
+    order, merged = aggregate_in_arrival_order(accepted, grouped, {r.hotkey: r.unit for r in received}, "tiny", VOCAB,
+                                               coldkeys=coldkeys)
+    _, unweighted = aggregate_in_arrival_order(accepted, reports, {r.hotkey: r.unit for r in received}, "tiny",
+                                               VOCAB, coldkeys=coldkeys)
+    weighted = dataclasses.replace(record, weights=shares, coldkeys=coldkeys,
                                    new_checkpoint=state_hash(apply_outer_step(base_state, merged, 1.0)))
-    assert weighted.new_checkpoint != record.new_checkpoint  # the shares changed the merge
+    assert weighted.new_checkpoint != state_hash(apply_outer_step(base_state, unweighted, 1.0))
+    assert weighted.new_checkpoint != record.new_checkpoint  # the shares changed the merge...
     assert replay(weighted, base_state, bodies, "tiny", VOCAB) == weighted.new_checkpoint  # lead == replay
     with pytest.raises(ReplayError, match="merge weight"):
         replay(dataclasses.replace(record, weights={full[0]: 1.5}), base_state, bodies, "tiny", VOCAB)
