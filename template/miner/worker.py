@@ -275,13 +275,19 @@ class WorkerRound:
 
     def __init__(self, worker: MinerWorker, request: TrainRequest, entry: RoundEntry):
         self.worker, self.order, self.hotkey, self.entry = worker, request, worker.hotkey, entry
-        self.train_ids = worker.workload.pages.train_ids
-        self.heldout_ids = worker.workload.pages.heldout_ids
         self.step_budget = worker.step_budget
         self.shared_dir = worker.shared_dir
         self.started = time.monotonic()
         self.made: str | None = None  # what round_log was told this round made
         self._synced: SyncedBase | None = None
+
+    @property
+    def train_ids(self) -> list[int]:
+        return self.worker.workload.pages.train_ids
+
+    @property
+    def heldout_ids(self) -> list[int]:
+        return self.worker.workload.pages.heldout_ids
 
     def synced(self) -> SyncedBase:
         if self._synced is None:
