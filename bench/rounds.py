@@ -321,13 +321,15 @@ def run_rounds(s: RoundsSetting, pages: PageStore, heldout: torch.Tensor | None 
             return outer(base, {k: own[k] / n + last[k] * (n - 1) / n for k in own})
         return base
     t0 = time.perf_counter()
+    head_lr = s.recipe.outer_lr  # the outer lr of the step that made `base`
     for r in range(1, s.rounds + 1):
         checkpoint, assigned = state_hash(base), assignments(pages, s.recipe, hotkeys, r)
         sent = [miner.contribute(WorkOrder(r, bench_round_seed(r), checkpoint, assigned[miner.hotkey], s.recipe,
                                            s.unit_of(m, r)), start_of(miner), s.observe)
                 for m, miner in enumerate(miners)]
         ctx = RoundContext(NETUID, r, checkpoint, bench_eval_seed(r))
-        merge = score_and_merge(model, base, sent, assigned, ctx, pages, s.recipe, s.preset, s.vocab_size,
+        scored_at = s.recipe.model_copy(update={"outer_lr": head_lr})  # as the validator: the head's step
+        merge = score_and_merge(model, base, sent, assigned, ctx, pages, scored_at, s.preset, s.vocab_size,
                                 s.scoring, s.heldout_count, s.control_count, s.min_per_unit)
         if s.outer_delay:  # round r+1 trains from round r's base moved by round r-1's merge
             pending.append(merge.update)
@@ -340,8 +342,8 @@ def run_rounds(s: RoundsSetting, pages: PageStore, heldout: torch.Tensor | None 
             def loss_of(state: State) -> float:
                 load_model_state(model, state)
                 return float(per_sequence_loss(model, tokens).mean())
-            outer_lr, base, _ = measured_outer_step(base, update, s.recipe.outer_lr, loss_of)
-            update = {k: v * (outer_lr / s.recipe.outer_lr) for k, v in update.items()}  # the step taken
+            head_lr, base, _ = measured_outer_step(base, update, s.recipe.outer_lr, loss_of)
+            update = {k: v * (head_lr / s.recipe.outer_lr) for k, v in update.items()}  # the step taken
             load_model_state(model, base)
         elif update is not None:
             base = outer(base, update)

@@ -561,10 +561,13 @@ class Validator:
 
     async def score(self, ctx: RoundContext, received: list[Received], base_state: dict[str, torch.Tensor],
                     plan: RoundPlan) -> tuple[dict[str, ScoreReport], dict]:
+        """Each update at the share it is expected to have in the merge: the outer lr of the step
+        that made the head (the lead measures it each round and it moves slowly), over its peers."""
+        outer_lr = min(plan.recipe.outer_lr, self.state.head_outer_lr or plan.recipe.outer_lr)
         return await asyncio.to_thread(
             score_contributions, self.model, base_state, received, ctx, self.workload.pages,
             plan.recipe.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
-            plan.recipe.outer_lr)
+            outer_lr)
 
     async def check_lead(self, plan: RoundPlan, received: list[Received]) -> LeadCheck:
         """Replay the lead's committed record of this round on the bytes received here, onto the
@@ -628,6 +631,8 @@ class Validator:
         async with self.head_lock:
             if settlement.folds_round:
                 self.state.checkpoint, self.state.checkpoint_round = settlement.new_checkpoint, index
+                if settlement.new_state is not None:
+                    self.state.head_outer_lr = (settlement.recipe or plan.recipe).outer_lr
             self.scores.update({hk: r.score for hk, r in reports.items()}, plan.uids)
             self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
             self.state.last_round = index
