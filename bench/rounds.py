@@ -7,7 +7,8 @@ its unit with `train_inner` under the round's `Recipe` (AdamW moments carried ov
 keeps the unit), takes the `pseudo_gradient`, `compress`es it with its error-feedback
 residual and packs the contribution bytes (`encode_tensors` with `ContributionMeta`). The
 validator then does what `template/validator/lifecycle.py` does with those bytes:
-`score_contributions`, `aggregate_in_arrival_order` of the accepted ones, `apply_outer_step`.
+`score_contributions`, `aggregate_in_arrival_order` of the accepted ones, the lead's
+`measured_outer_step` on the round's held-out pages (`measure_step=False`: `apply_outer_step`).
 Seeds come from `template.training.assignment` as on chain, from deterministic stand-in block
 hashes (a bench has no chain).
 
@@ -43,7 +44,7 @@ from template.training.compression import CompressedUpdate, compress, decompress
 from template.training.evaluation import per_sequence_loss
 from template.training.inner_loop import InnerStats, pseudo_gradient, train_inner
 from template.training.model import build_model, load_model_state, model_state
-from template.training.outer_step import apply_outer_step
+from template.training.outer_step import apply_outer_step, measured_outer_step
 from template.training.pages import PageStore
 from template.training.shards import ShardSpec, shard_delta_in_full_model, extract, loss_mode, sub_state
 from template.training.workload import Workload
@@ -321,7 +322,8 @@ class RoundsSetting:
     codec: Codec | None = None  # None: the product's (recipe.compression, wire bytes, scored)
     unit_of: Callable[[int, int], UnitOfWork] = full_model_unit  # (miner, round) -> its unit
     carry_moments: bool = True  # False: zero AdamW moments every round (the miner before 2026-11-26)
-    outer_step: Callable[[State, Delta], State] | None = None  # None: apply_outer_step at recipe.outer_lr
+    outer_step: Callable[[State, Delta], State] | None = None  # None: the product's step at recipe.outer_lr
+    measure_step: bool = True  # the lead's choice of the step's size (measured_outer_step); False: always 1.0
     min_per_unit: int = 2  # the validator's aggregation minimum
     model_seed: int = 0
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -399,20 +401,31 @@ def run_rounds(s: RoundsSetting, pages: PageStore, heldout: torch.Tensor | None 
             return outer(base, {k: own[k] / n + last[k] * (n - 1) / n for k in own})
         return base
     t0 = time.perf_counter()
+    head_lr = s.recipe.outer_lr  # the outer lr of the step that made `base`
     for r in range(1, s.rounds + 1):
         checkpoint, assigned = state_hash(base), assignments(pages, s.recipe, hotkeys, r)
         sent = [miner.contribute(WorkOrder(r, bench_round_seed(r), checkpoint, assigned[miner.hotkey], s.recipe,
                                            s.unit_of(m, r)), base, s.observe, start=start_of(miner))
                 for m, miner in enumerate(miners)]
         ctx = RoundContext(NETUID, r, checkpoint, bench_eval_seed(r))
-        merge = score_and_merge(model, base, sent, assigned, ctx, pages, s.recipe, s.preset, s.vocab_size,
+        scored_at = s.recipe.model_copy(update={"outer_lr": head_lr})  # as the validator: the head's step
+        merge = score_and_merge(model, base, sent, assigned, ctx, pages, scored_at, s.preset, s.vocab_size,
                                 s.scoring, s.heldout_count, s.control_count, s.min_per_unit)
         if s.outer_delay:  # round r+1 trains from round r's base moved by round r-1's merge
             pending.append(merge.update)
             update = pending.pop(0) if len(pending) > s.outer_delay else None
         else:
             update = merge.update
-        if update is not None:
+        if update is not None and s.measure_step and s.outer_step is None:
+            tokens = pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, s.heldout_count))
+
+            def loss_of(state: State) -> float:
+                load_model_state(model, state)
+                return float(per_sequence_loss(model, tokens).mean())
+            head_lr, base, _ = measured_outer_step(base, update, s.recipe.outer_lr, loss_of)
+            update = {k: v * (head_lr / s.recipe.outer_lr) for k, v in update.items()}  # the step taken
+            load_model_state(model, base)
+        elif update is not None:
             base = outer(base, update)
             load_model_state(model, base)
         last_merge[0] = update

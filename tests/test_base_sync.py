@@ -154,6 +154,8 @@ def test_the_eager_start_stands_in_for_the_merge_still_in_flight(tmp_path, workl
     assert torch.allclose(start[name], expected, atol=1e-7)
     merged_already = order.model_copy(update={"base_round": 5})
     assert worker.eager_start(merged_already, synced) is base_state
+    held = SyncedBase(base_state, "held", 0)  # the last merge is not known here: no stand-in
+    assert worker.eager_start(order, held) is base_state
 
 
 def _order(base_state, base_round: int) -> TrainRequest:

@@ -18,7 +18,9 @@ from template.audit.replay import ReplayError, replay, replay_from_state_dir
 from template.audit.round_record import RoundRecord, append_record
 from template.validation.round import aggregate_in_arrival_order
 from template.training.checkpoint import save_checkpoint, state_hash
+from template.training.compression import shapes_of
 from template.training.outer_step import apply_outer_step
+from template.validation.unit_merge import merge_units
 from template.validation import contribution
 from template.validation.contribution import MISMATCH
 from tests.test_units_of_work import VOCAB, base_state, score_mixed_round, workload  # noqa: F401 (fixtures)
@@ -138,6 +140,34 @@ def test_follower_flags_a_checkpoint_the_leads_own_record_does_not_produce(base_
     forged = dataclasses.replace(record, new_checkpoint="cd" * 32)
     assert check(forged, {forged.digest()}, base_state, bodies).status == "mismatch"
     assert check(record, {record.digest()}, base_state, bodies, round_index=5).status == "mismatch"
+
+
+def _stepped(record, base_state, bodies, recipe):  # noqa: F811
+    """The record as a lead that merged with `recipe` would have written it."""
+    units = {hk: UnitOfWork.from_label(label) for hk, label in record.units.items()}
+    opened = {hk: contribution.open_contribution(bodies[hk], contribution.Expected(
+        hk, record.netuid, record.round_index, record.base_checkpoint, units[hk]), shapes_of(base_state),
+        recipe.compression) for hk in record.accepted}
+    _, merged = merge_units(record.accepted, opened, {hk: units[hk] for hk in record.accepted}, "tiny", VOCAB)
+    return dataclasses.replace(record, recipe=recipe.model_dump(),
+                               new_checkpoint=state_hash(apply_outer_step(base_state, merged, recipe.outer_lr)))
+
+
+def test_follower_takes_a_measured_outer_step_and_nothing_else_from_the_lead(base_state, lead_round, workload):  # noqa: F811
+    record, bodies = lead_round
+    plan_recipe = workload.recipe
+    half = _stepped(record, base_state, bodies, plan_recipe.model_copy(update={"outer_lr": plan_recipe.outer_lr / 2}))
+    follower = check_lead_round(half, {half.digest()}, 4, state_hash(base_state), {state_hash(base_state): base_state}.get,
+                                bodies, "tiny", VOCAB, plan_recipe)
+    assert follower.verified, follower.detail
+    for change, why in (({"outer_lr": plan_recipe.outer_lr * 0.3}, "outer lr"),
+                        ({"outer_lr": plan_recipe.outer_lr * 2}, "outer lr"),
+                        ({"inner_steps": plan_recipe.inner_steps + 1}, "not the round's")):
+        other = _stepped(record, base_state, bodies, plan_recipe.model_copy(update=change))
+        result = check_lead_round(other, {other.digest()}, 4, state_hash(base_state),
+                                  {state_hash(base_state): base_state}.get, bodies, "tiny", VOCAB, plan_recipe)
+        assert result.status == "mismatch" and why in result.detail, (change, result.detail)
+        assert check(other, {other.digest()}, base_state, bodies).verified  # it replays: only the recipe is wrong
 
 
 def test_follower_cannot_check_without_the_same_bytes(base_state, lead_round):  # noqa: F811

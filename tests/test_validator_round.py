@@ -24,6 +24,7 @@ from template.config import parse_config
 from template.miner.worker import MinerWorker
 from template.net.checkpoint_client import CheckpointFetchError
 from template.training.checkpoint import save_checkpoint
+from template.training.outer_step import OUTER_STEP_FRACTIONS
 from template.training.pages import build_page_store
 from template.training.presets import PRESET_SETTINGS
 from template.training.workload import Workload
@@ -202,7 +203,11 @@ def test_lead_and_follower_settle_the_same_round(tmp_path, workload):
     assert lead.state.checkpoint_round == window.index and lead.state.last_round == window.index
     record = read_records(tmp_path / "lead" / "rounds.jsonl")[-1]
     assert record.base_checkpoint == base and record.new_checkpoint == lead.state.checkpoint
-    assert record.accepted == lead_settlement.accepted and record.training_recipe == workload.recipe
+    assert record.accepted == lead_settlement.accepted
+    # The recipe merged with is the orders' own but for the outer step, a fraction the lead measured.
+    outer_lr = workload.recipe.outer_lr
+    assert record.training_recipe.model_copy(update={"outer_lr": outer_lr}) == workload.recipe
+    assert record.training_recipe.outer_lr in {outer_lr * f for f in OUTER_STEP_FRACTIONS}
     assert record.scores[zero] == 0.0
     assert record.digest() in ledger["commits"][LEAD.ss58_address]  # committed on chain
     assert lead.state.heldout_history[-1]["heldout_loss"] < lead.state.heldout_history[0]["heldout_loss"]

@@ -17,9 +17,11 @@ from typing import Any
 import pydantic
 import torch
 
+from protocol.recipe import Recipe
 from template.audit.replay import ReplayError, replayed_state
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
+from template.training.outer_step import OUTER_STEP_FRACTIONS
 from template.training.model import ModelPreset
 from template.validation.contribution import HASH
 
@@ -38,6 +40,22 @@ class LeadCheck:
         return self.status == "verified"
 
 
+def recipe_departure(record: RoundRecord, recipe: Recipe) -> str:
+    """Why the record's recipe is not the round's, "" when it is: the lead may only have scaled
+    the outer step down by one of the measured fractions (`measured_outer_step`)."""
+    try:
+        merged_with = record.training_recipe
+    except (ValueError, TypeError) as exc:
+        return f"the record's recipe does not validate ({str(exc).splitlines()[0]})"
+    allowed = {recipe.outer_lr * f for f in OUTER_STEP_FRACTIONS}
+    if merged_with.model_copy(update={"outer_lr": recipe.outer_lr}) != recipe:
+        return "the record's recipe is not the round's"
+    if merged_with.outer_lr not in allowed:
+        return (f"the record's outer lr {merged_with.outer_lr:g} is not one the lead may take "
+                f"({', '.join(f'{lr:g}' for lr in sorted(allowed))})")
+    return ""
+
+
 def parse_record(data: Any) -> RoundRecord:
     """A round record from untrusted JSON; pydantic.ValidationError on a malformed one."""
     return _RECORD.validate_python(data, strict=False)
@@ -45,11 +63,12 @@ def parse_record(data: Any) -> RoundRecord:
 
 def check_lead_round(record: RoundRecord, committed: set[str], round_index: int, base_checkpoint: str,
                      applied_state: Callable[[str], dict[str, torch.Tensor] | None], bodies: dict[str, bytes],
-                     preset: ModelPreset | str, vocab_size: int) -> LeadCheck:
+                     preset: ModelPreset | str, vocab_size: int, recipe: Recipe | None = None) -> LeadCheck:
     """Check the lead's `record` of `round_index` (whose contributions this validator scored
-    against `base_checkpoint`) against the digests its hotkey committed on chain and against a
-    replay from the bytes this validator received (`bodies`, by hotkey) onto the checkpoint the
-    record says the round was applied to (`applied_state(digest)`: its state, None if not held)."""
+    against `base_checkpoint`, with the round's `recipe`) against the digests its hotkey committed
+    on chain and against a replay from the bytes this validator received (`bodies`, by hotkey)
+    onto the checkpoint the record says the round was applied to (`applied_state(digest)`: its
+    state, None if not held)."""
     digest = record.digest()
     if digest not in committed:
         return LeadCheck("unverifiable", f"record {digest[:12]} is not what the lead committed on chain", record)
@@ -57,6 +76,8 @@ def check_lead_round(record: RoundRecord, committed: set[str], round_index: int,
         return LeadCheck("mismatch", f"committed record is for round {record.round_index} from "
                          f"{record.base_checkpoint[:12]}, expected round {round_index} from {base_checkpoint[:12]}",
                          record)
+    if recipe is not None and (problem := recipe_departure(record, recipe)):
+        return LeadCheck("mismatch", problem, record)
     start = applied_state(record.applied_checkpoint)
     if start is None:
         return LeadCheck("unverifiable", f"the round was applied to checkpoint {record.applied_checkpoint[:12]}, "

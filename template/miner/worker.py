@@ -214,7 +214,11 @@ class MinerWorker:
         being scored (round r-1's merge reaches the model after round r starts). As in DiLoCo with
         eager updates, a stand-in for it moves the start: this miner's own update of that round
         for its 1/n share, and the last merge (the base's own step, known when it was replayed) for
-        the other (n-1)/n; only its own update when the last merge is not known here."""
+        the other (n-1)/n. Without the last merge (a base that was downloaded or held, as in a
+        run's second round) it starts from the base: its own update alone at full size overshoots,
+        and the round's merge, built from such starts, then made a poor stand-in two rounds later
+        (the live runs' fourth round lost held-out gain, and in two of three 20-round campaigns one
+        honest update had none at all)."""
         base = synced.state
         if self._last_sent is None:
             return base
@@ -224,7 +228,7 @@ class MinerWorker:
         own = DecodedUpdate(update, shapes)
         lr = request.recipe.outer_lr
         if synced.previous is None or synced.merged < 2 or lr <= 0:
-            return apply_outer_step(base, own, lr)
+            return base
         n = synced.merged
         stand_in = {name: own[name] / n + (synced.previous[name] - base[name]) / lr * ((n - 1) / n)
                     for name in shapes}

@@ -1,5 +1,7 @@
-"""The outer step: theta <- theta - lr * aggregated pseudo-gradient."""
+"""The outer step: theta <- theta - lr * aggregated pseudo-gradient, and the lead's choice of its size."""
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -29,3 +31,28 @@ def apply_outer_step(base_state: dict[str, torch.Tensor], aggregated_delta: dict
                            - outer_lr * delta.to("cpu", torch.float32)).to(theta.dtype)
     return new_state
 
+
+
+# Fractions of the recipe's outer lr the lead tries, largest first. An average of updates that
+# each help at their share can still overshoot when stepped at full size: in the live runs the
+# fourth round's merge raised held-out loss 5.85 -> 6.46 at 1.0 and lowered it to 5.74 at 0.25.
+OUTER_STEP_FRACTIONS = (1.0, 0.75, 0.5, 0.25)
+
+
+def measured_outer_step(base_state: dict[str, torch.Tensor], aggregated_delta: dict[str, torch.Tensor],
+                        outer_lr: float, loss_of: Callable[[dict[str, torch.Tensor]], float],
+                        fractions: Sequence[float] = OUTER_STEP_FRACTIONS
+                        ) -> tuple[float, dict[str, torch.Tensor], dict[float, float]]:
+    """The outer step at the fraction of `outer_lr` whose state has the lowest `loss_of` (a tie
+    goes to the larger step): the lr taken, the new state and the loss of every fraction tried.
+    The lr goes into the round's record, so a replay takes the same step without measuring."""
+    losses: dict[float, float] = {}
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    for fraction in sorted(set(fractions), reverse=True):
+        state = apply_outer_step(base_state, aggregated_delta, outer_lr * fraction)
+        losses[fraction] = loss_of(state)
+        if best is None or losses[fraction] < losses[best[0]]:
+            best = (fraction, state)
+    if best is None:
+        raise ValueError("no outer step fraction to try")
+    return outer_lr * best[0], best[1], losses

@@ -13,6 +13,7 @@ import json
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -415,11 +416,13 @@ class Validator:
         if head_state is None:
             return Settlement.skip(head, f"the head checkpoint {head[:12]} is not held here (intact)")
         load_model_state(self.model, head_state)
-        reports, accepted = await self.score(plan, received, head_state)
+        ctx = await self.round_context(plan)
+        reports, accepted = await self.score(ctx, received, head_state, plan)
         clock.lap("scoring")
         if plan.lead.is_me:
             settlement = await asyncio.to_thread(settle_as_lead, plan, head, head_state, accepted, reports,
-                                                 self.workload.architecture, self.workload.vocab_size)
+                                                 self.workload.architecture, self.workload.vocab_size,
+                                                 self.loss_on(self.round_heldout(ctx)))
         else:
             settlement = settle_as_follower(plan, head, await self.check_lead(plan, received))
         clock.lap("aggregation" if plan.lead.is_me else "lead check")
@@ -537,14 +540,33 @@ class Validator:
         left = (self.settle_by(window) - await self.chain.block()) * await self.chain.block_time()
         return time.time() + max(REVEAL_FLOOR_SECONDS, left / 2)
 
-    async def score(self, plan: RoundPlan, received: list[Received], base_state: dict[str, torch.Tensor]
-                    ) -> tuple[dict[str, ScoreReport], dict]:
-        ctx = RoundContext(plan.netuid, plan.window.index, plan.base_checkpoint,
-                           eval_seed(await self.chain.block_hash(plan.window.eval_block)))
+    async def round_context(self, plan: RoundPlan) -> RoundContext:
+        """The round as scoring sees it, with the evaluation seed of its eval block's hash."""
+        return RoundContext(plan.netuid, plan.window.index, plan.base_checkpoint,
+                            eval_seed(await self.chain.block_hash(plan.window.eval_block)))
+
+    def round_heldout(self, ctx: RoundContext):
+        """The round's held-out pages (drawn with the eval seed from the held-out split), on which
+        the lead measures the outer step's size; contributions are scored on `score_pages`."""
+        pages = self.workload.pages
+        return pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, self.rounds.heldout_pages))
+
+    def loss_on(self, tokens) -> Callable[[dict[str, torch.Tensor]], float]:
+        """A state's mean loss on `tokens` (the validator's model is left holding that state)."""
+        def loss(state: dict[str, torch.Tensor]) -> float:
+            load_model_state(self.model, state)
+            return float(per_sequence_loss(self.model, tokens).mean())
+        return loss
+
+    async def score(self, ctx: RoundContext, received: list[Received], base_state: dict[str, torch.Tensor],
+                    plan: RoundPlan) -> tuple[dict[str, ScoreReport], dict]:
+        """Each update at the share it is expected to have in the merge: the outer lr of the step
+        that made the head (the lead measures it each round and it moves slowly), over its peers."""
+        outer_lr = min(plan.recipe.outer_lr, self.state.head_outer_lr or plan.recipe.outer_lr)
         return await asyncio.to_thread(
             score_contributions, self.model, base_state, received, ctx, self.workload.pages,
             plan.recipe.compression, self.scoring, self.rounds.heldout_pages, self.rounds.control_pages,
-            plan.recipe.outer_lr, plan.coldkeys, full_work_tokens(plan.recipe, self.workload.pages.page_len))
+            outer_lr, plan.coldkeys, full_work_tokens(plan.recipe, self.workload.pages.page_len))
 
     async def check_lead(self, plan: RoundPlan, received: list[Received]) -> LeadCheck:
         """Replay the lead's committed record of this round on the bytes received here, onto the
@@ -560,7 +582,7 @@ class Validator:
                 await self.hold_applied_checkpoint(plan.lead, published.record)
             check = await asyncio.to_thread(
                 check_lead_round, published.record, published.committed, window.index, plan.base_checkpoint,
-                self.held_state, bodies, self.workload.architecture, self.workload.vocab_size)
+                self.held_state, bodies, self.workload.architecture, self.workload.vocab_size, plan.recipe)
         if check.verified:
             logger.info("round {}: the lead's checkpoint is verified ({})", window.index, check.detail)
         elif check.status == "mismatch":
@@ -608,6 +630,8 @@ class Validator:
         async with self.head_lock:
             if settlement.folds_round:
                 self.state.checkpoint, self.state.checkpoint_round = settlement.new_checkpoint, index
+                if settlement.new_state is not None:
+                    self.state.head_outer_lr = (settlement.recipe or plan.recipe).outer_lr
             self.scores.update({hk: r.pay for hk, r in reports.items()}, plan.uids)  # weights follow pay
             self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
             self.state.last_round = index

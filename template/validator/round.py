@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
+from loguru import logger
 
 from protocol.messages import UnitOfWork
 from protocol.recipe import Recipe
 from template.audit.lead_check import LeadCheck
 from template.audit.round_record import RoundRecord
 from template.training.checkpoint import state_hash
-from template.training.outer_step import apply_outer_step
+from template.training.outer_step import apply_outer_step, measured_outer_step
 from template.training.model import ModelPreset
 from template.validation.round import Received, aggregate_in_arrival_order
 from template.utils.stopwatch import Stopwatch
@@ -110,15 +111,25 @@ class Settlement:
 
 
 def settle_as_lead(plan: RoundPlan, head: str, head_state: dict[str, torch.Tensor], accepted: dict[str, Mapping],
-                   reports: dict[str, ScoreReport], preset: ModelPreset | str, vocab_size: int) -> Settlement:
+                   reports: dict[str, ScoreReport], preset: ModelPreset | str, vocab_size: int,
+                   heldout_loss: Callable[[dict[str, torch.Tensor]], float] | None = None) -> Settlement:
     """Merge the accepted updates in their fixed order and take the outer step from the head
     (`head_state`, hash `head`): the round's base, or, when rounds overlap, the base moved by the
-    rounds settled since the miners started."""
+    rounds settled since the miners started. With `heldout_loss` (the round's held-out pages) the
+    step's size is the fraction of the recipe's outer lr that lowers it most
+    (`measured_outer_step`), and the recipe in the settlement carries the lr taken."""
     order, merged = aggregate_in_arrival_order(accepted, reports, plan.units, preset, vocab_size,
                                                coldkeys=plan.coldkeys)
-    new_state = None if merged is None else apply_outer_step(head_state, merged, plan.recipe.outer_lr)
+    recipe, new_state = plan.recipe, None
+    if merged is not None and heldout_loss is None:
+        new_state = apply_outer_step(head_state, merged, recipe.outer_lr)
+    elif merged is not None:
+        outer_lr, new_state, losses = measured_outer_step(head_state, merged, recipe.outer_lr, heldout_loss)
+        logger.info("round {}: outer step {:.3g} of {:g} (held-out loss by fraction: {})", plan.window.index,
+                    outer_lr, recipe.outer_lr, ", ".join(f"{f:g}: {loss:.4f}" for f, loss in losses.items()))
+        recipe = recipe.model_copy(update={"outer_lr": outer_lr})
     return Settlement(plan.base_checkpoint, head if new_state is None else state_hash(new_state),
-                      new_state, head, order, plan.recipe, {hk: plan.units[hk].label for hk in order},
+                      new_state, head, order, recipe, {hk: plan.units[hk].label for hk in order},
                       {hk: plan.coldkeys[hk] for hk in order if hk in plan.coldkeys},
                       {hk: reports[hk].merge_weight for hk in order if reports[hk].merge_weight != 1.0},
                       folds_round=True)

@@ -28,6 +28,7 @@ class ValidatorState:
     settling_round: str = ""  # the round handed to settlement (`OpenedRound.to_json`), settled after a restart
     last_opened: int = -1  # the last round whose commitments this validator collected
     round_bases: dict[str, list] = field(default_factory=dict)  # round -> [base checkpoint, its round] (a lead's)
+    head_outer_lr: float = 0.0  # the outer lr of the step that made `checkpoint` (0: not known, the recipe's)
 
     @classmethod
     def load(cls, path: Path) -> "ValidatorState | None":
