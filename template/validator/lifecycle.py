@@ -35,7 +35,7 @@ from template.net.checkpoint_client import (MIN_TRANSFER_BYTES_PER_S, Checkpoint
 from template.net.monitoring import Monitoring, install_monitoring
 from template.net.server import BackgroundServer
 from template.training.checkpoint import CheckpointError
-from template.training.assignment import assigned_pages, eval_seed, global_eval_pages, round_seed
+from template.training.assignment import assigned_pages, eval_seed, global_eval_pages, heldout_pages, round_seed
 from template.training.evaluation import per_sequence_loss
 from template.training.model import load_model_state, model_state, pick_device
 from template.training.workload import Workload, initial_seed
