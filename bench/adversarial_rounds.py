@@ -24,11 +24,11 @@ from bench.common import DEFAULT_CACHE
 from bench.rounds import (NETUID, Miner, RoundContext, Sent, State, WorkOrder, assignments, bench_eval_seed,
                           bench_round_seed, miner_hotkey, score_and_merge)
 from template.config import RoundConfig
-from template.training.assignment import global_eval_pages, sealed_pages
+from template.training.assignment import global_eval_pages, heldout_pages, sealed_pages
 from template.training.checkpoint import state_hash
 from template.training.evaluation import per_sequence_loss
 from template.training.model import build_model, load_model_state, model_state
-from template.training.outer_step import apply_outer_step
+from template.training.outer_step import apply_outer_step, measured_outer_step
 from template.training.workload import Workload
 from template.validation.round import claimed_tokens
 from template.validation.score_ema import ScoreBook
@@ -61,12 +61,12 @@ def eager_start(miner: Miner, base: State, previous: State | None, merged: int, 
     """Where a miner of round `round_index` trains from, as `MinerWorker.eager_start` decides it:
     its base (the checkpoint of two rounds before) moved by a stand-in for the previous round's
     merge, still in flight: its own last update for 1/n and the base's own step (n merged) for
-    (n-1)/n; its own update alone when that step is not known."""
+    (n-1)/n; the base itself when that step is not known."""
     own = miner.last_sent
     if own is None or round_index - 1 not in miner.bodies or round_index < 2:
         return base
     if previous is None or merged < 2 or outer_lr <= 0:
-        return apply_outer_step(base, own, outer_lr)
+        return base
     n = merged
     return apply_outer_step(base, {k: own[k] / n + (previous[k] - base[k]) / outer_lr * ((n - 1) / n)
                                    for k in own}, outer_lr)
@@ -75,11 +75,15 @@ def eager_start(miner: Miner, base: State, previous: State | None, merged: int, 
 def run(specs: list[MinerSpec], workload: Workload, rounds: int, label: str, log=print) -> RunResult:
     """Overlapped rounds as the product runs them (docs/round.md, "Overlapped rounds"): the miners
     of round r train from the checkpoint of round r-2 plus their eager stand-in for round r-1's
-    merge; round r-1 settles meanwhile, so round r is scored on that head and merged onto it."""
+    merge; round r-1 settles meanwhile, so round r is scored on that head and merged onto it, at
+    the outer lr of the step that made the head (`Validator.score`), and the lead measures the
+    step's size on the round's held-out pages (`settle_as_lead`, `measured_outer_step`)."""
     recipe, pages = workload.recipe, workload.pages
     model = build_model(workload.preset_name, workload.vocab_size, seed=0, device="cpu")
     heads = [model_state(model)]  # heads[k]: the checkpoint after round k settled
     merged_in: list[int] = [0]  # contributions merged into each head
+    head_lr: list[float] = [recipe.outer_lr]  # the outer lr of the step that made each head
+    step_lrs: list[float] = []
     global_eval = pages.pages(global_eval_pages(pages.heldout_ids))
     sealed = pages.pages(sealed_pages(pages.heldout_ids))
     loss = lambda tokens: float(per_sequence_loss(model, tokens).mean())  # noqa: E731
@@ -114,7 +118,8 @@ def run(specs: list[MinerSpec], workload: Workload, rounds: int, label: str, log
             on_time = [s for s in sent if s.hotkey not in late]
             ctx = RoundContext(NETUID, r, checkpoint, bench_eval_seed(r))
             load_model_state(model, head)
-            merge = score_and_merge(model, head, on_time, assigned, ctx, pages, recipe, workload.preset_name,
+            scored_at = recipe.model_copy(update={"outer_lr": min(recipe.outer_lr, head_lr[r - 1])})
+            merge = score_and_merge(model, head, on_time, assigned, ctx, pages, scored_at, workload.preset_name,
                                     workload.vocab_size, ScoringConfig(), RoundConfig().heldout_pages,
                                     RoundConfig().control_pages, coldkeys=coldkeys)
             per_round.append({names[hk]: report_line(rep) for hk, rep in merge.reports.items()})
@@ -123,15 +128,26 @@ def run(specs: list[MinerSpec], workload: Workload, rounds: int, label: str, log
                 report = merge.reports.get(hk)
                 pays.setdefault(hk, []).append(report.pay if report else 0.0)
                 accepted[hk] = accepted.get(hk, 0) + int(hk in merge.merged)
-            new_head = head if merge.update is None else apply_outer_step(head, merge.update, recipe.outer_lr)
+            new_head, lr_taken = head, head_lr[r - 1]
+            if merge.update is not None:
+                measured_on = pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids,
+                                                        RoundConfig().heldout_pages))
+
+                def loss_of(state: State) -> float:
+                    load_model_state(model, state)
+                    return loss(measured_on)
+                lr_taken, new_head, _ = measured_outer_step(head, merge.update, recipe.outer_lr, loss_of)
+                step_lrs.append(lr_taken)
             heads.append(new_head)
+            head_lr.append(lr_taken)
             merged_in.append(len(merge.merged) if merge.update is not None else 0)
             load_model_state(model, new_head)
             heldout.append(loss(global_eval))
             sealed_curve.append(loss(sealed))
             if log:
                 log(f"  {label} round {r}: held-out {heldout[-1]:.4f}, sealed {sealed_curve[-1]:.4f}, merged "
-                    f"{len(merge.merged)}/{len(sent)} ({time.perf_counter() - started:.0f}s)")
+                    f"{len(merge.merged)}/{len(sent)}, outer lr {lr_taken:g} "
+                    f"({time.perf_counter() - started:.0f}s)")
     weights = book.weights(uids)
     results = []
     for i, spec in enumerate(specs):
@@ -140,7 +156,8 @@ def run(specs: list[MinerSpec], workload: Workload, rounds: int, label: str, log
         results.append(MinerResult(spec.name, spec.behaviour, uids[hk], sum(pays[hk]) / rounds, accepted[hk],
                                    share, share, compute[hk], spec.speed))
     return RunResult(label, results, heldout, sealed_curve, rounds, time.perf_counter() - started,
-                     {"recipe": recipe.model_dump(), "specs": [s.__dict__ for s in specs], "overlap": True}, per_round)
+                     {"recipe": recipe.model_dump(), "specs": [s.__dict__ for s in specs], "overlap": True,
+                      "outer_lrs": step_lrs}, per_round)
 
 
 def main(argv: list[str] | None = None) -> RunResult:
