@@ -67,7 +67,8 @@ def test_a_miner_holding_the_previous_base_replays_the_next_one_for_a_fraction_o
     served, new_state = lead
     cache = CheckpointCache(tmp_path / "miner")
     cache.put(served.record.base_checkpoint, base_state)  # it trained from it last round
-    synced = BaseSync(cache, workload).base_for(served.order(served.record.new_checkpoint, 4), timeout=30)
+    sync = BaseSync(cache, workload)
+    synced = sync.base_for(served.order(served.record.new_checkpoint, 4), timeout=30)
     assert synced.how == "replayed" and state_hash(synced.state) == served.record.new_checkpoint
     checkpoint_bytes = (served.state_dir / "checkpoints" / f"{served.record.new_checkpoint}.safetensors").stat().st_size
     merged_bytes = sum((archive_dir(served.state_dir, 4) / f"{hk}.safetensors").stat().st_size
@@ -75,8 +76,13 @@ def test_a_miner_holding_the_previous_base_replays_the_next_one_for_a_fraction_o
     # Exactly the record and the merged contributions (this fixture's are top-512/4096, 5 of them).
     assert synced.bytes_fetched == len(served.record.canonical_json()) + merged_bytes < checkpoint_bytes
     assert cache.held(served.record.new_checkpoint) is not None  # kept for the next round's replay
-    again = BaseSync(cache, workload).base_for(served.order(served.record.new_checkpoint, 4), timeout=30)
+    # The next order on the same base (the lead's head has not moved): held, and the last merge
+    # is still known for the eager start; after a restart the base is held without it.
+    again = sync.base_for(served.order(served.record.new_checkpoint, 4), timeout=30)
     assert again.how == "held" and again.bytes_fetched == 0
+    assert again.merged == len(served.record.accepted) and state_hash(again.previous) == served.record.base_checkpoint
+    restarted = BaseSync(cache, workload).base_for(served.order(served.record.new_checkpoint, 4), timeout=30)
+    assert restarted.how == "held" and restarted.previous is None and restarted.merged == 0
 
 
 def test_a_miner_two_rounds_behind_replays_both_rounds(tmp_path, lead, workload, base_state):  # noqa: F811
@@ -142,7 +148,7 @@ def test_the_eager_start_stands_in_for_the_merge_still_in_flight(tmp_path, workl
     worker = MinerWorker(MINER, workload, "honest", tmp_path, None, torch.device("cpu"))
     own_delta = {k: torch.randn_like(v) * 1e-3 for k, v in base_state.items()}
     update, _ = compress(own_delta, None, workload.recipe.compression)
-    worker._last_sent = (5, update, shapes_of(own_delta))
+    worker._sent = {5: (update, shapes_of(own_delta))}
     previous = {k: v + 2e-3 for k, v in base_state.items()}  # round 4's merge moved the model by -2e-3
     synced = SyncedBase(base_state, "replayed", 1, previous=previous, merged=3)
     order = _order(base_state, 4)
@@ -156,6 +162,17 @@ def test_the_eager_start_stands_in_for_the_merge_still_in_flight(tmp_path, workl
     assert worker.eager_start(merged_already, synced) is base_state
     held = SyncedBase(base_state, "held", 0)  # the last merge is not known here: no stand-in
     assert worker.eager_start(order, held) is base_state
+
+    # The lead is a round behind: round 6's base includes rounds up to 3, so the merges of rounds
+    # 4 and 5 are in flight; each has a stand-in (this miner's update of that round for 1/n).
+    earlier_delta = {k: torch.randn_like(v) * 1e-3 for k, v in base_state.items()}
+    earlier, _ = compress(earlier_delta, None, workload.recipe.compression)
+    worker._sent = {4: (earlier, shapes_of(earlier_delta)), 5: (update, shapes_of(own_delta))}
+    start = worker.eager_start(_order(base_state, 3), synced)
+    own_4 = DecodedUpdate(earlier, shapes_of(earlier_delta))
+    expected = base_state[name] - recipe.outer_lr * ((own_4[name] + own[name]) / 3
+                                                     + 2e-3 / recipe.outer_lr * (2 - 2 / 3))
+    assert torch.allclose(start[name], expected, atol=1e-7)
 
 
 def _order(base_state, base_round: int) -> TrainRequest:

@@ -49,8 +49,9 @@ class SyncedBase:
     state: dict[str, torch.Tensor]
     how: str  # held | replayed | downloaded
     bytes_fetched: int
-    # Replayed: the checkpoint the round was applied to and how many contributions it merged (what
-    # the eager start needs to stand the last merge in for the one still in flight).
+    # The checkpoint the base's round was applied to and how many contributions it merged (what
+    # the eager start needs to stand the last merge in for those still in flight): known when the
+    # base was replayed here, now or in an earlier round.
     previous: dict[str, torch.Tensor] | None = None
     merged: int = 0
 
@@ -67,19 +68,26 @@ def lead_url_of(order: TrainRequest) -> str:
 class BaseSync:
     def __init__(self, cache: CheckpointCache, workload: Workload):
         self.cache, self.workload = cache, workload
+        # base replayed here -> (the checkpoint its round was applied to, contributions merged)
+        self._lineage: dict[str, tuple[str, int]] = {}
 
     def base_for(self, order: TrainRequest, timeout: float, should_stop: Callable[[], bool] = lambda: False
                  ) -> SyncedBase:
         digest = order.base_checkpoint
         held = self.cache.held(digest)
-        if held is not None:
-            return SyncedBase(held, "held", 0)
+        if held is not None:  # a base that did not move since the last order (the lead is behind)
+            applied, merged = self._lineage.get(digest, ("", 0))
+            previous = self.cache.held(applied) if applied else None
+            return SyncedBase(held, "held", 0, previous, merged if previous is not None else 0)
         started = time.monotonic()
         if order.base_round >= 0:
             try:
-                state, fetched, previous, merged = asyncio.run(
+                state, fetched, previous, applied, merged = asyncio.run(
                     unless_stopped(self._replayed(order, timeout), should_stop))
+                if not self.cache.size_of(applied):  # kept for a next order on the same base
+                    self.cache.put(applied, previous)
                 self.cache.put(digest, state)
+                self._lineage = {digest: (applied, merged)}
                 return SyncedBase(state, "replayed", fetched, previous, merged)
             except (ReplayUnavailable, ReplayError, FetchError, httpx.HTTPError, TimeoutError, ValueError,
                     pydantic.ValidationError) as exc:
@@ -91,10 +99,11 @@ class BaseSync:
         return SyncedBase(state, "downloaded", self.cache.size_of(digest))
 
     async def _replayed(self, order: TrainRequest, timeout: float
-                        ) -> tuple[dict[str, torch.Tensor], int, dict[str, torch.Tensor], int]:
+                        ) -> tuple[dict[str, torch.Tensor], int, dict[str, torch.Tensor], str, int]:
         """Walk the lead's records back from `order.base_round` (each applied to the checkpoint the
         one before produced; a skipped round has none) to a checkpoint held here, at most
-        MAX_REPLAY_ROUNDS of them, then replay them forward."""
+        MAX_REPLAY_ROUNDS of them, then replay them forward. Returns the base, the bytes fetched,
+        the checkpoint the base's round was applied to with its hash, and how many it merged."""
         lead = lead_url_of(order)
         async with asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout) as http:
             chain, total = await self._records_back_to_held(http, lead, order, timeout)
@@ -118,7 +127,7 @@ class BaseSync:
                                             self.workload.vocab_size)
         if state_hash(state) != order.base_checkpoint:
             raise ReplayUnavailable("the replay does not give the order's base")
-        return state, total, previous, len(chain[0].accepted)
+        return state, total, previous, chain[0].applied_checkpoint, len(chain[0].accepted)
 
     async def _records_back_to_held(self, http: httpx.AsyncClient, lead: str, order: TrainRequest, timeout: float
                                     ) -> tuple[list, int]:

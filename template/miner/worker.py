@@ -42,6 +42,9 @@ from template.training.shards import ShardSpec, shard_delta_in_full_model, extra
 # commitment after the deadline counts for nothing.
 COMMIT_MARGIN_SECONDS = 3.0
 MIN_COMMIT_MARGIN_SECONDS = 1.5
+# Merges in flight the eager start stands in for: one in step, two when the lead is a round behind;
+# further back the last merge is no guide to the ones since.
+MAX_STAND_IN_ROUNDS = 2
 
 
 @dataclass
@@ -81,7 +84,7 @@ class MinerWorker:
         self.ledger = RoundLedger(state_dir / "miner_rounds.jsonl")
         self.finish_seconds: float | None = None  # how long compressing and committing took last round
         self.received: dict[int, float] = {}  # round -> when its order was accepted (time.time())
-        self._last_sent: tuple[int, CompressedUpdate, dict] | None = None  # (round, update, shapes) committed last
+        self._sent: dict[int, tuple[CompressedUpdate, dict]] = {}  # round -> (update, shapes), the last few committed
         # An order that comes while the previous round trains has its base synced meanwhile.
         self._syncer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sync")
         self._synced: dict[int, concurrent.futures.Future] = {}  # round -> its base, being synced
@@ -211,27 +214,28 @@ class MinerWorker:
 
     def eager_start(self, request: TrainRequest, synced: SyncedBase) -> dict[str, torch.Tensor]:
         """Where to train from. With overlapping rounds the base lacks the merge of the round still
-        being scored (round r-1's merge reaches the model after round r starts). As in DiLoCo with
-        eager updates, a stand-in for it moves the start: this miner's own update of that round
-        for its 1/n share, and the last merge (the base's own step, known when it was replayed) for
-        the other (n-1)/n. Without the last merge (a base that was downloaded or held, as in a
+        being scored (round r-1's merge reaches the model after round r starts), and of the round
+        before too when the lead is a round behind (its head had not moved when it sent the order).
+        As in DiLoCo with eager updates, a stand-in for each merge in flight moves the start: this
+        miner's own update of that round for its 1/n share, and the last merge (the base's own
+        step, known when the base was replayed here) for the other (n-1)/n. The scores are taken
+        against the head, which holds those merges: a start without them trains the same steps
+        again, and in a 120-round run both other honest updates of a round that started two merges
+        behind hurt or left the held-out loss. Without the last merge (a downloaded base, as in a
         run's second round) it starts from the base: its own update alone at full size overshoots,
-        and the round's merge, built from such starts, then made a poor stand-in two rounds later
-        (the live runs' fourth round lost held-out gain, and in two of three 20-round campaigns one
-        honest update had none at all)."""
+        and the round's merge, built from such starts, then made a poor stand-in two rounds
+        later."""
         base = synced.state
-        if self._last_sent is None:
-            return base
-        sent_round, update, shapes = self._last_sent
-        if not request.base_round < sent_round < request.round_index or set(shapes) != set(base):
-            return base
-        own = DecodedUpdate(update, shapes)
         lr = request.recipe.outer_lr
-        if synced.previous is None or synced.merged < 2 or lr <= 0:
+        in_flight = range(max(request.base_round + 1, request.round_index - MAX_STAND_IN_ROUNDS), request.round_index)
+        own = [DecodedUpdate(*self._sent[r]) for r in in_flight
+               if r in self._sent and set(self._sent[r][1]) == set(base)]
+        if not own or synced.previous is None or synced.merged < 2 or lr <= 0:
             return base
         n = synced.merged
-        stand_in = {name: own[name] / n + (synced.previous[name] - base[name]) / lr * ((n - 1) / n)
-                    for name in shapes}
+        others = len(in_flight) - len(own) / n  # the last merge's share of the stand-ins
+        stand_in = {name: sum(o[name] for o in own) / n + (synced.previous[name] - base[name]) / lr * others
+                    for name in base}
         return apply_outer_step(base, stand_in, lr)
 
     def _train(self, request: TrainRequest, base: dict[str, torch.Tensor], pages: list[int], step_budget: int = 0):
@@ -334,7 +338,8 @@ class WorkerRound:
     def pack(self, update: CompressedUpdate, stats: InnerStats | None) -> bytes:
         request = self.order
         # what the eager start of the next round stands in for this round's merge with
-        self.worker._last_sent = (request.round_index, update, shapes_of(self.base()))
+        sent = {r: u for r, u in self.worker._sent.items() if r > request.round_index - MAX_STAND_IN_ROUNDS - 1}
+        self.worker._sent = {**sent, request.round_index: (update, shapes_of(self.base()))}
         meta = ContributionMeta(
             netuid=request.netuid, round_index=request.round_index, base_checkpoint=request.base_checkpoint,
             hotkey=self.hotkey, unit=request.unit, tokens_trained=stats.tokens if stats else 0,
