@@ -304,9 +304,10 @@ class MinerWorker:
         an idle CPU from answering a validator before its busy victim). Whichever of the pair
         counts as the original, the pair is paid for one update."""
         while time.time() < request.deadline_unix:
+            found = None
             if self.copy_from.has(request.round_index):
                 time.sleep(max(0.0, min(COPY_LAG_SECONDS, request.deadline_unix - time.time() - 0.5)))
-            found = self.copy_from.body(request.round_index) if self.copy_from.has(request.round_index) else None
+                found = self.copy_from.body(request.round_index)
             if found is not None:
                 tensors, meta = decode_tensors(found, MAX_CONTRIBUTION_BYTES)
                 meta = dict(meta or {}, hotkey=self.hotkey)
