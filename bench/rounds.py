@@ -41,7 +41,7 @@ from template.config import RoundConfig
 from template.training.assignment import assigned_pages, eval_seed, heldout_pages, round_seed
 from template.training.checkpoint import state_hash
 from template.training.compression import CompressedUpdate, compress, decompress, dense_bytes, shapes_of, wire_bytes
-from template.training.evaluation import per_sequence_loss
+from template.training.evaluation import per_sequence_loss, state_loss
 from template.training.inner_loop import InnerStats, pseudo_gradient, train_inner
 from template.training.model import build_model, load_model_state, model_state
 from template.training.outer_step import apply_outer_step, measured_outer_step
@@ -418,11 +418,7 @@ def run_rounds(s: RoundsSetting, pages: PageStore, heldout: torch.Tensor | None 
             update = merge.update
         if update is not None and s.measure_step and s.outer_step is None:
             tokens = pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, s.heldout_count))
-
-            def loss_of(state: State) -> float:
-                load_model_state(model, state)
-                return float(per_sequence_loss(model, tokens).mean())
-            head_lr, base, _ = measured_outer_step(base, update, s.recipe.outer_lr, loss_of)
+            head_lr, base, _ = measured_outer_step(base, update, s.recipe.outer_lr, state_loss(model, tokens))
             update = {k: v * (head_lr / s.recipe.outer_lr) for k, v in update.items()}  # the step taken
             load_model_state(model, base)
         elif update is not None:

@@ -240,6 +240,42 @@ def test_assigned_vs_random_passes_only_when_assigned_gain_is_larger():
     assert not assigned_vs_random(base, little, base, helped).passed
 
 
+def test_assignment_test_sees_through_gains_that_follow_the_base_loss():
+    """Every page gains by its base loss (a generic update) plus 0.01 on the pages it trained on:
+    a plain comparison measures mostly which pages the draw handed each side, the adjusted one
+    the 0.01."""
+    g = torch.Generator().manual_seed(3)
+    base_a, base_r = 4 + torch.rand(48, generator=g), 4 + torch.rand(48, generator=g)
+    gain_a = 0.1 - 0.3 * (base_a - 4.5) + 0.002 * torch.randn(48, generator=g) + 0.01
+    gain_r = 0.1 - 0.3 * (base_r - 4.5) + 0.002 * torch.randn(48, generator=g)
+    trained = assigned_vs_random(base_a, base_a - gain_a, base_r, base_r - gain_r)
+    assert trained.passed and trained.z > 10 and abs(trained.diff - 0.01) < 0.002
+    plain_z = float(gain_a.mean() - gain_r.mean()) / math.sqrt(float(gain_a.var()) / 48 + float(gain_r.var()) / 48)
+    assert plain_z < trained.z / 5, (plain_z, trained.z)
+
+
+def test_assignment_test_gives_no_edge_for_knowing_which_pages_are_easy():
+    """An update that never saw its pages but whose generic gain rises with base loss, handed
+    assigned pages that happen to be hard: a plain comparison would credit it, the adjusted one
+    does not."""
+    g = torch.Generator().manual_seed(4)
+    base_a, base_r = 5 + torch.rand(48, generator=g), 4 + torch.rand(48, generator=g)
+    generic = lambda base: 0.2 * (base - 4) + 0.01 * torch.randn(48, generator=g)  # noqa: E731
+    lucky = assigned_vs_random(base_a, base_a - generic(base_a), base_r, base_r - generic(base_r))
+    assert lucky.assigned_gain - lucky.random_gain > 0.15  # raw: far more gain on its own pages
+    assert not lucky.passed and abs(lucky.diff) < 0.05
+
+
+def test_assignment_test_without_spread_in_base_loss_is_the_plain_welch_test():
+    g = torch.Generator().manual_seed(5)
+    base = torch.full((16,), 5.0)
+    after_a, after_r = base - 0.2 - 0.05 * torch.rand(16, generator=g), base - 0.1 - 0.05 * torch.rand(16, generator=g)
+    test = assigned_vs_random(base, after_a, base, after_r)
+    a, r = base - after_a, base - after_r
+    welch = float(a.mean() - r.mean()) / math.sqrt(float(a.var()) / 16 + float(r.var()) / 16)
+    assert test.z == pytest.approx(welch)
+
+
 def test_copy_that_arrives_first_is_still_the_duplicate(world):
     """Arrival order can be gamed; the copy helps its victim's pages, not its own."""
     copier_pages = pages(1, 16, 9)

@@ -1,13 +1,13 @@
 """Loss measurements for scoring: per-sequence losses and temporarily applied deltas."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 
-from template.training.model import autocast_context
+from template.training.model import autocast_context, load_model_state
 
 
 @torch.no_grad()
@@ -31,6 +31,14 @@ def per_sequence_loss(model: torch.nn.Module, tokens: torch.Tensor, batch_size: 
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
+
+
+def state_loss(model: torch.nn.Module, tokens: torch.Tensor) -> Callable[[dict[str, torch.Tensor]], float]:
+    """A state's mean loss on `tokens` (`model` is left holding the last state asked about)."""
+    def loss(state: dict[str, torch.Tensor]) -> float:
+        load_model_state(model, state)
+        return float(per_sequence_loss(model, tokens).mean())
+    return loss
 
 
 @contextmanager

@@ -32,7 +32,6 @@ def apply_outer_step(base_state: dict[str, torch.Tensor], aggregated_delta: dict
     return new_state
 
 
-
 # Fractions of the recipe's outer lr the lead tries, largest first. An average of updates that
 # each help at their share can still overshoot when stepped at full size: in the live runs the
 # fourth round's merge raised held-out loss 5.85 -> 6.46 at 1.0 and lowered it to 5.74 at 0.25.

@@ -13,7 +13,6 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from template.net.monitoring import Monitoring, install_monitoring
 from template.net.server import BackgroundServer
 from template.training.checkpoint import CheckpointError
 from template.training.assignment import assigned_pages, eval_seed, global_eval_pages, heldout_pages, round_seed
-from template.training.evaluation import per_sequence_loss
+from template.training.evaluation import per_sequence_loss, state_loss
 from template.training.model import load_model_state, model_state, pick_device
 from template.training.workload import Workload, initial_seed
 from template.utils.logging import setup_logging
@@ -422,7 +421,7 @@ class Validator:
         if plan.lead.is_me:
             settlement = await asyncio.to_thread(settle_as_lead, plan, head, head_state, accepted, reports,
                                                  self.workload.architecture, self.workload.vocab_size,
-                                                 self.loss_on(self.round_heldout(ctx)))
+                                                 state_loss(self.model, self.round_heldout(ctx)))
         else:
             settlement = settle_as_follower(plan, head, await self.check_lead(plan, received))
         clock.lap("aggregation" if plan.lead.is_me else "lead check")
@@ -550,13 +549,6 @@ class Validator:
         the lead measures the outer step's size; contributions are scored on `score_pages`."""
         pages = self.workload.pages
         return pages.pages(heldout_pages(ctx.eval_seed, pages.heldout_ids, self.rounds.heldout_pages))
-
-    def loss_on(self, tokens) -> Callable[[dict[str, torch.Tensor]], float]:
-        """A state's mean loss on `tokens` (the validator's model is left holding that state)."""
-        def loss(state: dict[str, torch.Tensor]) -> float:
-            load_model_state(self.model, state)
-            return float(per_sequence_loss(self.model, tokens).mean())
-        return loss
 
     async def score(self, ctx: RoundContext, received: list[Received], base_state: dict[str, torch.Tensor],
                     plan: RoundPlan) -> tuple[dict[str, ScoreReport], dict]:
