@@ -1,10 +1,13 @@
+import statistics
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from template.training.shards import coverage_mean
-from template.validation.aggregation import COLDKEY_CAP, aggregate, coldkey_capped_weights, median_norm_clip
+from template.validation.aggregation import (COLDKEY_CAP, aggregate, coldkey_capped_weights, median_norm_clip,
+                                           weighted_median)
 
 SHAPES = {"w": (6, 5), "b": (5,)}
 
@@ -22,6 +25,31 @@ def test_each_tensor_clipped_to_median_norm():
         for k in SHAPES:
             assert float(d[k].norm()) <= medians[k] * (1 + 1e-6)
     assert torch.equal(clipped[0]["w"], deltas[0]["w"])  # below the median: untouched
+
+
+@given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=9))
+def test_weighted_median_with_equal_weights_is_the_median(values):
+    assert weighted_median(values, [0.7] * len(values)) == pytest.approx(statistics.median(values))
+    assert weighted_median(values) == statistics.median(values)
+
+
+def test_weighted_median_follows_the_weight_not_the_count():
+    assert weighted_median([1, 1, 1, 1, 5, 6, 7], [0.25] * 4 + [1, 1, 1]) == 5.5  # plain median: 1
+    assert weighted_median([1, 1, 1, 1, 5, 6, 7], [0.2] * 4 + [1, 1, 1]) == 6
+    assert weighted_median([1, 2, 3], [1, 1, 2]) == 2.5  # half the weight falls between 2 and 3
+
+
+def test_many_low_weight_updates_do_not_drag_the_clip_down_on_full_ones():
+    """Four quarter-work updates (small) beside three full rounds: an unweighted median would clip
+    every full round to a quarter-round's size; weighted by work it leaves them whole."""
+    full, lazy = [delta(i, 4.0) for i in range(3)], [delta(10 + i, 1.0) for i in range(4)]
+    work = [1.0] * 3 + [0.25] * 4
+    plain, weighted = median_norm_clip(full + lazy), median_norm_clip(full + lazy, work)
+    assert float(plain[0]["w"].norm()) < 0.5 * float(full[0]["w"].norm())
+    assert max(float(weighted[i]["w"].norm() / full[i]["w"].norm()) for i in range(3)) > 0.99
+    merged = aggregate(full + lazy, base_weights=work)
+    expected = sum(w * c["w"] for w, c in zip(work, weighted)) / sum(work)
+    assert torch.allclose(merged["w"], expected, atol=1e-6)
 
 
 def test_clipping_keeps_direction():

@@ -1,10 +1,11 @@
 """Robust, replayable aggregation of accepted pseudo-gradients (docs/scoring.md, "Aggregation").
 
 Each accepted delta is clipped per tensor to the accepted median norm of that tensor, then the
-clipped deltas are averaged with equal weights in the given order, except that no one coldkey's
-contributions together weigh more than a third, or 1/n with only n coldkeys (sybils do not
-outvote the rest). No
-coordinate-wise trimming: on sparse top-k vectors it would trim the few non-zeros.
+clipped deltas are averaged in the given order. Both count each delta with its merge weight
+(equal by default; the validator's are reported work x collusion share), except that no one
+coldkey's contributions together weigh more than a third, or 1/n with only n coldkeys (sybils
+do not outvote the rest). No coordinate-wise trimming: on sparse top-k vectors it would trim the
+few non-zeros.
 
 Replay: norms come from `norms.tensor_norm` (a fixed-order sum, the same on every machine),
 the median and the clip factor are Python float arithmetic, and the rest is elementwise
@@ -13,6 +14,7 @@ float32 ops in the given order, so any validator rebuilds the aggregate bit for 
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Iterator, Mapping, Sequence
 
@@ -23,12 +25,30 @@ from template.validation.norms import tensor_norm
 Delta = Mapping[str, torch.Tensor]
 
 
-def median_tensor_norms(deltas: Sequence[Delta]) -> dict[str, float]:
+def weighted_median(values: Sequence[float], weights: Sequence[float] | None = None) -> float:
+    """The value at half the total weight (values sorted); where half falls exactly between two
+    values, their mean. Equal weights give `statistics.median`."""
+    if weights is None:
+        return statistics.median(values)
+    pairs = sorted(zip(values, weights))
+    half, seen = sum(w for _, w in pairs) / 2, 0.0
+    for i, (value, weight) in enumerate(pairs):
+        seen += weight
+        if math.isclose(seen, half, rel_tol=1e-12) and i + 1 < len(pairs):
+            return (value + pairs[i + 1][0]) / 2
+        if seen > half:
+            return value
+    return pairs[-1][0]
+
+
+def median_tensor_norms(deltas: Sequence[Delta], weights: Sequence[float] | None = None) -> dict[str, float]:
     """Per tensor name, the median of its L2 norm over the deltas (mean of the two middle
-    values for an even count)."""
+    values for an even count), each delta counted with its weight when given: updates the
+    merge weighs little (little reported work, a capped coldkey's many hotkeys) cannot drag the
+    clip down on the ones it weighs fully."""
     if not deltas:
         return {}
-    return {name: statistics.median(tensor_norm(d[name]) for d in deltas) for name in deltas[0]}
+    return {name: weighted_median([tensor_norm(d[name]) for d in deltas], weights) for name in deltas[0]}
 
 
 class ClippedDelta(Mapping[str, torch.Tensor]):
@@ -61,9 +81,9 @@ def clip_to_norms(delta: Delta, max_norms: Mapping[str, float]) -> ClippedDelta:
     return ClippedDelta(delta, max_norms)
 
 
-def median_norm_clip(deltas: Sequence[Delta]) -> list[ClippedDelta]:
-    """Clip every delta per tensor to that tensor's median norm over `deltas`."""
-    medians = median_tensor_norms(deltas)
+def median_norm_clip(deltas: Sequence[Delta], weights: Sequence[float] | None = None) -> list[ClippedDelta]:
+    """Clip every delta per tensor to that tensor's (weighted) median norm over `deltas`."""
+    medians = median_tensor_norms(deltas, weights)
     return [clip_to_norms(d, medians) for d in deltas]
 
 
@@ -98,8 +118,8 @@ def aggregate(
     accepted: Sequence[Delta], min_contributions: int = 2, coldkeys: Sequence[str] | None = None,
     base_weights: Sequence[float] | None = None,
 ) -> dict[str, torch.Tensor] | None:
-    """Median-norm clip, then the mean (coldkey-capped, `coldkey_capped_weights`, in proportion
-    to `base_weights`), summed in the given order. `coldkeys[i]` owns `accepted[i]`; None: every
+    """Median-norm clip and the mean, both with the merge's weights (coldkey-capped,
+    `coldkey_capped_weights`, in proportion to `base_weights`), summed in the given order. `coldkeys[i]` owns `accepted[i]`; None: every
     contribution its own.
 
     Returns None when fewer than `min_contributions` are accepted: the unit stays unchanged
@@ -111,10 +131,10 @@ def aggregate(
     for i, d in enumerate(accepted[1:], start=1):
         if set(d) != set(names):
             raise ValueError(f"accepted delta {i} has different tensor names than delta 0")
-    clipped = median_norm_clip(accepted)
     owners = list(coldkeys) if coldkeys is not None else [str(i) for i in range(len(accepted))]
     weights = coldkey_capped_weights(owners, base=base_weights) \
         if coldkeys is not None or base_weights is not None else None
+    clipped = median_norm_clip(accepted, weights)
     count = len(clipped)
     mean: dict[str, torch.Tensor] = {}
     for name in names:

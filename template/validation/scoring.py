@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from template.validation.aggregation import clip_to_norms, median_tensor_norms
+from template.validation.aggregation import clip_to_norms, coldkey_capped_weights, median_tensor_norms
 from template.validation.checks import (
     DuplicateFinding,
     duplicate_findings,
@@ -214,7 +214,7 @@ class ScoreReport:
     evidence_factor: float | None = None
     usefulness_factor: float | None = None
     group: list[str] = field(default_factory=list)  # its collusion group (empty: none)
-    merge_weight: float = 1.0  # its weight in the aggregate relative to a lone contribution
+    merge_weight: float = 1.0  # its weight in the aggregate relative to a lone full round: work x group share
     cross: list[CrossEvidence] = field(default_factory=list)  # pages of others it helps (edges only)
     score: float = 0.0  # held-out gain mean (at least 0) of an accepted update
     pay: float = 0.0  # what it earns (pay.py): the score EMA and the weights follow this
@@ -401,7 +401,8 @@ def score_round(
             candidates.append(c)
 
     # Clip like the aggregate will, so the score measures what the update would contribute.
-    clip_norms = median_tensor_norms([c.delta for c in candidates]) if candidates else {}
+    clip_norms = median_tensor_norms([c.delta for c in candidates], _work_weights(candidates, full_work_tokens)) \
+        if candidates else {}
     evaluated: dict[str, Mapping[str, torch.Tensor]] = {}
     control_gains: dict[str, torch.Tensor] = {}
     accepted: list[Contribution] = []
@@ -464,14 +465,21 @@ def score_round(
     return {h: reports[h] for h in hotkeys}
 
 
+def _work_weights(contributions: Sequence[Contribution], full_work_tokens: int | None) -> list[float] | None:
+    """What the merge will weigh each by before collusion shares: its reported work, no coldkey
+    over its cap (`coldkey_capped_weights`); None when all weigh alike."""
+    work = [work_fraction(c.claimed_tokens, full_work_tokens) for c in contributions]
+    return coldkey_capped_weights([c.coldkey or c.hotkey for c in contributions], base=work)
+
+
 def _unpaid(report: ScoreReport) -> str | None:
     """Why an update that passed every check earns nothing (None when it earns something)."""
     if report.pay > 0:
         return None
-    if report.group and report.merge_weight == 0:
-        return f"in a collusion group with {len(report.group) - 1} other(s), nothing of its own to be paid for"
     if not report.work:
         return "reported no work"
+    if report.group and report.merge_weight == 0:
+        return f"in a collusion group with {len(report.group) - 1} other(s), nothing of its own to be paid for"
     if not report.evidence_factor:
         return "too little of its own assigned pages in it (below the pay floor of the round's reference)"
     return "no gain on the score pages to pay for"
@@ -520,4 +528,4 @@ def _pay_accepted(accepted: Sequence[Contribution], reports: dict[str, ScoreRepo
         report = reports[key]
         report.pay, report.work = p.score, p.work
         report.evidence_factor, report.usefulness_factor = p.evidence, p.usefulness
-        report.group, report.merge_weight = list(p.group), p.share
+        report.group, report.merge_weight = list(p.group), p.share * p.work

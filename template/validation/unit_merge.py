@@ -47,7 +47,7 @@ def merge_units(order: list[str], accepted: dict[str, Mapping[str, torch.Tensor]
         capped = coldkey_capped_weights([owner(hk) for hk in members], base=base(members))
         # relative to 1 per contribution, so that units overlapping on a coordinate weigh as before
         weights += [w * len(members) for w in capped] if capped else [1.0] * len(members)
-        for hk, delta in zip(members, median_norm_clip([accepted[hk] for hk in members])):
+        for hk, delta in zip(members, median_norm_clip([accepted[hk] for hk in members], capped)):
             kept.append(hk)
             clipped.append(delta)
             masks.append(mask)
