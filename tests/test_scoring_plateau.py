@@ -60,8 +60,9 @@ class ScriptedRound:
 
 
 def test_an_update_without_significant_held_out_gain_is_accepted_on_strong_evidence_of_work():
-    reports = ScriptedRound({"plateau": (0.5, 25.0), "unlucky": (-2.5, 25.0)}).score()
-    for name in ("plateau", "unlucky"):
+    # "unluckier": at -3.5 an update with no effect at all lands once in 4,300 tests (harm_z is 4)
+    reports = ScriptedRound({"plateau": (0.5, 25.0), "unlucky": (-2.5, 25.0), "unluckier": (-3.5, 25.0)}).score()
+    for name in ("plateau", "unlucky", "unluckier"):
         r = reports[name]
         assert r.accepted, r.reason
         assert "neutral" in r.check("heldout_gain").reason
@@ -83,7 +84,7 @@ def test_with_significant_held_out_gain_the_lower_assignment_bar_holds():
 
 
 def test_an_update_that_measurably_hurts_held_out_loss_is_refused_whatever_its_evidence():
-    r = ScriptedRound({"poison": (-3.5, 40.0)}).score()["poison"]
+    r = ScriptedRound({"poison": (-4.5, 40.0)}).score()["poison"]
     assert not r.accepted and r.score == 0.0
     assert r.reason.startswith("heldout_gain:") and "hurts" in r.reason
     assert r.check("assigned_vs_random").passed is None
