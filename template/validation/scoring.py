@@ -53,8 +53,8 @@ class ScoringConfig:
     z_min: float = 2.0  # held-out paired gain reaching this z (with a positive mean) helps
     # held-out gain at or below -harm_z (with a negative mean) hurts: rejected. The test runs once per
     # contribution per round, and a miner faces it hundreds of times: an update with no effect is refused
-    # by chance once in 44 tests at 2, once in 740 at 3 (one honest update of 360 in two 120-round runs
-    # of two), once in 31,600 at 4; the harm that matters measures far below (sign flips z -19 to -50)
+    # by chance once in 44 tests at 2, once in 740 at 3 (it refused one honest update of 360 in each of two
+    # 120-round runs), once in 31,600 at 4; the harm that matters measures far below (sign flips z -19 to -50)
     harm_z: float = 4.0
     assignment_z_min: float = 1.0  # Welch z of assigned-minus-random gain needed when held-out helps
     neutral_assignment_z_min: float = 3.0  # ...and needed when held-out neither helps nor hurts
@@ -134,9 +134,9 @@ def assigned_vs_random(
 
     How much a page gains from any update depends on how the base model does on it; the pages
     are drawn at random, so that dependence is noise to this test, and early in training it is
-    most of the noise (on the tiny preset their correlation reached -0.3 to -0.8 in rounds 3 to 6). The
-    adjustment removes it, and with it any edge an update could take from a generic slope on
-    pages whose base loss it knew in advance. `diff` is the adjusted difference; the gains are
+    most of the noise (on the tiny preset their correlation reached -0.3 to -0.8 in rounds 3-6).
+    The adjustment removes it, and with it any edge an update could take from a generic slope
+    on pages whose base loss it knew in advance. `diff` is the adjusted difference; the gains are
     the raw means."""
     a = _gains(assigned_before, assigned_after)
     r = _gains(random_before, random_after)
