@@ -91,6 +91,8 @@ class AssignmentTest:
 
 
 def _z(mean: float, se: float) -> float:
+    if math.isnan(mean) or math.isnan(se):
+        return 0.0  # losses that overflowed say nothing; a NaN's sign must not decide a test
     if se > 0:
         return mean / se
     return 0.0 if mean == 0 else math.copysign(math.inf, mean)
