@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -56,7 +57,15 @@ class ScoringConfig:
     # by chance once in 44 tests at 2, once in 740 at 3 (it refused one honest update of 360 in each of two
     # 120-round runs), once in 31,600 at 4; the harm that matters measures far below (sign flips z -19 to -50)
     harm_z: float = 4.0
-    assignment_z_min: float = 1.0  # Welch z of assigned-minus-random gain needed when held-out helps
+    # When held-out helps: the Welch z of assigned-minus-random gain needed, over every page tested.
+    # A first sample settles clear cases alone (fails below assignment_first_fail_z, passes from
+    # assignment_first_pass_z); between them a second sample as large is drawn and the test runs on
+    # both. Early in training, when every update helps every page, one honest update in six or seven
+    # fell below 1 on one sample; the two stages pass it nineteen times in twenty at the typical
+    # margin, while an update with no margin passes less often than one in six at z >= 1 did.
+    assignment_z_min: float = 1.2
+    assignment_first_fail_z: float = 0.0
+    assignment_first_pass_z: float = 2.0
     neutral_assignment_z_min: float = 3.0  # ...and needed when held-out neither helps nor hurts
     norm_low: float = 0.05  # norm below this multiple of the round's median is a no-op
     norm_high: float = 10.0  # norm above this multiple of the median is a replacement attempt
@@ -88,6 +97,7 @@ class AssignmentTest:
     diff: float
     z: float
     passed: bool
+    pages: int = 0  # pages a side the verdict rests on
 
 
 def _z(mean: float, se: float) -> float:
@@ -145,7 +155,7 @@ def assigned_vs_random(
     if a.numel() < 2 or r.numel() < 2:
         mean_a = float(a.mean()) if a.numel() else 0.0
         mean_r = float(r.mean()) if r.numel() else 0.0
-        return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False)
+        return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False, min(a.numel(), r.numel()))
     base_a, base_r = assigned_before.detach().double(), random_before.detach().double()
     slope, slope_var = _within_slope((base_a, a), (base_r, r))
     centre = float(torch.cat([base_a, base_r]).mean())
@@ -155,7 +165,7 @@ def assigned_vs_random(
                    + float(adjusted_r.var(unbiased=True)) / r.numel() + imbalance ** 2 * slope_var)
     diff = float(adjusted_a.mean() - adjusted_r.mean())
     z = _z(diff, se)
-    return AssignmentTest(float(a.mean()), float(r.mean()), diff, z, z >= z_threshold)
+    return AssignmentTest(float(a.mean()), float(r.mean()), diff, z, z >= z_threshold, min(a.numel(), r.numel()))
 
 
 def _within_slope(*groups: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
@@ -186,6 +196,9 @@ class Contribution:
     rejected_reason: str | None = None  # set by the caller: malformed payload, wrong round, ...
     assigned_tokens: Any = None  # the miner's assigned pages, as loss_fn takes them
     control_tokens: Any = None  # random unassigned training pages, as loss_fn takes them
+    # The next assigned and control pages of the same draws, (assigned, control), loaded only when
+    # the first sample leaves the assignment test undecided
+    second_sample: Callable[[], tuple[Any, Any]] | None = None
 
 
 @dataclass
@@ -311,6 +324,38 @@ def _assignment_z(c: Contribution, loss_fn: LossFn, cfg: ScoringConfig, base_los
     ).z
 
 
+def staged_assignment_test(first: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                           second: Callable[[], tuple[torch.Tensor, ...]] | None,
+                           cfg: ScoringConfig) -> AssignmentTest:
+    """Check 8 when held-out helps. `first` is the first sample's (assigned before, assigned after,
+    control before, control after) losses; it decides alone below `assignment_first_fail_z` (fails)
+    and from `assignment_first_pass_z` (passes). Between them `second()` gives the same four for
+    the next pages of the same draws, and the test on both samples together decides, at
+    `assignment_z_min`. The second sample is read only then."""
+    test = assigned_vs_random(*first, cfg.assignment_z_min)
+    if test.z >= cfg.assignment_first_pass_z or test.z < cfg.assignment_first_fail_z:
+        return dataclasses.replace(test, passed=test.z >= cfg.assignment_first_pass_z)
+    if second is None:
+        return test
+    both = [torch.cat([a, b]) for a, b in zip(first, second())]
+    return assigned_vs_random(*both, cfg.assignment_z_min)
+
+
+def _assignment_test(c: Contribution, delta: Mapping[str, torch.Tensor], helps: bool, loss_fn: LossFn,
+                     cfg: ScoringConfig, base_loss: "_BaseLosses") -> AssignmentTest:
+    """Check 8: staged when held-out helps, on the first sample at `neutral_assignment_z_min`
+    when not."""
+    def losses(assigned: Any, control: Any) -> tuple[torch.Tensor, ...]:
+        return (base_loss(assigned), loss_fn(delta, cfg.eval_scale, assigned),
+                base_loss(control), loss_fn(delta, cfg.eval_scale, control))
+
+    first = losses(c.assigned_tokens, c.control_tokens)
+    if not helps:
+        return assigned_vs_random(*first, cfg.neutral_assignment_z_min)
+    second = (lambda: losses(*c.second_sample())) if c.second_sample is not None else None
+    return staged_assignment_test(first, second, cfg)
+
+
 def score_round(
     contributions: Sequence[Contribution],
     loss_fn: LossFn,
@@ -327,8 +372,9 @@ def score_round(
     group of near-identical updates the earliest arrival is the original unless another
     member's assignment z reaches `assignment_z_min` and beats the earliest's by
     `originality_margin_z` (`_duplicates_originals_first`); held-out gain (rejects only a
-    significant loss: mean < 0 and z <= -harm_z) and assigned-vs-random (z >= assignment_z_min
-    when held-out gain is significant, z >= neutral_assignment_z_min when not), both on the update
+    significant loss: mean < 0 and z <= -harm_z) and assigned-vs-random (in two stages when
+    held-out gain is significant, `staged_assignment_test`; z >= neutral_assignment_z_min on the
+    first sample when not), both on the update
     clipped per tensor to the median norm of the candidates left after the duplicate gate
     (`clip_before_eval`) and applied at `eval_scale`. Score = the held-out gain mean (at least 0)
     when every gate passes, else 0. The base-model losses are computed once per token set (held-out once
@@ -400,13 +446,7 @@ def score_round(
             gate.record("assigned_vs_random", "no assigned or control pages to test against")
             continue
         needed = cfg.assignment_z_min if helps else cfg.neutral_assignment_z_min
-        test = assigned_vs_random(
-            base_loss(c.assigned_tokens),
-            loss_fn(delta, cfg.eval_scale, c.assigned_tokens),
-            base_loss(c.control_tokens),
-            loss_fn(delta, cfg.eval_scale, c.control_tokens),
-            needed,
-        )
+        test = _assignment_test(c, delta, helps, loss_fn, cfg, base_loss)
         report.assignment = test
         problem = None
         if not test.passed:
