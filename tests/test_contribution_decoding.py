@@ -3,6 +3,7 @@ and one bad contribution never costs the round the others."""
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import struct
 
@@ -147,7 +148,7 @@ def score_with(honest_round, crafted: dict[str, bytes]):
     received += [Received(uid=2 + i, hotkey=hotkey, assigned=pages.train_ids[16 * (i + 1):16 * (i + 2)], body=data,
                           arrival_index=1 + i) for i, (hotkey, data) in enumerate(crafted.items())]
     reports, accepted = score_contributions(model, base, received, ROUND, pages, ROUND_CFG,
-                                            ScoringConfig(z_min=0.0, assignment_z_min=-10.0), 16, 8)
+                                            ScoringConfig(z_min=0.0, assignment_z_min=-10.0, assignment_first_fail_z=-math.inf), 16, 8)
     assert reports[HONEST].accepted and reports[HONEST].score > 0, reports[HONEST].reason
     assert set(accepted) == {HONEST}
     for hotkey in crafted:

@@ -266,6 +266,15 @@ def test_assignment_test_gives_no_edge_for_knowing_which_pages_are_easy():
     assert not lucky.passed and abs(lucky.diff) < 0.05
 
 
+def test_losses_that_overflowed_never_pass_a_test():
+    base = torch.full((8,), 5.0) + torch.arange(8) * 0.1
+    broken = base.clone()
+    broken[3] = float("nan")
+    test = assigned_vs_random(base, broken - 1.0, base, base - 0.1)
+    assert not test.passed and test.z == 0.0
+    assert paired_gain(base, broken).z == 0.0
+
+
 def test_assignment_test_without_spread_in_base_loss_is_the_plain_welch_test():
     g = torch.Generator().manual_seed(5)
     base = torch.full((16,), 5.0)

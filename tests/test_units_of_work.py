@@ -3,6 +3,7 @@ its contribution comes back in full-model coordinates, is scored among its unit'
 merged by coverage."""
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -156,7 +157,7 @@ def score_mixed_round(workload, base_state, tmp_path, full: list[str], shards: l
     load_model_state(model, base_state)
     ctx = RoundContext(1, 4, state_hash(base_state), eval_byte * 32)
     reports, accepted = score_contributions(model, base_state, received, ctx, workload.pages, workload.compression,
-                                            ScoringConfig(z_min=0.0, assignment_z_min=-10.0), 16, 8)
+                                            ScoringConfig(z_min=0.0, assignment_z_min=-10.0, assignment_first_fail_z=-math.inf), 16, 8)
     return received, reports, accepted
 
 

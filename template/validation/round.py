@@ -78,6 +78,10 @@ def claimed_tokens(body: bytes | None) -> int | None:
         return None
 
 
+def _second_sample(pages: PageStore, assigned: list[int], control: list[int]):
+    return lambda: (pages.pages(assigned), pages.pages(control))
+
+
 def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tensor], received: list[Received],
                         ctx: RoundContext, pages: PageStore, compression: CompressionConfig,
                         scoring: ScoringConfig, heldout_count: int, control_count: int, outer_lr: float = 1.0,
@@ -99,11 +103,17 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
         delta, problem = decode_contribution(item, ctx, shapes, compression)
         if delta is not None:
             deltas[item.hotkey] = delta
-        assigned_sample = heldout_pages(ctx.eval_seed, item.assigned, min(control_count, len(item.assigned)))
-        control = control_pages(ctx.eval_seed, item.hotkey, pages.train_ids, item.assigned, control_count)
+        # Twice the pages drawn; the second half is read only for an undecided assignment test
+        # (both draws are rankings, so the first half is exactly the draw of `control_count`).
+        assigned_sample = heldout_pages(ctx.eval_seed, item.assigned, min(2 * control_count, len(item.assigned)))
+        control = control_pages(ctx.eval_seed, item.hotkey, pages.train_ids, item.assigned, 2 * control_count)
+        first = min(control_count, len(assigned_sample))
+        more = (assigned_sample[first:], control[control_count:])
         by_unit.setdefault(item.unit.label, []).append(Contribution(
             hotkey=item.hotkey, uid=item.uid, delta=delta, arrival_index=item.arrival_index,
-            rejected_reason=problem, assigned_tokens=pages.pages(assigned_sample), control_tokens=pages.pages(control),
+            rejected_reason=problem, assigned_tokens=pages.pages(assigned_sample[:first]),
+            control_tokens=pages.pages(control[:control_count]),
+            second_sample=_second_sample(pages, *more) if len(more[0]) >= 2 and len(more[1]) >= 2 else None,
             coldkey=(coldkeys or {}).get(item.hotkey, ""), claimed_tokens=claimed_tokens(item.body)))
 
     def loss_fn(delta, scale, tokens):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -60,10 +61,18 @@ class ScoringConfig:
     z_min: float = 2.0  # held-out paired gain reaching this z (with a positive mean) helps
     # held-out gain at or below -harm_z (with a negative mean) hurts: rejected. The test runs once per
     # contribution per round, and a miner faces it hundreds of times: an update with no effect is refused
-    # by chance once in 44 tests at 2, once in 740 at 3 (one honest update of 360 in two 120-round runs
-    # of two), once in 31,600 at 4; the harm that matters measures far below (sign flips z -19 to -50)
+    # by chance once in 44 tests at 2, once in 740 at 3 (it refused one honest update of 360 in each of two
+    # 120-round runs), once in 31,600 at 4; the harm that matters measures far below (sign flips z -19 to -50)
     harm_z: float = 4.0
-    assignment_z_min: float = 1.0  # Welch z of assigned-minus-random gain needed when held-out helps
+    # When held-out helps: the Welch z of assigned-minus-random gain needed, over every page tested.
+    # A first sample settles clear cases alone (fails below assignment_first_fail_z, passes from
+    # assignment_first_pass_z); between them a second sample as large is drawn and the test runs on
+    # both. Early in training, when every update helps every page, one honest update in six or seven
+    # fell below 1 on one sample; the two stages pass it nineteen times in twenty at the typical
+    # margin, while an update with no margin passes less often than one in six at z >= 1 did.
+    assignment_z_min: float = 1.2
+    assignment_first_fail_z: float = 0.0
+    assignment_first_pass_z: float = 2.0
     neutral_assignment_z_min: float = 3.0  # ...and needed when held-out neither helps nor hurts
     norm_low: float = 0.05  # norm below this multiple of the round's median is a no-op
     norm_high: float = 10.0  # norm above this multiple of the median is a replacement attempt
@@ -101,9 +110,12 @@ class AssignmentTest:
     diff: float
     z: float
     passed: bool
+    pages: int = 0  # pages a side the verdict rests on
 
 
 def _z(mean: float, se: float) -> float:
+    if math.isnan(mean) or math.isnan(se):
+        return 0.0  # losses that overflowed say nothing; a NaN's sign must not decide a test
     if se > 0:
         return mean / se
     return 0.0 if mean == 0 else math.copysign(math.inf, mean)
@@ -139,16 +151,16 @@ def assigned_vs_random(
 
     How much a page gains from any update depends on how the base model does on it; the pages
     are drawn at random, so that dependence is noise to this test, and early in training it is
-    most of the noise (on the tiny preset their correlation reached -0.3 to -0.8 in rounds 3 to 6). The
-    adjustment removes it, and with it any edge an update could take from a generic slope on
-    pages whose base loss it knew in advance. `diff` is the adjusted difference; the gains are
+    most of the noise (on the tiny preset their correlation reached -0.3 to -0.8 in rounds 3-6).
+    The adjustment removes it, and with it any edge an update could take from a generic slope
+    on pages whose base loss it knew in advance. `diff` is the adjusted difference; the gains are
     the raw means."""
     a = _gains(assigned_before, assigned_after)
     r = _gains(random_before, random_after)
     if a.numel() < 2 or r.numel() < 2:
         mean_a = float(a.mean()) if a.numel() else 0.0
         mean_r = float(r.mean()) if r.numel() else 0.0
-        return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False)
+        return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False, min(a.numel(), r.numel()))
     base_a, base_r = assigned_before.detach().double(), random_before.detach().double()
     slope, slope_var = _within_slope((base_a, a), (base_r, r))
     centre = float(torch.cat([base_a, base_r]).mean())
@@ -158,7 +170,7 @@ def assigned_vs_random(
                    + float(adjusted_r.var(unbiased=True)) / r.numel() + imbalance ** 2 * slope_var)
     diff = float(adjusted_a.mean() - adjusted_r.mean())
     z = _z(diff, se)
-    return AssignmentTest(float(a.mean()), float(r.mean()), diff, z, z >= z_threshold)
+    return AssignmentTest(float(a.mean()), float(r.mean()), diff, z, z >= z_threshold, min(a.numel(), r.numel()))
 
 
 def _within_slope(*groups: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
@@ -191,6 +203,9 @@ class Contribution:
     control_tokens: Any = None  # random unassigned training pages, as loss_fn takes them
     coldkey: str = ""  # its owner's coldkey ("": unknown)
     claimed_tokens: int | None = None  # inner-loop tokens its metadata reports (None: no claim read)
+    # The next assigned and control pages of the same draws, (assigned, control), loaded only when
+    # the first sample leaves the assignment test undecided
+    second_sample: Callable[[], tuple[Any, Any]] | None = None
 
 
 @dataclass
@@ -324,6 +339,41 @@ def _assignment_z(c: Contribution, loss_fn: LossFn, cfg: ScoringConfig, base_los
     ).z
 
 
+def staged_assignment_test(first: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                           second: Callable[[], tuple[torch.Tensor, ...]] | None,
+                           cfg: ScoringConfig) -> AssignmentTest:
+    """Check 8 when held-out helps. `first` is the first sample's (assigned before, assigned after,
+    control before, control after) losses; it decides alone below `assignment_first_fail_z` (fails)
+    and from `assignment_first_pass_z` (passes). Between them `second()` gives the same four for
+    the next pages of the same draws, and the test on both samples together decides, at
+    `assignment_z_min`. The second sample is read only then."""
+    test = assigned_vs_random(*first, cfg.assignment_z_min)
+    if test.z >= cfg.assignment_first_pass_z or test.z < cfg.assignment_first_fail_z:
+        return dataclasses.replace(test, passed=test.z >= cfg.assignment_first_pass_z)
+    if second is None:
+        return test
+    both = [torch.cat([a, b]) for a, b in zip(first, second())]
+    return assigned_vs_random(*both, cfg.assignment_z_min)
+
+
+def _page_losses(delta: Mapping[str, torch.Tensor], assigned: Any, control: Any, loss_fn: LossFn,
+                 cfg: ScoringConfig, base_loss: "_BaseLosses") -> tuple[torch.Tensor, ...]:
+    """(assigned before, assigned after, control before, control after): what check 8 compares."""
+    return (base_loss(assigned), loss_fn(delta, cfg.eval_scale, assigned),
+            base_loss(control), loss_fn(delta, cfg.eval_scale, control))
+
+
+def _assignment_test(c: Contribution, delta: Mapping[str, torch.Tensor], first: tuple[torch.Tensor, ...],
+                     helps: bool, loss_fn: LossFn, cfg: ScoringConfig, base_loss: "_BaseLosses") -> AssignmentTest:
+    """Check 8 on the first sample's losses `first`: staged when held-out helps, at
+    `neutral_assignment_z_min` when not."""
+    if not helps:
+        return assigned_vs_random(*first, cfg.neutral_assignment_z_min)
+    second = c.second_sample
+    more = (lambda: _page_losses(delta, *second(), loss_fn, cfg, base_loss)) if second is not None else None
+    return staged_assignment_test(first, more, cfg)
+
+
 def score_round(
     contributions: Sequence[Contribution],
     loss_fn: LossFn,
@@ -345,10 +395,10 @@ def score_round(
     (the round's score pages, which no miner could know; rejects only a significant loss:
     mean < 0 and z <= -harm_z); known pages (the gain on `known_tokens`, pages a miner can know
     validators look at, must not exceed the gain on the score pages at z >= known_z_max);
-    assigned-vs-random (z >= assignment_z_min when the held-out gain is significant, z >=
-    neutral_assignment_z_min when not). All three on the update clipped per tensor to the median
-    norm of the candidates left after the duplicate gate (`clip_before_eval`) and applied at
-    `eval_scale`.
+    assigned-vs-random (in two stages when the held-out gain is significant,
+    `staged_assignment_test`; z >= neutral_assignment_z_min on the first sample when not). All
+    three on the update clipped per tensor to the median norm of the candidates left after the
+    duplicate gate (`clip_before_eval`) and applied at `eval_scale`.
 
     The accepted are then tested against each other's pages (`collusion.py`) and paid
     (`pay.py`, with `full_work_tokens` the work of a full round); one that earns nothing fails
@@ -436,14 +486,9 @@ def score_round(
             gate.record("assigned_vs_random", "no assigned or control pages to test against")
             continue
         needed = cfg.assignment_z_min if helps else cfg.neutral_assignment_z_min
-        control_after = loss_fn(delta, cfg.eval_scale, c.control_tokens)
-        test = assigned_vs_random(
-            base_loss(c.assigned_tokens),
-            loss_fn(delta, cfg.eval_scale, c.assigned_tokens),
-            base_loss(c.control_tokens),
-            control_after,
-            needed,
-        )
+        first = _page_losses(delta, c.assigned_tokens, c.control_tokens, loss_fn, cfg, base_loss)
+        control_after = first[3]
+        test = _assignment_test(c, delta, first, helps, loss_fn, cfg, base_loss)
         report.assignment = test
         problem = None
         if not test.passed:
