@@ -341,19 +341,22 @@ def staged_assignment_test(first: tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return assigned_vs_random(*both, cfg.assignment_z_min)
 
 
-def _assignment_test(c: Contribution, delta: Mapping[str, torch.Tensor], helps: bool, loss_fn: LossFn,
-                     cfg: ScoringConfig, base_loss: "_BaseLosses") -> AssignmentTest:
-    """Check 8: staged when held-out helps, on the first sample at `neutral_assignment_z_min`
-    when not."""
-    def losses(assigned: Any, control: Any) -> tuple[torch.Tensor, ...]:
-        return (base_loss(assigned), loss_fn(delta, cfg.eval_scale, assigned),
-                base_loss(control), loss_fn(delta, cfg.eval_scale, control))
+def _page_losses(delta: Mapping[str, torch.Tensor], assigned: Any, control: Any, loss_fn: LossFn,
+                 cfg: ScoringConfig, base_loss: "_BaseLosses") -> tuple[torch.Tensor, ...]:
+    """(assigned before, assigned after, control before, control after): what check 8 compares."""
+    return (base_loss(assigned), loss_fn(delta, cfg.eval_scale, assigned),
+            base_loss(control), loss_fn(delta, cfg.eval_scale, control))
 
-    first = losses(c.assigned_tokens, c.control_tokens)
+
+def _assignment_test(c: Contribution, delta: Mapping[str, torch.Tensor], first: tuple[torch.Tensor, ...],
+                     helps: bool, loss_fn: LossFn, cfg: ScoringConfig, base_loss: "_BaseLosses") -> AssignmentTest:
+    """Check 8 on the first sample's losses `first`: staged when held-out helps, at
+    `neutral_assignment_z_min` when not."""
     if not helps:
         return assigned_vs_random(*first, cfg.neutral_assignment_z_min)
-    second = (lambda: losses(*c.second_sample())) if c.second_sample is not None else None
-    return staged_assignment_test(first, second, cfg)
+    second = c.second_sample
+    more = (lambda: _page_losses(delta, *second(), loss_fn, cfg, base_loss)) if second is not None else None
+    return staged_assignment_test(first, more, cfg)
 
 
 def score_round(
@@ -446,7 +449,8 @@ def score_round(
             gate.record("assigned_vs_random", "no assigned or control pages to test against")
             continue
         needed = cfg.assignment_z_min if helps else cfg.neutral_assignment_z_min
-        test = _assignment_test(c, delta, helps, loss_fn, cfg, base_loss)
+        first = _page_losses(delta, c.assigned_tokens, c.control_tokens, loss_fn, cfg, base_loss)
+        test = _assignment_test(c, delta, first, helps, loss_fn, cfg, base_loss)
         report.assignment = test
         problem = None
         if not test.passed:
