@@ -84,10 +84,21 @@ def test_with_significant_held_out_gain_the_lower_assignment_bar_holds():
 
 
 def test_an_update_that_measurably_hurts_held_out_loss_is_refused_whatever_its_evidence():
-    r = ScriptedRound({"poison": (-4.5, 40.0)}).score()["poison"]
+    # z -12: the loss rises by 0.015 nats, 0.3% of the base loss of 5 (the harm margin is 0.1%)
+    r = ScriptedRound({"poison": (-12.0, 40.0)}).score()["poison"]
     assert not r.accepted and r.score == 0.0
     assert r.reason.startswith("heldout_gain:") and "hurts" in r.reason
     assert r.check("assigned_vs_random").passed is None
+
+
+def test_a_harm_measured_precisely_but_too_small_to_matter_is_not_refused():
+    """Late in training an honest update moves held-out loss a little either way, and 64 pages can
+    measure that at z -4.4: a rise of 0.0055 nats is 0.11% of the loss, at the margin z -0.4."""
+    r = ScriptedRound({"overfit": (-4.4, 30.0)}).score()["overfit"]
+    assert r.accepted, r.reason
+    assert r.score == 0.0  # a negative mean pays nothing
+    harmful = ScriptedRound({"harmful": (-4.4, 30.0)}).score(ScoringConfig(harm_margin=0.0))["harmful"]
+    assert harmful.reason.startswith("heldout_gain:")  # without the margin: refused
 
 
 def test_the_old_single_bar_is_one_setting_away():

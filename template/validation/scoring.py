@@ -64,6 +64,11 @@ class ScoringConfig:
     # by chance once in 44 tests at 2, once in 740 at 3 (it refused one honest update of 360 in each of two
     # 120-round runs), once in 31,600 at 4; the harm that matters measures far below (sign flips z -19 to -50)
     harm_z: float = 4.0
+    # ...and only a material harm counts: the loss must rise by more than this fraction of the base model's
+    # held-out loss, with z <= -harm_z measured from there. Once the corpus has been seen many times an honest
+    # update really moves held-out loss a little either way: in a 120-round run by at most 0.09% of the loss
+    # (-0.0036 nats), and 64 pages measured one such rise (-0.0033) at z -4.38. Sign flips stay far beyond it
+    harm_margin: float = 0.001
     # When held-out helps: the Welch z of assigned-minus-random gain needed, over every page tested.
     # A first sample settles clear cases alone (fails below assignment_first_fail_z, passes from
     # assignment_first_pass_z); between them a second sample as large is drawn and the test runs on
@@ -171,6 +176,18 @@ def assigned_vs_random(
     diff = float(adjusted_a.mean() - adjusted_r.mean())
     z = _z(diff, se)
     return AssignmentTest(float(a.mean()), float(r.mean()), diff, z, z >= z_threshold, min(a.numel(), r.numel()))
+
+
+def material_harm(held: GainStats, margin: float, harm_z: float) -> str | None:
+    """Why an update hurts held-out loss (None when it does not): its loss rises by more than
+    `margin`, and its z measured from -margin is at most -harm_z."""
+    if held.n < 2 or not held.mean < -margin:
+        return None
+    z = _z(held.mean + margin, held.sd / math.sqrt(held.n))
+    if z > -harm_z:
+        return None
+    return (f"held-out gain {held.mean:.4g} with z {held.z:.3g}, z {z:.3g} beyond a harm of {margin:.3g} "
+            f"(hurts: z <= -{harm_z:g})")
 
 
 def _within_slope(*groups: tuple[torch.Tensor, torch.Tensor]) -> tuple[float, float]:
@@ -392,8 +409,8 @@ def score_round(
     group of near-identical updates the earliest arrival is the original unless another
     member's assignment z reaches `assignment_z_min` and beats the earliest's by
     `originality_margin_z` (`_duplicates_originals_first`); held-out gain on `heldout_tokens`
-    (the round's score pages, which no miner could know; rejects only a significant loss:
-    mean < 0 and z <= -harm_z); known pages (the gain on `known_tokens`, pages a miner can know
+    (the round's score pages, which no miner could know; rejects only a material loss,
+    `material_harm`); known pages (the gain on `known_tokens`, pages a miner can know
     validators look at, must not exceed the gain on the score pages at z >= known_z_max);
     assigned-vs-random (in two stages when the held-out gain is significant,
     `staged_assignment_test`; z >= neutral_assignment_z_min on the first sample when not). All
@@ -465,9 +482,7 @@ def score_round(
         gains = _gains(base_loss(heldout_tokens), loss_fn(delta, cfg.eval_scale, heldout_tokens))
         held = report.heldout = _stats(gains)
         helps = held.mean > 0 and held.z >= cfg.z_min
-        problem = None
-        if held.mean < 0 and held.z <= -cfg.harm_z:
-            problem = f"held-out gain {held.mean:.4g} with z {held.z:.3g} (hurts: z <= -{cfg.harm_z:g})"
+        problem = material_harm(held, cfg.harm_margin * float(base_loss(heldout_tokens).mean()), cfg.harm_z)
         verdict = "helps" if helps else f"neutral: needs assignment z >= {cfg.neutral_assignment_z_min:g}"
         if not gate.record("heldout_gain", problem, f"gain {held.mean:.4g}, z {held.z:.3g} ({verdict})"):
             continue
