@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from template.validation.scoring import ScoringConfig, assigned_vs_random, staged_assignment_test
+from template.validation.scoring import (
+    Contribution,
+    ScoringConfig,
+    _BaseLosses,
+    assigned_vs_random,
+    score_round,
+    staged_assignment_test,
+)
 
 N = 48  # pages a side in each sample
 PATTERN = torch.tensor([1.0, -1.0] * (N // 2), dtype=torch.float64)
@@ -78,3 +85,72 @@ def test_an_update_with_no_margin_passes_less_often_than_before_and_honest_margi
     assert 0.09 < staged < 0.14 and staged < single - 0.02, (staged, single)
     staged, single = pass_rates(2.0, 3000, seed=2)
     assert staged > 0.92 and staged > single + 0.06, (staged, single)
+
+
+class PagedRound:
+    """score_round's loss_fn on pages named by id (tokens [n, 1] of page ids): base loss 5
+    everywhere; an update gains on held-out pages (so held-out helps), nothing on control pages,
+    and on its assigned pages a margin of `first_z` standard errors on the first sample and
+    `second_z` on the second. Second samples are made afresh on every read, as the page store does."""
+
+    def __init__(self, margins: dict[int, tuple[float, float]]):
+        self.margins = margins
+        self.base_calls: list[tuple[int, ...]] = []
+        self.second_reads: dict[int, list[tuple[int, ...]]] = {k: [] for k in margins}
+
+    @staticmethod
+    def ids(k: int, offset: int, n: int = N) -> torch.Tensor:
+        return torch.arange(10_000 * (k + 1) + offset, 10_000 * (k + 1) + offset + n).unsqueeze(1)
+
+    def loss_fn(self, delta, scale, tokens):
+        ids = tokens[:, 0]
+        base = torch.full((ids.numel(),), 5.0, dtype=torch.float64)
+        if delta is None:
+            self.base_calls.append(tuple(ids.tolist()))
+            return base
+        pattern = 0.01 * (1 - 2 * (ids % 2)).double()
+        if int(ids[0]) >= 900_000:  # held-out
+            return base - 0.1 - 0.001 * pattern
+        k, offset = int(ids[0]) // 10_000 - 1, int(ids[0]) % 10_000
+        if offset >= 200:  # control pages
+            return base
+        z = self.margins[k][0 if offset < 100 else 1]
+        return base - (z * 0.01 * math.sqrt(N / (N - 1)) / math.sqrt(N) + pattern)
+
+    def second(self, k: int):
+        def read():
+            sample = (self.ids(k, 100), self.ids(k, 300))
+            self.second_reads[k].append(tuple(sample[0][:, 0].tolist()))
+            return sample
+        return read
+
+    def score(self):
+        contributions = [Contribution(f"m{k}", k, {"w": torch.eye(len(self.margins))[k]}, k,
+                                      assigned_tokens=self.ids(k, 0), control_tokens=self.ids(k, 200),
+                                      second_sample=self.second(k)) for k in self.margins]
+        return score_round(contributions, self.loss_fn, CFG, heldout_tokens=torch.arange(900_000, 900_064).unsqueeze(1),
+                           expected_shapes={"w": (len(self.margins),)})
+
+
+def test_every_second_sample_is_measured_against_its_own_base_losses():
+    """Second samples are read afresh and dropped after use: the base-model losses of each must be
+    measured on its own pages (a cache keyed by a dropped object's id handed one contribution the
+    other's), and the verdicts follow each contribution's own margins."""
+    margins = {k: (1.0, 3.0) if k % 2 == 0 else (1.0, -2.0) for k in range(8)}
+    world = PagedRound(margins)
+    reports = world.score()
+    for k, (_, second_z) in margins.items():
+        assert len(world.second_reads[k]) == 1
+        assert world.second_reads[k][0] in world.base_calls, f"m{k}'s second sample never had its base losses measured"
+        report = reports[f"m{k}"]
+        assert report.assignment.pages == 2 * N
+        assert report.accepted == (second_z > 0), (k, report.reason)
+
+
+def test_base_losses_are_never_served_for_another_token_object():
+    """Token objects made and dropped one after another (second samples, probe slices) often get
+    the id of the one before: the cache must not hand one's base losses to the next."""
+    base_loss = _BaseLosses(lambda delta, scale, tokens: tokens[:, 0].double())
+    for page in range(50):
+        tokens = torch.tensor([[page]])
+        assert float(base_loss(tokens)[0]) == page

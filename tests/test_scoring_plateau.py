@@ -80,7 +80,8 @@ def test_without_significant_held_out_gain_weak_evidence_of_work_is_refused():
 def test_with_significant_held_out_gain_the_lower_assignment_bar_holds():
     reports = ScriptedRound({"early": (8.0, 2.0), "idle": (8.0, 0.5)}).score()
     assert reports["early"].accepted and reports["early"].score == reports["early"].heldout.mean
-    assert reports["idle"].reason.startswith("assigned_vs_random:") and "< 1" in reports["idle"].reason
+    # no second sample here: the first decides at assignment_z_min
+    assert reports["idle"].reason.startswith("assigned_vs_random:") and "z 0.5 < 1.2 on 64 pages" in reports["idle"].reason
 
 
 def test_an_update_that_measurably_hurts_held_out_loss_is_refused_whatever_its_evidence():
@@ -105,3 +106,17 @@ def test_the_old_single_bar_is_one_setting_away():
     """neutral_assignment_z_min = inf restores "held-out gain must be significant"."""
     cfg = ScoringConfig(neutral_assignment_z_min=math.inf)
     assert not ScriptedRound({"plateau": (0.5, 25.0)}).score(cfg)["plateau"].accepted
+
+
+def test_an_update_whose_held_out_losses_overflow_is_refused():
+    """One page's loss +inf: the gain's mean is -inf and its spread NaN, which no z measures."""
+    class Overflowing(ScriptedRound):
+        def loss_fn(self, delta, scale, tokens):
+            out = super().loss_fn(delta, scale, tokens)
+            if delta is not None and tokens is HELDOUT:
+                out = out.clone()
+                out[0] = math.inf
+            return out
+
+    r = Overflowing({"overflow": (8.0, 40.0)}).score()["overflow"]
+    assert not r.accepted and r.reason.startswith("heldout_gain:") and "not finite" in r.reason

@@ -116,6 +116,7 @@ class AssignmentTest:
     z: float
     passed: bool
     pages: int = 0  # pages a side the verdict rests on
+    bar: float = 0.0  # the z the verdict was taken against
 
 
 def _z(mean: float, se: float) -> float:
@@ -165,7 +166,7 @@ def assigned_vs_random(
     if a.numel() < 2 or r.numel() < 2:
         mean_a = float(a.mean()) if a.numel() else 0.0
         mean_r = float(r.mean()) if r.numel() else 0.0
-        return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False, min(a.numel(), r.numel()))
+        return AssignmentTest(mean_a, mean_r, mean_a - mean_r, 0.0, False, min(a.numel(), r.numel()), z_threshold)
     base_a, base_r = assigned_before.detach().double(), random_before.detach().double()
     slope, slope_var = _within_slope((base_a, a), (base_r, r))
     centre = float(torch.cat([base_a, base_r]).mean())
@@ -175,12 +176,15 @@ def assigned_vs_random(
                    + float(adjusted_r.var(unbiased=True)) / r.numel() + imbalance ** 2 * slope_var)
     diff = float(adjusted_a.mean() - adjusted_r.mean())
     z = _z(diff, se)
-    return AssignmentTest(float(a.mean()), float(r.mean()), diff, z, z >= z_threshold, min(a.numel(), r.numel()))
+    return AssignmentTest(float(a.mean()), float(r.mean()), diff, z, z >= z_threshold, min(a.numel(), r.numel()),
+                          z_threshold)
 
 
 def material_harm(held: GainStats, margin: float, harm_z: float) -> str | None:
     """Why an update hurts held-out loss (None when it does not): its loss rises by more than
     `margin`, and its z measured from -margin is at most -harm_z."""
+    if not (math.isfinite(held.mean) and math.isfinite(held.sd)):
+        return f"held-out losses not finite with the update applied (gain {held.mean:.4g}, sd {held.sd:.4g})"
     if held.n < 2 or not held.mean < -margin:
         return None
     z = _z(held.mean + margin, held.sd / math.sqrt(held.n))
@@ -365,8 +369,10 @@ def staged_assignment_test(first: tuple[torch.Tensor, torch.Tensor, torch.Tensor
     the next pages of the same draws, and the test on both samples together decides, at
     `assignment_z_min`. The second sample is read only then."""
     test = assigned_vs_random(*first, cfg.assignment_z_min)
-    if test.z >= cfg.assignment_first_pass_z or test.z < cfg.assignment_first_fail_z:
-        return dataclasses.replace(test, passed=test.z >= cfg.assignment_first_pass_z)
+    if test.z >= cfg.assignment_first_pass_z:
+        return dataclasses.replace(test, passed=True, bar=cfg.assignment_first_pass_z)
+    if test.z < cfg.assignment_first_fail_z:
+        return dataclasses.replace(test, passed=False, bar=cfg.assignment_first_fail_z)
     if second is None:
         return test
     both = [torch.cat([a, b]) for a, b in zip(first, second())]
@@ -374,21 +380,24 @@ def staged_assignment_test(first: tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 
 def _page_losses(delta: Mapping[str, torch.Tensor], assigned: Any, control: Any, loss_fn: LossFn,
-                 cfg: ScoringConfig, base_loss: "_BaseLosses") -> tuple[torch.Tensor, ...]:
+                 cfg: ScoringConfig, base_loss: Callable[[Any], torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """(assigned before, assigned after, control before, control after): what check 8 compares."""
     return (base_loss(assigned), loss_fn(delta, cfg.eval_scale, assigned),
             base_loss(control), loss_fn(delta, cfg.eval_scale, control))
 
 
 def _assignment_test(c: Contribution, delta: Mapping[str, torch.Tensor], first: tuple[torch.Tensor, ...],
-                     helps: bool, loss_fn: LossFn, cfg: ScoringConfig, base_loss: "_BaseLosses") -> AssignmentTest:
+                     helps: bool, loss_fn: LossFn, cfg: ScoringConfig) -> AssignmentTest:
     """Check 8 on the first sample's losses `first`: staged when held-out helps, at
     `neutral_assignment_z_min` when not."""
     if not helps:
         return assigned_vs_random(*first, cfg.neutral_assignment_z_min)
     second = c.second_sample
-    more = (lambda: _page_losses(delta, *second(), loss_fn, cfg, base_loss)) if second is not None else None
-    return staged_assignment_test(first, more, cfg)
+    if second is None:
+        return staged_assignment_test(first, None, cfg)
+    # a second sample is this contribution's alone and read once: its base losses are not cached
+    uncached = lambda tokens: loss_fn(None, 0.0, tokens)  # noqa: E731
+    return staged_assignment_test(first, lambda: _page_losses(delta, *second(), loss_fn, cfg, uncached), cfg)
 
 
 def score_round(
@@ -500,16 +509,16 @@ def score_round(
         if c.assigned_tokens is None or c.control_tokens is None:
             gate.record("assigned_vs_random", "no assigned or control pages to test against")
             continue
-        needed = cfg.assignment_z_min if helps else cfg.neutral_assignment_z_min
         first = _page_losses(delta, c.assigned_tokens, c.control_tokens, loss_fn, cfg, base_loss)
         control_after = first[3]
-        test = _assignment_test(c, delta, first, helps, loss_fn, cfg, base_loss)
+        test = _assignment_test(c, delta, first, helps, loss_fn, cfg)
         report.assignment = test
         problem = None
         if not test.passed:
             problem = (
                 f"assigned gain {test.assigned_gain:.4g} vs random {test.random_gain:.4g}, "
-                f"z {test.z:.3g} < {needed:g}" + ("" if helps else " (held-out gain not significant)")
+                f"z {test.z:.3g} < {test.bar:g} on {test.pages} pages a side"
+                + ("" if helps else " (held-out gain not significant)")
             )
         if gate.record("assigned_vs_random", problem, f"diff {test.diff:.4g}, z {test.z:.3g}"):
             control_gains[c.hotkey] = _gains(base_loss(c.control_tokens), control_after)
