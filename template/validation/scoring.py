@@ -12,9 +12,9 @@ Score = held-out gain mean for an accepted contribution, exactly 0.0 when any ga
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -338,11 +338,8 @@ def _duplicates_originals_first(valid: Sequence[Contribution], loss_fn: LossFn, 
 def _assignment_z(c: Contribution, loss_fn: LossFn, cfg: ScoringConfig, base_loss: "_BaseLosses") -> float:
     if c.assigned_tokens is None or c.control_tokens is None:
         return -math.inf
-    return assigned_vs_random(
-        base_loss(c.assigned_tokens), loss_fn(c.delta, cfg.eval_scale, c.assigned_tokens),
-        base_loss(c.control_tokens), loss_fn(c.delta, cfg.eval_scale, c.control_tokens),
-        cfg.assignment_z_min,
-    ).z
+    losses = _page_losses(c.delta, c.assigned_tokens, c.control_tokens, loss_fn, cfg, base_loss)
+    return assigned_vs_random(*losses, cfg.assignment_z_min).z
 
 
 def staged_assignment_test(first: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
@@ -465,7 +462,6 @@ def score_round(
         held = paired_gain(base_loss(heldout_tokens), after)
         report.heldout = held
         helps = held.mean > 0 and held.z >= cfg.z_min
-        problem = None
         problem = material_harm(held, cfg.harm_margin * float(base_loss(heldout_tokens).mean()), cfg.harm_z)
         verdict = "helps" if helps else f"neutral: needs assignment z >= {cfg.neutral_assignment_z_min:g}"
         if not gate.record("heldout_gain", problem, f"gain {held.mean:.4g}, z {held.z:.3g} ({verdict})"):
