@@ -15,9 +15,9 @@ the weights follow. Both are exactly 0.0 when any gate fails.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
-import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -353,11 +353,8 @@ def _duplicates_originals_first(valid: Sequence[Contribution], loss_fn: LossFn, 
 def _assignment_z(c: Contribution, loss_fn: LossFn, cfg: ScoringConfig, base_loss: "_BaseLosses") -> float:
     if c.assigned_tokens is None or c.control_tokens is None:
         return -math.inf
-    return assigned_vs_random(
-        base_loss(c.assigned_tokens), loss_fn(c.delta, cfg.eval_scale, c.assigned_tokens),
-        base_loss(c.control_tokens), loss_fn(c.delta, cfg.eval_scale, c.control_tokens),
-        cfg.assignment_z_min,
-    ).z
+    losses = _page_losses(c.delta, c.assigned_tokens, c.control_tokens, loss_fn, cfg, base_loss)
+    return assigned_vs_random(*losses, cfg.assignment_z_min).z
 
 
 def staged_assignment_test(first: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
