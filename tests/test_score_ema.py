@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from template.validation.score_ema import ScoreBook
+from template.validation.score_ema import PASS_EVIDENCE, RECORD_BOUND, ScoreBook, record_factor
 
 UIDS = {"alice": 0, "bob": 1}
 
@@ -89,3 +91,63 @@ def test_json_round_trip_resumes_exactly():
     restored.update({"alice": 0.7}, UIDS)
     assert restored.weights(UIDS) == book.weights(UIDS)
     assert restored.entries == book.entries
+
+
+def _fold(book: ScoreBook, pays: list[float], hotkey: str = "alice") -> None:
+    for pay in pays:
+        book.update({hotkey: pay}, UIDS)
+
+
+def test_a_chance_pass_amid_failures_earns_almost_nothing():
+    chance, honest = ScoreBook(alpha=0.3), ScoreBook(alpha=0.3)
+    _fold(chance, [0.0] * 6 + [1.0])
+    _fold(honest, [1.0])
+    assert chance.ema("alice") < 0.05 * honest.ema("alice")
+    assert chance.record("alice") == pytest.approx(-RECORD_BOUND + PASS_EVIDENCE)
+
+
+def test_one_refused_round_costs_a_good_record_nothing_later():
+    refused_once, never = ScoreBook(alpha=0.3), ScoreBook(alpha=0.3)
+    _fold(refused_once, [1.0, 1.0, 1.0, 0.0, 1.0])
+    _fold(never, [1.0, 1.0, 1.0, 0.0, 1.0])
+    # the same sequence folded without a record: each pay enters in full
+    plain = 0.0
+    for pay in [1.0, 1.0, 1.0, 0.0, 1.0]:
+        plain = 0.7 * plain + 0.3 * pay
+    assert refused_once.ema("alice") == pytest.approx(plain)
+    assert record_factor(refused_once.record("alice")) == 1.0
+
+
+def test_a_first_round_pass_is_paid_in_full_and_a_first_round_fail_costs_the_next_pass():
+    book = ScoreBook(alpha=1.0)
+    _fold(book, [1.0])
+    assert book.ema("alice") == 1.0
+    late_starter = ScoreBook(alpha=1.0)
+    _fold(late_starter, [0.0, 1.0])
+    assert 0.5 < late_starter.ema("alice") < 1.0  # odds below even after one fail and one pass
+    _fold(late_starter, [1.0])
+    assert late_starter.ema("alice") == 1.0
+
+
+def test_record_is_bounded_so_a_mended_miner_is_paid_in_full_after_three_passes():
+    book = ScoreBook(alpha=1.0)
+    _fold(book, [0.0] * 50 + [1.0, 1.0])
+    assert book.ema("alice") < 1.0
+    _fold(book, [1.0])
+    assert book.ema("alice") == pytest.approx(1.0)
+
+
+def test_absent_rounds_leave_the_record_alone():
+    book = ScoreBook(alpha=0.3)
+    _fold(book, [1.0, 0.0])
+    before = book.record("alice")
+    book.update({"bob": 1.0}, UIDS)
+    assert book.record("alice") == before
+
+
+def test_state_without_a_record_loads_as_no_evidence():
+    book = ScoreBook(alpha=0.3)
+    _fold(book, [1.0])
+    data = json.loads(book.to_json())
+    del data["entries"]["alice"]["record"]
+    assert ScoreBook.from_json(json.dumps(data)).record("alice") == 0.0
