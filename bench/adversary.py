@@ -203,7 +203,9 @@ def bars(run: RunResult, baseline: RunResult | None = None) -> list[Bar]:
         ratio = run.heldout[-1] / baseline.heldout[-1] - 1
         out.append(Bar("global held-out loss vs the attack-free run", ratio, LOSS_TOLERANCE, ratio <= LOSS_TOLERANCE,
                        f"{run.heldout[-1]:.4f} vs {baseline.heldout[-1]:.4f}"))
-        if run.sealed and baseline.sealed:
+        if run.sealed and baseline.sealed and any(m.behaviour == "evaldata" for m in run.miners):
+            # the bar for evaluation-data training: what the network learnt about text
+            # no miner could ever have seen (other runs keep the curve in result.json's `sealed`)
             drop, base_drop = run.sealed[0] - run.sealed[-1], baseline.sealed[0] - baseline.sealed[-1]
             ratio = 1 - drop / base_drop if base_drop > 0 else 0.0
             out.append(Bar("sealed-page loss drop short of the attack-free run's", ratio, LOSS_TOLERANCE,
