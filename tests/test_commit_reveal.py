@@ -134,6 +134,10 @@ def test_a_commitment_after_the_deadline_counts_for_nothing():
                              found, {honest.ss58_address: Reply("ok", body=BODY)})
     assert [r.body is not None for r in received] == [True, False]
     assert received[1].failure.startswith("late")
+    assert [r.committed for r in received] == [True, False]  # only a commitment counts in the record
+    withheld = received_from(ROUND, miners[:1], {miners[0].hotkey: []}, {miners[0].hotkey: None}, found,
+                             {honest.ss58_address: Reply("unreachable", "connection reset")})
+    assert withheld[0].failure.startswith("withheld") and withheld[0].committed
 
 
 def test_the_chain_reaching_the_deadline_block_closes_commitments_early():

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from template.validation.score_ema import PASS_EVIDENCE, RECORD_BOUND, ScoreBook, record_factor
+from template.validation import score_ema
+from template.validation.score_ema import FAIL_EVIDENCE, PASS_EVIDENCE, RECORD_BOUND, ScoreBook, record_factor
 
 UIDS = {"alice": 0, "bob": 1}
 
@@ -145,9 +146,47 @@ def test_absent_rounds_leave_the_record_alone():
     assert book.record("alice") == before
 
 
-def test_state_without_a_record_loads_as_no_evidence():
+def test_state_without_records_loads_as_no_evidence():
     book = ScoreBook(alpha=0.3)
     _fold(book, [1.0])
     data = json.loads(book.to_json())
-    del data["entries"]["alice"]["record"]
-    assert ScoreBook.from_json(json.dumps(data)).record("alice") == 0.0
+    del data["records"]
+    data["entries"]["alice"]["field_of_a_later_version"] = 1
+    restored = ScoreBook.from_json(json.dumps(data))
+    assert restored.record("alice") == 0.0 and restored.ema("alice") == book.ema("alice")
+
+
+def test_a_round_committed_to_nothing_leaves_the_record_alone_but_withheld_bytes_count():
+    book = ScoreBook(alpha=0.3)
+    _fold(book, [1.0, 1.0, 1.0])
+    top = book.record("alice")
+    for _ in range(4):  # offline: scored (pay 0) but committed to nothing
+        book.update({"alice": 0.0}, UIDS, unrecorded={"alice"})
+    assert book.record("alice") == top
+    book.update({"alice": 0.0}, UIDS)  # committed, then withheld or refused
+    assert book.record("alice") == pytest.approx(top + FAIL_EVIDENCE)
+
+
+def test_leaving_the_plan_or_moving_uid_does_not_wipe_a_bad_record():
+    book = ScoreBook(alpha=0.3)
+    _fold(book, [0.0] * 5)
+    bad = book.record("alice")
+    assert bad == pytest.approx(-RECORD_BOUND)
+    book.update({}, {"bob": 1})  # out of the plan for a round: its EMA is gone
+    assert "alice" not in book.entries and book.record("alice") == bad
+    book.update({"alice": 1.0}, {"alice": 9, "bob": 1})  # back, on another uid
+    assert book.record("alice") == pytest.approx(bad + PASS_EVIDENCE)
+    assert book.ema("alice") < 0.3 * 0.05
+    restored = ScoreBook.from_json(book.to_json())
+    assert restored.records == book.records
+
+
+def test_good_records_of_departed_hotkeys_are_dropped_and_bad_ones_kept_up_to_the_cap(monkeypatch):
+    monkeypatch.setattr(score_ema, "MAX_ABSENT_RECORDS", 2)
+    book = ScoreBook(alpha=0.3)
+    uids = {f"hk{i}": i for i in range(4)}
+    book.update({"hk0": 1.0, "hk1": 0.0, "hk2": 0.0, "hk3": 0.0}, uids)
+    book.update({"hk2": 0.0}, uids)  # hk2 the most negative
+    book.update({}, {"other": 9})
+    assert set(book.records) == {"hk2", "hk1"} or set(book.records) == {"hk2", "hk3"}
+    assert "hk0" not in book.records and "hk2" in book.records

@@ -109,3 +109,23 @@ def test_a_half_written_last_record_is_cut_before_the_next_append(trail, errors)
     append_record(path / "rounds.jsonl", record(4, digests[3], digests[3], 1.5))
     assert [r.round_index for r in read_records(path / "rounds.jsonl")] == [1, 2, 3, 4]
     assert any("half-written" in line for line in errors)
+
+
+def test_the_score_ema_and_originality_records_fold_again_as_the_live_validator_folded_them(tmp_path):
+    from template.validator.recovery import scores_replayed
+    from template.validation.score_ema import FAIL_EVIDENCE, PASS_EVIDENCE, ScoreBook
+    rounds = [{"a": (1.0, True), "b": (0.0, True)}, {"a": (0.0, False), "b": (0.0, True)},
+              {"a": (1.0, True), "b": (0.7, True)}]
+    live = ScoreBook(alpha=0.3)
+    with (tmp_path / "scores.jsonl").open("w") as handle:
+        for r, reports in enumerate(rounds):
+            live.update({hk: pay for hk, (pay, _) in reports.items()}, {"a": 1, "b": 2},
+                        unrecorded={hk for hk, (_, committed) in reports.items() if not committed})
+            handle.write(json.dumps({"round": r, "reports": {hk: {"uid": 1 + (hk == "b"), "pay": pay, "score": pay,
+                                                                  "committed": committed}
+                                                             for hk, (pay, committed) in reports.items()}}) + "\n")
+    replayed = scores_replayed(tmp_path / "scores.jsonl", alpha=0.3)
+    assert replayed.to_json() == live.to_json()
+    # a: two passes, the round it committed to nothing left out; b: two refusals, then a pass
+    assert replayed.record("a") == pytest.approx(2 * PASS_EVIDENCE)
+    assert replayed.record("b") == pytest.approx(2 * FAIL_EVIDENCE + PASS_EVIDENCE)

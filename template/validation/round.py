@@ -34,6 +34,7 @@ class Received:
     arrival_index: int
     failure: str | None = None
     unit: UnitOfWork = UnitOfWork()
+    committed: bool = True  # it committed to bytes by the deadline (its round counts in its record)
 
     @property
     def digest(self) -> str:
@@ -134,6 +135,8 @@ def score_contributions(model: torch.nn.Module, base_state: dict[str, torch.Tens
         unit_work = full_work_tokens * units[label].count if full_work_tokens else None
         reports.update(score_round(contributions, loss_fn, unit_scoring, heldout_tokens=unseen,
                                    expected_shapes=shapes, known_tokens=known, full_work_tokens=unit_work))
+    for item in received:
+        reports[item.hotkey].committed = item.committed
     accepted = {hk: deltas[hk] for hk, report in reports.items() if report.accepted}
     return reports, accepted
 

@@ -258,6 +258,7 @@ class ScoreReport:
     pay: float = 0.0  # what it earns (pay.py): the score EMA and the weights follow this
     accepted: bool = False
     reason: str = ""  # "accepted", or "<check>: <why>" for the first failed check
+    committed: bool = True  # it committed to bytes by the deadline: the round counts in its originality record
 
     def check(self, name: str) -> CheckOutcome:
         return next(c for c in self.checks if c.name == name)

@@ -132,5 +132,6 @@ def received_from(round_index: int, miners: list[MinerEndpoint], assignments: di
         arrival = commitments.arrival_index(miner.hotkey)
         received.append(Received(uid=miner.uid, hotkey=miner.hotkey, assigned=assignments[miner.hotkey], body=body,
                                  arrival_index=len(miners) + miner.uid if arrival is None else arrival,
-                                 unit=units[miner.hotkey], failure=failure))
+                                 unit=units[miner.hotkey], failure=failure,
+                                 committed=miner.hotkey in commitments.arrived))
     return received

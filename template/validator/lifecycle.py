@@ -624,7 +624,8 @@ class Validator:
                 self.state.checkpoint, self.state.checkpoint_round = settlement.new_checkpoint, index
                 if settlement.new_state is not None:
                     self.state.head_outer_lr = (settlement.recipe or plan.recipe).outer_lr
-            self.scores.update({hk: r.pay for hk, r in reports.items()}, plan.uids)  # weights follow pay
+            self.scores.update({hk: r.pay for hk, r in reports.items()}, plan.uids,  # weights follow pay
+                               unrecorded={hk for hk, r in reports.items() if not r.committed})
             self.state.heldout_history.append({"round": index, "heldout_loss": loss_after})
             self.state.last_round = index
             self.state.settling_round = ""
@@ -715,8 +716,8 @@ class Validator:
                     record.heldout_loss_after, len(accepted), len(reports), "set" if weights_set else "kept", seconds,
                     clock.summary())
         for report in reports.values():
-            logger.info("  uid {:>3} score {:.4f} pay {:.4f} ema {:.4f} {}", report.uid, report.score, report.pay,
-                        self.scores.ema(report.hotkey), report.reason)
+            logger.info("  uid {:>3} score {:.4f} pay {:.4f} ema {:.4f} record {:+.2f} {}", report.uid, report.score,
+                        report.pay, self.scores.ema(report.hotkey), self.scores.record(report.hotkey), report.reason)
             logger.debug("  uid {} details {}", report.uid, json.dumps(report.to_dict()))
         with (self.state_dir / "scores.jsonl").open("a") as handle:
             handle.write(json.dumps({"round": window.index,

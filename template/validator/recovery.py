@@ -93,9 +93,10 @@ def scores_replayed(path: Path, alpha: float) -> ScoreBook:
             reports = json.loads(line)["reports"]
             scores = {hk: float(r.get("pay", r["score"])) for hk, r in reports.items()}  # the EMA follows pay
             uids = {hk: int(r["uid"]) for hk, r in reports.items()}
-        except (ValueError, KeyError, TypeError):
+            unrecorded = {hk for hk, r in reports.items() if r.get("committed", True) is False}
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a half-written last line
-        book.update(scores, uids)
+        book.update(scores, uids, unrecorded)
     return book
 
 
