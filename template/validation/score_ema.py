@@ -9,7 +9,7 @@ loses its EMA. `to_json`/`from_json` carry the whole state across a restart.
 Each hotkey also keeps an originality record: the log-odds that it trains its assignment, from
 the rounds it committed to an update in (paid: a pass; paid nothing: a fail, withheld bytes
 included). An update that does not carry its assigned pages still passes the assignment test by
-chance in about one round in nine; one that does passes in about 94 of 100. A round's pay enters
+chance in about one round in ten; one that does passes in about 94 of 100. A round's pay enters
 the EMA in full while the record favours assignment-following (odds >= 1) and scaled by twice
 its probability below that, so a chance pass amid failures earns almost nothing, and one refused
 honest round costs a miner with a good record nothing. The record is bounded at three passes'
@@ -36,8 +36,8 @@ class ScoreEntry:
 
 # The staged assignment test's pass rates (tests/test_assignment_stages.py, 3,000 draws each): an
 # update with the margin honest updates show in the first rounds, and one with no margin at all.
-HONEST_PASS_RATE = 0.94
-CHANCE_PASS_RATE = 0.114
+HONEST_PASS_RATE = 0.939
+CHANCE_PASS_RATE = 0.105
 PASS_EVIDENCE = math.log(HONEST_PASS_RATE / CHANCE_PASS_RATE)
 FAIL_EVIDENCE = math.log((1 - HONEST_PASS_RATE) / (1 - CHANCE_PASS_RATE))
 RECORD_BOUND = 3 * PASS_EVIDENCE  # three passes' worth either way
