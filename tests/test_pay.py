@@ -115,3 +115,17 @@ def test_usefulness_is_judged_only_while_the_rounds_gains_are_measurable():
     assert all(noisy[k].score == 1.0 and noisy[k].usefulness == 1.0 for k in gains)
     clear = pay([Measured(k, 1.0, 0.1, g, gain_z=g * 5000) for k, g in gains.items()], [])
     assert clear["a"].score == 1.0 and clear["c"].score == 0.0
+
+
+def test_a_gain_within_its_noise_of_the_bar_is_not_held_short_of_it():
+    """Round 46 of a 120-round run: three honest updates trained on their pages (assignment z 28
+    to 33); the round's gains were 0.00065 (z 1.06), 0.00215 (z 3.36) and -0.00027 (z -0.48), so
+    the round counted as measurable, and the third, 1.7 standard errors short of half the
+    reference, was paid nothing and not merged. Judged at the top of its noise it is paid in full;
+    a gain short of the bar by many standard errors still pays its part."""
+    ses = {"a": 0.000615, "b": 0.000641, "c": 0.000571}
+    gains = {"a": 0.00065, "b": 0.00215, "c": -0.00027}
+    paid = pay([Measured(k, 1.0, 0.1, g, gain_z=g / ses[k], gain_se=ses[k]) for k, g in gains.items()], [])
+    assert all(paid[k].score == 1.0 for k in gains)
+    sharp = pay([Measured(k, 1.0, 0.1, g, gain_z=g / 0.00005, gain_se=0.00005) for k, g in gains.items()], [])
+    assert sharp["c"].score == 0.0 and sharp["b"].score == 1.0

@@ -9,11 +9,14 @@
   gain, the assignment test's difference) against the round's typical accepted update: 0 up to
   `floor` x the round's reference (a replay that passed the assignment test by chance shows
   about a fifth of it), rising linearly to 1 at `tolerance` x the reference, and
-- `usefulness`: its gain on the round's unseen score pages over `tolerance` x the round's
-  reference, at most 1, counted only while the round's reference update's gain is significant
-  (z >= `gain_z_min`): late in training one honest update moves the score pages by less than
-  their noise (the reason check 7 refuses only harm, docs/scoring.md), and a gain within the
-  noise says nothing about usefulness, so pay then follows work and evidence alone. Measured
+- `usefulness`: its gain on the round's unseen score pages, plus `gain_z_min` of its standard
+  errors, over `tolerance` x the round's reference, at most 1, counted only while the round's
+  reference update's gain is significant (z >= `gain_z_min`): late in training one honest update
+  moves the score pages by less than their noise (the reason check 7 refuses only harm,
+  docs/scoring.md), and a gain within the noise says nothing about usefulness, so pay then
+  follows work and evidence alone; and since one update's gain can look significant by chance
+  while another's sits within its noise of the bar, each gain is only held short of the bar
+  when it is short by more than its noise. Measured
   gain and evidence hardly grow with inner steps (docs/scoring.md, "Why this rule"), so neither
   can stand for work; they cap it: an
   update that claims a full round but carries little of its own pages (a copy, a replay, a
@@ -46,6 +49,7 @@ class Measured:
     gain: float  # mean gain on the score pages
     owner: str = ""  # its coldkey ("": its own)
     gain_z: float = math.inf  # the paired z of that gain
+    gain_se: float = 0.0  # its standard error
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ def pay(measured: Sequence[Measured], groups: Sequence[Sequence[str]], tolerance
     alone: dict[str, Pay] = {}
     for m in measured:
         evidence = _factor(m.evidence, ref_evidence, tolerance, floor)
-        usefulness = _factor(m.gain, ref_gain, tolerance) if gain_measurable else 1.0
+        # judged at the top of its own noise: only a gain measurably short of the bar pays less
+        usefulness = _factor(m.gain + gain_z_min * m.gain_se, ref_gain, tolerance) if gain_measurable else 1.0
         alone[m.hotkey] = Pay(m.work * min(evidence, usefulness), m.work, evidence, usefulness)
     out = dict(alone)
     for group in groups:

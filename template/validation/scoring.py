@@ -180,6 +180,10 @@ def assigned_vs_random(
                           z_threshold)
 
 
+def _standard_error(held: GainStats) -> float:
+    return held.sd / math.sqrt(held.n) if held.n > 0 and math.isfinite(held.sd) else 0.0
+
+
 def material_harm(held: GainStats, margin: float, harm_z: float) -> str | None:
     """Why an update hurts held-out loss (None when it does not): its loss rises by more than
     `margin`, and its z measured from -margin is at most -harm_z."""
@@ -592,7 +596,7 @@ def _pay_accepted(accepted: Sequence[Contribution], reports: dict[str, ScoreRepo
     groups = collusion_groups(keys, found)
     measured = [Measured(c.hotkey, work_fraction(c.claimed_tokens, full_work_tokens),
                          reports[c.hotkey].assignment.diff, reports[c.hotkey].heldout.mean, c.coldkey,
-                         reports[c.hotkey].heldout.z) for c in accepted]
+                         reports[c.hotkey].heldout.z, _standard_error(reports[c.hotkey].heldout)) for c in accepted]
     for key, p in pay(measured, groups, cfg.pay_tolerance, cfg.pay_evidence_floor, cfg.z_min).items():
         report = reports[key]
         report.pay, report.work = p.score, p.work
