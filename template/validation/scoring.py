@@ -105,6 +105,11 @@ class GainStats:
     z: float
     n: int
 
+    @property
+    def se(self) -> float:
+        """The standard error of the mean gain (0 with no pages)."""
+        return self.sd / math.sqrt(self.n) if self.n > 0 else 0.0
+
 
 @dataclass(frozen=True)
 class AssignmentTest:
@@ -180,10 +185,6 @@ def assigned_vs_random(
                           z_threshold)
 
 
-def _standard_error(held: GainStats) -> float:
-    return held.sd / math.sqrt(held.n) if held.n > 0 and math.isfinite(held.sd) else 0.0
-
-
 def material_harm(held: GainStats, margin: float, harm_z: float) -> str | None:
     """Why an update hurts held-out loss (None when it does not): its loss rises by more than
     `margin`, and its z measured from -margin is at most -harm_z."""
@@ -191,7 +192,7 @@ def material_harm(held: GainStats, margin: float, harm_z: float) -> str | None:
         return f"held-out losses not finite with the update applied (gain {held.mean:.4g}, sd {held.sd:.4g})"
     if held.n < 2 or not held.mean < -margin:
         return None
-    z = _z(held.mean + margin, held.sd / math.sqrt(held.n))
+    z = _z(held.mean + margin, held.se)
     if z > -harm_z:
         return None
     return (f"held-out gain {held.mean:.4g} with z {held.z:.3g}, z {z:.3g} beyond a harm of {margin:.3g} "
@@ -596,7 +597,7 @@ def _pay_accepted(accepted: Sequence[Contribution], reports: dict[str, ScoreRepo
     groups = collusion_groups(keys, found)
     measured = [Measured(c.hotkey, work_fraction(c.claimed_tokens, full_work_tokens),
                          reports[c.hotkey].assignment.diff, reports[c.hotkey].heldout.mean, c.coldkey,
-                         reports[c.hotkey].heldout.z, _standard_error(reports[c.hotkey].heldout)) for c in accepted]
+                         reports[c.hotkey].heldout.z, reports[c.hotkey].heldout.se) for c in accepted]
     for key, p in pay(measured, groups, cfg.pay_tolerance, cfg.pay_evidence_floor, cfg.z_min).items():
         report = reports[key]
         report.pay, report.work = p.score, p.work
