@@ -111,7 +111,8 @@ def test_small_miners_train_width_shards_spread_over_windows_and_get_paid(tmp_pa
         assert all(w.startswith("width-") and w.endswith("/4") for w in windows), windows
         assert sorted(windows.count(w) for w in set(windows)) == [2, 2], windows  # 2 windows x 2 peers
         reasons = {hk: scored["reports"][hk]["reason"].split(":")[0] for hk in small}
-        assert set(reasons.values()) <= {"accepted", "assigned_vs_random"}, context
+        assert set(reasons.values()) <= {"accepted", "assigned_vs_random"}, (
+            f"round {scored['round']}: " + "; ".join(scored["reports"][hk]["reason"] for hk in small) + "\n" + context)
     later_merged = sum(hk in record["accepted"] for record in records[1:] for hk in small)
     assert later_merged > len(small) * len(records[1:]) / 2, context
     assert all(any(hk in record["accepted"] for record in records[1:]) for hk in small), context
@@ -128,8 +129,13 @@ def test_small_miners_train_width_shards_spread_over_windows_and_get_paid(tmp_pa
 def test_a_dead_lead_is_replaced_and_a_returning_one_catches_up_before_it_leads(tmp_path):
     """The lead is killed after its first round: the second validator elects itself and leads from
     the last checkpoint it verified. Restarted three rounds later with its stale state, the old
-    lead follows (syncs, verifies) until it holds the freshest checkpoint, then leads again."""
-    summary, _ = run_main_job(tmp_path, "--rounds", "8", "--round-blocks", "56", "--train-blocks", "36",
+    lead follows (syncs, verifies) until it holds the freshest checkpoint, then leads again.
+
+    It holds the freshest checkpoint at a round's election only when its check of the lead's last
+    settled round ended before it; on this machine both validators score for most of a 14-s round,
+    so that takes one to three rounds after the sync (in one CI run of 8 rounds it led again only
+    once the successor had stopped, with nobody left to check it): 10 rounds leave it three chances."""
+    summary, _ = run_main_job(tmp_path, "--rounds", "10", "--round-blocks", "56", "--train-blocks", "36",
                               "--inner-steps", "15", "--validators", "2", "--kill-lead", "1", "--revive-lead", "3",
                               timeout=900)
     context = json.dumps(summary, indent=1) + log_tails(tmp_path)
@@ -138,7 +144,7 @@ def test_a_dead_lead_is_replaced_and_a_returning_one_catches_up_before_it_leads(
     assert len(led) >= 2, context
     assert re.search(r"round \d+: this validator leads .* passed over: \S+ unreachable", successor_log), context
     rounds = summary["rounds"]
-    assert len(rounds) == 8, context
+    assert len(rounds) == 10, context
     before = {r["round"]: r for r in rounds}.get(led[0] - 1, {}).get("heldout_loss", summary["initial_heldout_loss"])
     assert rounds[-1]["heldout_loss"] < before, context  # the model kept improving under the new lead
 
@@ -151,9 +157,11 @@ def test_a_dead_lead_is_replaced_and_a_returning_one_catches_up_before_it_leads(
     # lead, or replayed from a verified round), then leads from it or a later one.
     synced = re.search(r"synced checkpoint (\w+) from the lead|the lead's checkpoint is verified", after_return)
     led_again = re.search(r"round (\d+): leading from checkpoint (\w+)", after_return)
-    assert synced and led_again and synced.start() < led_again.start(), context
+    assert synced and led_again and synced.start() < led_again.start(), "no sync, then lead, after return\n" + context
     assert int(led_again.group(1)) > int(behind.group(1)) and led_again.group(2) != stale, context
-    assert "the lead's checkpoint is verified" in successor_log.split(f"round {led_again.group(1)}:")[-1], context
+    checked_by_successor = successor_log.split(f"round {led_again.group(1)}:")
+    assert len(checked_by_successor) > 1 and "the lead's checkpoint is verified" in checked_by_successor[-1], (
+        f"the successor did not check round {led_again.group(1)}, led again by the returned lead\n" + context)
     records = {name: {r["round_index"]: r["new_checkpoint"] for r in map(json.loads, (
         tmp_path / name / "rounds.jsonl").read_text().splitlines())} for name in ("validator", "validator1")}
     common = sorted(set(records["validator"]) & set(records["validator1"]))
