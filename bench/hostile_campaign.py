@@ -52,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--round-blocks", type=int, default=main_job.round_blocks)
     p.add_argument("--train-blocks", type=int, default=main_job.train_blocks)
     p.add_argument("--inner-steps", type=int, default=main_job.inner_steps, help="0: the preset's")
+    p.add_argument("--pages-per-miner", type=int, default=main_job.pages_per_miner, help="0: the preset's")
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "deai"))
     p.add_argument("--items", default="1,3,4,5,6,7",
                    help="the attacks to make, by item (1, 4, 5: the hostile miner; 3, 6, 7: the attacker); "
@@ -67,7 +68,8 @@ def runner_args(args: argparse.Namespace) -> argparse.Namespace:
     """The main job's settings for the same run (its neuron commands and chain setup read them)."""
     return runner.parse_args(["--rounds", str(args.rounds), "--preset", args.preset, "--block-time",
                               str(args.block_time), "--round-blocks", str(args.round_blocks), "--train-blocks",
-                              str(args.train_blocks), "--inner-steps", str(args.inner_steps), "--wandb.off",
+                              str(args.train_blocks), "--inner-steps", str(args.inner_steps),
+                              "--pages-per-miner", str(args.pages_per_miner), "--wandb.off",
                               "--cache-dir", args.cache_dir])
 
 

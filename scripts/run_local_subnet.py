@@ -57,6 +57,15 @@ class Neuron:
     flags: list[str] = field(default_factory=list)  # extra command-line flags ("{workdir}" is the run's dir)
 
 
+# The main job's recipe on the tiny preset: more steps than 24-s rounds fit on a 2-core machine
+# (its miners train about 85-96 of them, until the deadline, and then go straight on to the
+# next round's order, which came while they trained), over pages enough for that to stay about
+# six passes. With the preset's H=30 over 96 pages they reached H in about 9 s of an 18-s round
+# and trained 48% of their time; without a cap on passes, training until the deadline over 96
+# pages made up to 23 passes and the held-out loss rose again from round 4.
+MAIN_JOB_TINY_RECIPE = (96, 256)  # inner steps at most, pages per miner
+
+
 @dataclass(frozen=True)
 class MinerPlan:
     """A miner other runners ask for (bench/adversarial.py): its behaviour, extra flags
@@ -79,15 +88,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--team-size", type=int, default=0,
                    help="run the first honest miner under torchrun with this many processes (one hotkey)")
     p.add_argument("--block-time", type=float, default=0.25, help="simnet seconds per block")
-    p.add_argument("--round-blocks", type=int, default=72, help="blocks per round")
+    p.add_argument("--round-blocks", type=int, default=96, help="blocks per round")
     p.add_argument("--train-blocks", type=int, default=0,
                    help="blocks from round start to the miners' deadline (default: all but one with overlapped "
                         "rounds, where a round is scored while the next trains; two thirds with --no-overlap, "
                         "which leaves the scoring the rest)")
     p.add_argument("--inner-steps", type=int, default=0,
-                   help="most inner steps per round (miners train until the deadline, at most this; 0: the preset's)")
+                   help="most inner steps per round (miners train until the deadline, at most this; 0: the "
+                        "preset's, or with neither this nor --pages-per-miner given on the tiny preset, the main "
+                        f"job's {MAIN_JOB_TINY_RECIPE[0]})")
     p.add_argument("--pages-per-miner", type=int, default=0,
-                   help="pages per miner per round (0: the preset's)")
+                   help=f"pages per miner per round (0: the preset's, or the main job's {MAIN_JOB_TINY_RECIPE[1]} "
+                        "as for --inner-steps)")
     p.add_argument("--no-overlap", dest="overlap", action="store_false",
                    help="settle each round before the next starts (miners wait while validators score)")
     p.add_argument("--tempo", type=int, default=10, help="subnet tempo in blocks")
@@ -119,6 +131,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.train_blocks:
         args.train_blocks = args.round_blocks - 1 if args.overlap else args.round_blocks * 2 // 3
+    if args.preset == "tiny" and not args.model and not args.inner_steps and not args.pages_per_miner:
+        args.inner_steps, args.pages_per_miner = MAIN_JOB_TINY_RECIPE
     if args.kill_lead and args.validators < 2:
         p.error("--kill-lead needs --validators 2 or more (someone must take over)")
     if args.revive_lead and not args.kill_lead:
@@ -241,6 +255,13 @@ def read_jsonl(path: Path) -> list[dict]:
         except ValueError:  # blank, or half-written by a crash (the validator cuts it at its next append)
             continue
     return found
+
+
+def last_error_line(log: Path) -> str:
+    """The last line of a log that says what went wrong (an exception's, or the last one)."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.exists() else []
+    errors = [line for line in lines if "Error" in line or "ERROR" in line]
+    return (errors or lines or ["(no log)"])[-1].strip()
 
 
 def rounds_done(validator: Neuron) -> list[dict]:
@@ -398,6 +419,9 @@ def main(argv: list[str] | None = None, miner_plans: list[MinerPlan] | None = No
         crasher = crash_chaos(args, neurons, netuid, sim_url, workdir, victim, logs, console)
         records = watch_rounds(args, validator, miners, console, memory, others, revive, crasher)
         crasher.close()
+        if not records and validator.process.poll():
+            raise SystemExit(f"{validator.name} exited with code {validator.process.returncode} before its first "
+                             f"round: {last_error_line(logs / f'{validator.name}.log')} (see {logs})")
         validator.process.wait(timeout=120 + 4 * args.round_blocks * args.block_time)
         watch.stop()
         outcome = asyncio.run(read_chain_outcome(sim_url, netuid))

@@ -97,9 +97,11 @@ def test_small_miners_train_width_shards_spread_over_windows_and_get_paid(tmp_pa
     loaded machine a small miner trains fewer steps; 1 of the 8 later shard updates of one run
     missed it (z 0.22), and in one CI run 2 of the 4 of one round did (z 0.62 for one). So shard
     updates are lost to that test and to nothing else, most later ones are merged, and every
-    small miner is merged in one of the three later rounds and paid.
+    small miner is merged in one of the three later rounds and paid. It runs the main job's
+    earlier rounds and recipe (72 blocks, H=30 over 96 pages), the ones these figures are from.
     """
-    summary, _ = run_main_job(tmp_path, "--small-miners", "4", "--rounds", "4", timeout=900)
+    summary, _ = run_main_job(tmp_path, "--small-miners", "4", "--rounds", "4", "--round-blocks", "72",
+                              "--inner-steps", "30", "--pages-per-miner", "96", timeout=900)
     context = json.dumps(summary, indent=1) + log_tails(tmp_path)
     small = {m["hotkey"] for m in summary["miners"] if m["name"].endswith("-small")}
     assert len(small) == 4, context
