@@ -68,6 +68,16 @@ def test_validator_memory_bench_runs_both_modes_to_the_same_aggregate(capsys):
     assert packed["merged_norm"] == dense["merged_norm"] > 0  # the same round either way
 
 
+def test_validator_host_sweep_fits_the_growth_in_the_number_of_contributions(capsys):
+    assert validator_memory.growth_exponent([{"miners": 16, "seconds": 2.0}, {"miners": 64, "seconds": 8.0},
+                                             {"miners": 256, "seconds": 32.0}]) == pytest.approx(1.0)
+    assert validator_memory.growth_exponent([{"miners": 4, "seconds": 1.0}, {"miners": 8, "seconds": 4.0}]) \
+        == pytest.approx(2.0)
+    rows = validator_memory.main(["--preset", "tiny", "--miners", "2,4", "--modes", "packed"])
+    assert [r["miners"] for r in rows] == [2, 4]
+    assert "seconds grow as N^" in capsys.readouterr().out
+
+
 def test_adversarial_harness_in_process_writes_its_table_and_pays_freeloaders_nothing(capsys, tmp_path):
     result = adversarial_rounds.main(["--smoke", "--attackers", "zero:1,copy:1", "--out", str(tmp_path)])
     assert "| strategy |" in capsys.readouterr().out
