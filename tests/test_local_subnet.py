@@ -95,10 +95,14 @@ def test_small_miners_train_width_shards_spread_over_windows_and_get_paid(tmp_pa
     16 honest shard updates pass it there). Later rounds it has more, not all: with overlapped
     rounds a shard's update is scored on a head one merge ahead of where it trained, and on a
     loaded machine a small miner trains fewer steps; 1 of the 8 later shard updates of one run
-    missed it (z 0.22), and in one CI run 2 of the 4 of one round did (z 0.62 for one). So shard
-    updates are lost to that test and to nothing else, most later ones are merged, and every
-    small miner is merged in one of the three later rounds and paid. It runs the main job's
-    earlier rounds and recipe (72 blocks, H=30 over 96 pages), the ones these figures are from.
+    missed it (z 0.22), and in one CI run 2 of the 4 of one round did (z 0.62 for one). A
+    quarter-width update also helps the full model less each round: held-out gains 0.04-0.12 in
+    round 2, 0.011-0.032 in round 5 over four runs (full-model updates 0.08-0.10 there), and in a
+    fifth run one of round 5 hurt it (gain -0.016, z -8.9; its peer on the same shard +0.008) and
+    the harm check refused it. So shard updates are lost to those two checks and to nothing else,
+    most later ones are merged, and every small miner is merged in one of the three later rounds
+    and paid. It runs the main job's earlier rounds and recipe (72 blocks, H=30 over 96 pages),
+    the ones these figures are from.
     """
     summary, _ = run_main_job(tmp_path, "--small-miners", "4", "--rounds", "4", "--round-blocks", "72",
                               "--inner-steps", "30", "--pages-per-miner", "96", timeout=900)
@@ -113,7 +117,7 @@ def test_small_miners_train_width_shards_spread_over_windows_and_get_paid(tmp_pa
         assert all(w.startswith("width-") and w.endswith("/4") for w in windows), windows
         assert sorted(windows.count(w) for w in set(windows)) == [2, 2], windows  # 2 windows x 2 peers
         reasons = {hk: scored["reports"][hk]["reason"].split(":")[0] for hk in small}
-        assert set(reasons.values()) <= {"accepted", "assigned_vs_random"}, (
+        assert set(reasons.values()) <= {"accepted", "assigned_vs_random", "heldout_gain"}, (
             f"round {scored['round']}: " + "; ".join(scored["reports"][hk]["reason"] for hk in small) + "\n" + context)
     later_merged = sum(hk in record["accepted"] for record in records[1:] for hk in small)
     assert later_merged > len(small) * len(records[1:]) / 2, context
