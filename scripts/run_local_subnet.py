@@ -58,7 +58,7 @@ class Neuron:
 
 
 # The main job's recipe on the tiny preset: more steps than 24-s rounds fit on a 2-core machine
-# (its miners train about 85-96 of them, until the deadline, and then go straight on to the
+# (its miners train about 65-96 of them, until the deadline, and then go straight on to the
 # next round's order, which came while they trained), over pages enough for that to stay about
 # six passes. With the preset's H=30 over 96 pages they reached H in about 9 s of an 18-s round
 # and trained 48% of their time; without a cap on passes, training until the deadline over 96
